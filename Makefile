@@ -1,0 +1,32 @@
+# jetfleet — the README's two commands are `make demo` and `make test`; both create .venv first.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test bench lint venv clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch==2.13.0 is the CPU build (local disk here); see pyproject's `torch` extra.
+	$(PY) -m pip install -q -e '.[dev,torch]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/jetfleet demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) -m benchmarks
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+clean:
+	rm -rf $(VENV) benchmarks/out .pytest_cache

@@ -1,0 +1,8 @@
+"""Commands of this package, merged into the `jetfleet` CLI by `jetfleet.cli`."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer()
+cluster_app = typer.Typer(no_args_is_help=True)

@@ -1,0 +1,1 @@
+"""Profiles, device models (emulated truth), the LightGBM cost model and analytic models."""

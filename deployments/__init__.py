@@ -1,0 +1,1 @@
+"""Ray Serve applications: the HTTP ingress and the device deployments."""

@@ -1,0 +1,66 @@
+"""The `jetfleet` command line. Each top-level package owns its commands in its own `cli` module;
+this file only assembles them and turns jetfleet's own errors into one-line messages.
+
+Command modules must stay cheap to import: Ray, LightGBM, torch and matplotlib are imported inside
+the command functions, so `jetfleet --help` is instant.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from jetfleet.errors import JetfleetError
+
+app = typer.Typer(
+    name="jetfleet",
+    help="Energy-aware, SLO-aware DNN inference on a heterogeneous fleet of edge GPUs.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _assemble() -> None:
+    from cluster import cli as cluster_cli
+    from costmodel import cli as costmodel_cli
+    from deployments import cli as deployments_cli
+    from simulator import cli as simulator_cli
+    from simulator import overload_cli
+    from workloads import cli as workloads_cli
+
+    app.add_typer(costmodel_cli.devices_app, name="devices", help="The device catalogue and emulated device models.")
+    app.add_typer(costmodel_cli.costmodel_app, name="costmodel", help="Train and evaluate the LightGBM cost model.")
+    app.add_typer(cluster_cli.cluster_app, name="cluster", help="Cluster-launcher configs for real fleets.")
+    for module in (simulator_cli, overload_cli, cluster_cli, deployments_cli, workloads_cli):
+        app.registered_commands.extend(module.app.registered_commands)
+
+
+_assemble()
+
+
+def main() -> None:
+    """Console entry point: run the app; a JetfleetError becomes `error: ...` and exit code 2."""
+    try:
+        app(standalone_mode=False)
+    except JetfleetError as e:
+        typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+        sys.exit(2)
+    except typer.Abort:
+        typer.secho("aborted", err=True)
+        sys.exit(130)
+    except Exception as e:  # click usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(e, click.ClickException):
+            e.show()
+            sys.exit(e.exit_code)
+        if isinstance(e, FileNotFoundError):
+            typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+            sys.exit(2)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""The one exception tree of jetfleet.
+
+    JetfleetError
+    ├── ConfigError            a config/inventory/scenario file is wrong (names file, item, field)
+    ├── DataError              a profile or trace table is missing columns or holds bad values
+    ├── InvalidRequestError    a request a user sent is malformed (HTTP maps it to 4xx)
+    ├── UnknownNameError       a device kind, model, policy, fleet... name that does not exist
+    ├── NotFittedError         a model was asked to predict before `fit`
+    ├── DeviceError            a device, engine, DVFS controller or power meter failed
+    │   └── FrequencyError     a frequency outside the device's own available list
+    └── OverloadError          the fleet cannot take a request now (HTTP maps it to 429)
+
+Every message names the offending value and where it came from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class JetfleetError(Exception):
+    """Base of every error jetfleet raises on purpose."""
+
+
+class ConfigError(JetfleetError, ValueError):
+    """A configuration file or object is invalid; the message names the file, the item and the field."""
+
+
+class DataError(JetfleetError, ValueError):
+    """A data table (profiles, scenarios, traces) is missing columns or holds invalid values."""
+
+
+class InvalidRequestError(JetfleetError, ValueError):
+    """A request from a user is malformed."""
+
+
+class UnknownNameError(JetfleetError, KeyError):
+    """A name (device kind, model, policy, fleet, ...) that is not known."""
+
+    def __init__(self, what: str, name: str, known: Iterable[str]) -> None:
+        self.what, self.name, self.known = what, name, sorted(known)
+        super().__init__(f"unknown {what} {name!r}; known: {', '.join(self.known)}")
+
+    def __str__(self) -> str:  # KeyError would quote the whole message otherwise
+        return str(self.args[0])
+
+
+class NotFittedError(JetfleetError, RuntimeError):
+    """An estimator was used before `fit`."""
+
+
+class DeviceError(JetfleetError, RuntimeError):
+    """A device, engine, DVFS controller or power meter failed."""
+
+
+class FrequencyError(DeviceError, ValueError):
+    """A GPU frequency that is not in the device's own available-frequency list."""
+
+
+class OverloadError(JetfleetError, RuntimeError):
+    """The fleet cannot accept a request now; `retry_after_s` says when to try again."""
+
+    def __init__(self, message: str, retry_after_s: float = 1.0, reason: str = "overloaded") -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+        self.reason = reason

@@ -1,0 +1,167 @@
+"""Dataclasses that cross every boundary: requests, device states, decisions, batch results, outcomes.
+
+The simulator (virtual time) and the live Ray scheduler actor (real time) exchange exactly these
+with the policies in `policies/`; nothing here reads a clock or does I/O.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass, field
+
+from jetfleet.errors import InvalidRequestError
+
+DEFAULT_MODEL = "inceptionv3"
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One inference request: N frames of one model, due `slo_s` seconds after it arrived."""
+
+    request_id: int
+    arrival_s: float  # when it arrived (virtual or monotonic real time)
+    n_frames: int  # frames in this request (>= 1)
+    slo_s: float  # latency budget from arrival, network upload included
+    model: str = DEFAULT_MODEL  # model family; the policy may pick a variant of it
+    priority: int = 0  # higher is more important
+    stream: str = "default"  # the stream (camera, client, task) it belongs to
+    upload_s: float = 0.0  # network time already spent before it reached the queue
+
+    def __post_init__(self) -> None:
+        if self.n_frames < 1:
+            raise InvalidRequestError(f"request {self.request_id}: n_frames must be >= 1, got {self.n_frames}")
+        if not self.slo_s > 0 or math.isinf(self.slo_s):
+            raise InvalidRequestError(f"request {self.request_id}: slo_s must be > 0 and finite, got {self.slo_s}")
+
+    @property
+    def deadline_s(self) -> float:
+        """Absolute time by which the request must complete to be within SLO."""
+        return self.arrival_s + self.slo_s
+
+
+class DropReason(str, enum.Enum):
+    """Why a request got no result. Every drop carries one."""
+
+    QUEUE_FULL = "queue_full"  # its stream's bounded queue overflowed (drop_oldest / drop_newest)
+    EVICTED_LOW_PRIORITY = "evicted_low_priority"  # drop_low_priority made room for higher priority
+    DEADLINE_UNREACHABLE = "deadline_unreachable"  # no device can finish it in time, by the cost model
+    SHED = "shed"  # adaptive load shedding protected a higher-priority stream
+    DEADLINE_EXPIRED = "deadline_expired"  # already past its deadline while queued
+    NO_DEVICE = "no_device"  # no healthy device can run its model
+    DEVICE_FAILED = "device_failed"  # its device failed and it could not be retried
+    REJECTED = "rejected"  # refused at admission (HTTP 429)
+    SHUTDOWN = "shutdown"  # the service stopped before it ran
+
+
+@dataclass(slots=True)
+class DeviceState:
+    """What a policy sees of one device at decision time. The driver keeps it current."""
+
+    name: str  # unique name from the fleet inventory
+    kind: str  # catalogue key, e.g. "agx-xavier"
+    freq_hz: float  # GPU frequency now (or the one a pending change will set)
+    busy_until_s: float = 0.0  # when its last dispatched batch is expected to finish (<= now: idle)
+    in_flight: int = 0  # batches dispatched and not yet completed
+    last_busy_s: float = 0.0  # when it last finished work (for idle down-clocking)
+    healthy: bool = True  # False once the driver saw it fail; policies must not dispatch to it
+    models: tuple[str, ...] = ()  # model variants resident on it (empty: any)
+
+    def idle(self, now_s: float) -> bool:
+        """True when nothing is running or queued on the device."""
+        return self.in_flight == 0 and self.busy_until_s <= now_s
+
+
+@dataclass(frozen=True, slots=True)
+class Dispatch:
+    """Run these requests as one batch on `device` at `freq_hz` with model `model` (variant)."""
+
+    device: str
+    request_ids: tuple[int, ...]
+    freq_hz: float
+    model: str  # the model (variant) to run; a family name when the family has one variant
+    predicted_latency_s: float = math.nan  # the policy's prediction, for telemetry and checks
+    predicted_energy_j: float = math.nan
+    reason: str = ""  # why this choice, for telemetry
+
+
+@dataclass(frozen=True, slots=True)
+class Drop:
+    """Answer these requests with no result, for `reason`."""
+
+    request_ids: tuple[int, ...]
+    reason: DropReason
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SetFrequency:
+    """Change an idle device's GPU frequency (e.g. down-clock after idling)."""
+
+    device: str
+    freq_hz: float
+    reason: str = ""
+
+
+@dataclass(slots=True)
+class Decisions:
+    """What one call of `Policy.decide` returns. Empty lists mean: nothing to do now."""
+
+    dispatches: list[Dispatch] = field(default_factory=list)
+    drops: list[Drop] = field(default_factory=list)
+    frequency_changes: list[SetFrequency] = field(default_factory=list)
+    wake_at_s: float | None = None  # call decide again no later than this, even with no event
+
+    def __bool__(self) -> bool:
+        return bool(self.dispatches or self.drops or self.frequency_changes)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    """What a device did with one dispatched batch, as measured (live) or modelled (simulator)."""
+
+    device: str
+    request_ids: tuple[int, ...]
+    n_frames: int
+    model: str
+    freq_hz: float
+    started_s: float
+    finished_s: float
+    latency_s: float  # inference time of the batch (excludes queueing on the device)
+    energy_j: float  # board energy during the batch
+    ok: bool = True
+    error: str = ""  # why it failed, when not ok
+
+
+class OutcomeStatus(str, enum.Enum):
+    COMPLETED = "completed"
+    DROPPED = "dropped"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The one answer a request gets."""
+
+    request_id: int
+    status: OutcomeStatus
+    time_s: float  # when it was answered
+    device: str = ""
+    model: str = ""
+    freq_hz: float = math.nan
+    reason: str = ""  # drop reason or failure message
+    energy_j: float = 0.0  # its share of the batch energy (by frames)
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """A dispatched batch as the driver sends it to a device: the decision plus its requests."""
+
+    batch_id: int
+    dispatch: Dispatch
+    requests: tuple[Request, ...]
+    dispatched_s: float
+
+    @property
+    def n_frames(self) -> int:
+        return sum(r.n_frames for r in self.requests)

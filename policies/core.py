@@ -1,0 +1,284 @@
+"""`SchedulerCore`: applies a policy's decisions to the queue and device states, the same way for
+the simulator (virtual time) and the live scheduler actor (real time).
+
+Life cycle of a request: `submit` (queued; admission may drop it) -> `step` dispatches it in a
+`Batch` (or drops it) -> `complete` answers it with the batch's result, or `fail_batch` /
+`fail_device` put it back in the queue for another device. Every request gets exactly one
+`Outcome`; answering one twice raises, so a driver bug cannot hide.
+
+The core is pure: the driver passes `now_s` and performs the batches and frequency changes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from cluster.catalogue import get_kind
+from costmodel.base import CostModel
+from jetfleet.errors import JetfleetError, UnknownNameError
+from jetfleet.telemetry import DecisionEvent, EventSink
+from jetfleet.types import (
+    Batch,
+    BatchResult,
+    DeviceState,
+    Dispatch,
+    Drop,
+    DropReason,
+    Outcome,
+    OutcomeStatus,
+    Request,
+    SetFrequency,
+)
+from policies.base import Policy
+from policies.queue import RequestQueue
+
+
+class PolicyContractError(JetfleetError, RuntimeError):
+    """A policy returned a decision that cannot be applied (unknown request, device or frequency)."""
+
+
+@dataclass(slots=True)
+class StepOutput:
+    """What the driver must do after one `step`: run batches, change clocks, answer drops, re-wake."""
+
+    batches: list[Batch] = field(default_factory=list)
+    frequency_changes: list[SetFrequency] = field(default_factory=list)
+    outcomes: list[Outcome] = field(default_factory=list)  # drops answered in this step
+    wake_at_s: float | None = None
+
+
+class SchedulerCore:
+    """Owns the queue, the device states and the exactly-once bookkeeping; drives one policy."""
+
+    def __init__(
+        self,
+        policy: Policy,
+        cost: CostModel,
+        devices: Sequence[DeviceState],
+        sink: EventSink | None = None,
+    ) -> None:
+        self.policy = policy
+        self.cost = cost
+        self.queue = RequestQueue()
+        self.devices: dict[str, DeviceState] = {d.name: d for d in devices}
+        self._device_list = list(self.devices.values())
+        self._sink = sink
+        self._open: dict[int, Request] = {}  # submitted, not yet answered
+        self._in_flight: dict[int, Batch] = {}
+        self._next_batch_id = 0
+
+    # -- arrivals -----------------------------------------------------------------------------
+    def submit(self, now_s: float, request: Request) -> list[Outcome]:
+        """Queue a request and let the policy's admission drop what it must. Returns drop outcomes."""
+        if request.request_id in self._open:
+            raise PolicyContractError(f"request {request.request_id} submitted twice")
+        self._open[request.request_id] = request
+        self.queue.add(request)
+        self._emit(now_s, "arrival", "", (request,))
+        return self._apply_drops(now_s, self.policy.admit(now_s, request, self.queue))
+
+    # -- decisions ----------------------------------------------------------------------------
+    def step(self, now_s: float) -> StepOutput:
+        """Ask the policy what to do now and apply it."""
+        decisions = self.policy.decide(now_s, self.queue, self._device_list, self.cost)
+        out = StepOutput(wake_at_s=decisions.wake_at_s)
+        out.outcomes = self._apply_drops(now_s, decisions.drops)
+        for change in decisions.frequency_changes:
+            out.frequency_changes.append(self._apply_frequency(now_s, change))
+        for dispatch in decisions.dispatches:
+            out.batches.append(self._apply_dispatch(now_s, dispatch))
+        return out
+
+    def _apply_dispatch(self, now_s: float, d: Dispatch) -> Batch:
+        device = self._device(d.device)
+        if not device.healthy:
+            raise PolicyContractError(f"policy {self.policy.name} dispatched to failed device {d.device}")
+        freq_hz = self._check_freq(device, d.freq_hz)
+        try:
+            requests = tuple(self.queue.remove(d.request_ids))
+        except KeyError as e:
+            raise PolicyContractError(f"policy {self.policy.name} dispatched a request not queued: {e}") from None
+        if not requests:
+            raise PolicyContractError(f"policy {self.policy.name} dispatched an empty batch to {d.device}")
+        batch = Batch(self._next_batch_id, d, requests, now_s)
+        self._next_batch_id += 1
+        self._in_flight[batch.batch_id] = batch
+        start_s = max(now_s, device.busy_until_s)
+        if freq_hz != device.freq_hz:
+            start_s += get_kind(device.kind).freq_change_delay_s
+        device.busy_until_s = start_s + self._expected_latency(device, d, batch.n_frames, freq_hz)
+        device.freq_hz = freq_hz
+        device.in_flight += 1
+        self._emit(
+            now_s,
+            "dispatch",
+            d.reason,
+            requests,
+            device=d.device,
+            freq_hz=freq_hz,
+            detail={
+                "batch_id": batch.batch_id,
+                "model": d.model,
+                "predicted_latency_s": _finite(d.predicted_latency_s),
+                "predicted_energy_j": _finite(d.predicted_energy_j),
+            },
+        )
+        return batch
+
+    def _apply_frequency(self, now_s: float, change: SetFrequency) -> SetFrequency:
+        device = self._device(change.device)
+        freq_hz = self._check_freq(device, change.freq_hz)
+        device.freq_hz = freq_hz
+        self._emit(now_s, "frequency", change.reason, (), device=device.name, freq_hz=freq_hz)
+        return SetFrequency(device.name, freq_hz, change.reason)
+
+    def _apply_drops(self, now_s: float, drops: Iterable[Drop]) -> list[Outcome]:
+        outcomes = []
+        for drop in drops:
+            try:
+                requests = self.queue.remove(drop.request_ids)
+            except KeyError as e:
+                raise PolicyContractError(f"policy {self.policy.name} dropped a request not queued: {e}") from None
+            kind = "shed" if drop.reason == DropReason.SHED else "drop"
+            self._emit(
+                now_s,
+                kind,
+                drop.reason.value,
+                requests,
+                detail={"detail": drop.detail} if drop.detail else {},
+            )
+            reason = drop.reason.value
+            outcomes += [self._answer(r, OutcomeStatus.DROPPED, now_s, reason=reason) for r in requests]
+        return outcomes
+
+    # -- results ------------------------------------------------------------------------------
+    def complete(self, now_s: float, result: BatchResult, batch_id: int) -> list[Outcome]:
+        """Absorb a finished batch; answer its requests (or re-queue them if it failed)."""
+        batch = self._in_flight.pop(batch_id, None)
+        if batch is None:
+            raise PolicyContractError(f"batch {batch_id} completed but is not in flight")
+        self._release(now_s, batch)
+        self.policy.observe(result)
+        if not result.ok:
+            return self._requeue(now_s, batch, f"batch failed on {result.device}: {result.error}")
+        self._emit(
+            now_s,
+            "complete",
+            "",
+            batch.requests,
+            device=result.device,
+            freq_hz=result.freq_hz,
+            latency_s=result.latency_s,
+            energy_j=result.energy_j,
+            detail={"batch_id": batch_id},
+        )
+        frames = max(result.n_frames, 1)
+        return [
+            self._answer(
+                r,
+                OutcomeStatus.COMPLETED,
+                result.finished_s,
+                device=result.device,
+                model=result.model,
+                freq_hz=result.freq_hz,
+                energy_j=result.energy_j * r.n_frames / frames,
+            )
+            for r in batch.requests
+        ]
+
+    def fail_device(self, now_s: float, name: str, reason: str = "device failed") -> list[Request]:
+        """Mark a device failed and put every request of its in-flight batches back in the queue."""
+        device = self._device(name)
+        device.healthy = False
+        requeued: list[Request] = []
+        for batch_id, batch in list(self._in_flight.items()):
+            if batch.dispatch.device == name:
+                del self._in_flight[batch_id]
+                requeued += self._requeue_requests(now_s, batch, reason)
+        device.in_flight, device.busy_until_s = 0, now_s
+        self._emit(now_s, "fail", reason, (), device=name)
+        return requeued
+
+    def restore_device(self, name: str) -> None:
+        self._device(name).healthy = True
+
+    def drop_all(self, now_s: float, reason: DropReason = DropReason.SHUTDOWN) -> list[Outcome]:
+        """Answer everything still queued (shutdown, end of a simulation)."""
+        return self._apply_drops(now_s, [Drop(tuple(r.request_id for r in self.queue), reason)] if self.queue else [])
+
+    @property
+    def open_requests(self) -> int:
+        """Requests submitted and not yet answered (queued or in flight)."""
+        return len(self._open)
+
+    @property
+    def in_flight_batches(self) -> list[Batch]:
+        return list(self._in_flight.values())
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _requeue(self, now_s: float, batch: Batch, reason: str) -> list[Outcome]:
+        self._requeue_requests(now_s, batch, reason)
+        return []
+
+    def _requeue_requests(self, now_s: float, batch: Batch, reason: str) -> list[Request]:
+        for r in batch.requests:
+            self.queue.add(r)
+        self._emit(now_s, "requeue", reason, batch.requests, device=batch.dispatch.device)
+        return list(batch.requests)
+
+    def _release(self, now_s: float, batch: Batch) -> None:
+        device = self.devices.get(batch.dispatch.device)
+        if device is None:
+            return
+        device.in_flight = max(0, device.in_flight - 1)
+        if device.in_flight == 0:
+            device.busy_until_s = now_s
+            device.last_busy_s = now_s
+
+    def _answer(self, request: Request, status: OutcomeStatus, time_s: float, **kw: object) -> Outcome:
+        if self._open.pop(request.request_id, None) is None:
+            raise PolicyContractError(f"request {request.request_id} answered twice")
+        return Outcome(request.request_id, status, time_s, **kw)  # type: ignore[arg-type]
+
+    def _device(self, name: str) -> DeviceState:
+        try:
+            return self.devices[name]
+        except KeyError:
+            raise UnknownNameError("device", name, self.devices) from None
+
+    def _check_freq(self, device: DeviceState, freq_hz: float) -> float:
+        try:
+            return get_kind(device.kind).check_frequency(freq_hz)
+        except JetfleetError as e:
+            raise PolicyContractError(f"policy {self.policy.name} on {device.name}: {e}") from None
+
+    def _expected_latency(self, device: DeviceState, d: Dispatch, n_frames: int, freq_hz: float) -> float:
+        if math.isfinite(d.predicted_latency_s):
+            return d.predicted_latency_s
+        grid = self.cost.predict_grid(device.kind, d.model, np.array([freq_hz]), np.array([n_frames]))
+        return float(grid.latency_s[0, 0])
+
+    def _emit(self, now_s: float, event: str, reason: str, requests: Sequence[Request], **kw: object) -> None:
+        if self._sink is None:
+            return
+        self._sink(
+            DecisionEvent(
+                time_s=now_s,
+                event=event,
+                reason=reason,
+                request_ids=tuple(r.request_id for r in requests),
+                streams=tuple(r.stream for r in requests),
+                n_frames=sum(r.n_frames for r in requests),
+                queue_depth=len(self.queue),
+                queue_depths=self.queue.stream_counts(),
+                **kw,  # type: ignore[arg-type]
+            )
+        )
+
+
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None

@@ -1,0 +1,1 @@
+"""Discrete-event simulator: drives policies with emulated devices in virtual time."""

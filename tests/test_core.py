@@ -1,0 +1,92 @@
+"""SchedulerCore: the exactly-once bookkeeping shared by the simulator and the live actor."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from costmodel.base import CostGrid
+from jetfleet.telemetry import EventList
+from jetfleet.types import BatchResult, Decisions, DeviceState, Dispatch, Drop, DropReason, OutcomeStatus, Request
+from policies.base import Policy
+from policies.core import PolicyContractError, SchedulerCore
+from policies.queue import RequestQueue
+
+AGX_MAX = 1377e6
+
+
+class FlatCost:
+    def predict_grid(self, kind, model, freqs_hz, batches):
+        lat = np.outer(np.ones(len(freqs_hz)), 0.01 * np.asarray(batches, float))
+        return CostGrid(kind, model, np.asarray(freqs_hz), np.asarray(batches), lat, lat * 10)
+
+
+class SendAll(Policy):
+    name = "send-all"
+
+    def decide(self, now_s, queue, devices, cost):
+        if not queue:
+            return Decisions()
+        ids = tuple(r.request_id for r in queue)
+        return Decisions(dispatches=[Dispatch(devices[0].name, ids, AGX_MAX, "inceptionv3")])
+
+
+def _core(policy=None, sink=None):
+    return SchedulerCore(policy or SendAll(), FlatCost(), [DeviceState("agx0", "agx-xavier", AGX_MAX)], sink)
+
+
+def _req(i, t=0.0, frames=1, slo=1.0):
+    return Request(i, t, frames, slo)
+
+
+def test_dispatched_batch_completes_every_request_once():
+    events = EventList()
+    core = _core(sink=events)
+    core.submit(0.0, _req(1))
+    core.submit(0.0, _req(2, frames=3))
+    (batch,) = core.step(0.0).batches
+    result = BatchResult("agx0", (1, 2), 4, "inceptionv3", AGX_MAX, 0.0, 0.04, 0.04, 0.4)
+    outcomes = core.complete(0.04, result, batch.batch_id)
+    assert [o.status for o in outcomes] == [OutcomeStatus.COMPLETED] * 2
+    assert sum(o.energy_j for o in outcomes) == pytest.approx(0.4)
+    assert core.open_requests == 0
+    assert [e.event for e in events] == ["arrival", "arrival", "dispatch", "complete"]
+
+
+def test_failed_device_requeues_its_requests():
+    core = _core()
+    core.submit(0.0, _req(1))
+    core.step(0.0)
+    requeued = core.fail_device(0.01, "agx0")
+    assert [r.request_id for r in requeued] == [1]
+    assert 1 in core.queue and core.open_requests == 1
+
+
+def test_unlisted_frequency_is_a_contract_error():
+    class BadFreq(SendAll):
+        def decide(self, now_s, queue, devices, cost):
+            return Decisions(dispatches=[Dispatch("agx0", (1,), 1e9, "inceptionv3")])
+
+    core = _core(BadFreq())
+    core.submit(0.0, _req(1))
+    with pytest.raises(PolicyContractError, match="not an available frequency"):
+        core.step(0.0)
+
+
+def test_request_cannot_be_answered_twice():
+    class DropTwice(SendAll):
+        def decide(self, now_s, queue, devices, cost):
+            return Decisions(drops=[Drop((1,), DropReason.SHED), Drop((1,), DropReason.SHED)])
+
+    core = _core(DropTwice())
+    core.submit(0.0, _req(1))
+    with pytest.raises(PolicyContractError):
+        core.step(0.0)
+
+
+def test_queue_orders_by_deadline_and_keeps_arrival_order():
+    q = RequestQueue([_req(1, 0.0, slo=5.0), _req(2, 0.1, slo=1.0), _req(3, 0.2, slo=1.0)])
+    assert [r.request_id for r in q.by_deadline()] == [2, 3, 1]
+    assert [r.request_id for r in q] == [1, 2, 3]
+    q.remove([2])
+    assert q.frames == 2 and q.earliest().request_id == 3
