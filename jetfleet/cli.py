@@ -24,16 +24,19 @@ app = typer.Typer(
 
 def _assemble() -> None:
     from cluster import cli as cluster_cli
-    from costmodel import cli as costmodel_cli
+    from cluster import placement_cli
+    from cluster.launcher_cli import cluster_app
+    from costmodel.costmodel_cli import costmodel_app
+    from costmodel.devices_cli import devices_app
     from deployments import cli as deployments_cli
     from simulator import cli as simulator_cli
     from simulator import overload_cli
     from workloads import cli as workloads_cli
 
-    app.add_typer(costmodel_cli.devices_app, name="devices", help="The device catalogue and emulated device models.")
-    app.add_typer(costmodel_cli.costmodel_app, name="costmodel", help="Train and evaluate the LightGBM cost model.")
-    app.add_typer(cluster_cli.cluster_app, name="cluster", help="Cluster-launcher configs for real fleets.")
-    for module in (simulator_cli, overload_cli, cluster_cli, deployments_cli, workloads_cli):
+    app.add_typer(devices_app, name="devices", help="The device catalogue and emulated device models.")
+    app.add_typer(costmodel_app, name="costmodel", help="Train and evaluate the LightGBM cost model.")
+    app.add_typer(cluster_app, name="cluster", help="Cluster-launcher configs for real fleets.")
+    for module in (simulator_cli, overload_cli, cluster_cli, placement_cli, deployments_cli, workloads_cli):
         app.registered_commands.extend(module.app.registered_commands)
 
 
