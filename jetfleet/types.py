@@ -92,6 +92,7 @@ class Drop:
     request_ids: tuple[int, ...]
     reason: DropReason
     detail: str = ""
+    protected_stream: str = ""  # the stream this drop protected (shedding, eviction), for telemetry
 
 
 @dataclass(frozen=True, slots=True)

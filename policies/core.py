@@ -78,7 +78,13 @@ class SchedulerCore:
             raise PolicyContractError(f"request {request.request_id} submitted twice")
         self._open[request.request_id] = request
         self.queue.add(request)
-        self._emit(now_s, "arrival", "", (request,))
+        self._emit(
+            now_s,
+            "arrival",
+            "",
+            (request,),
+            detail={"arrival_s": request.arrival_s, "slo_s": request.slo_s, "priority": request.priority},
+        )
         return self._apply_drops(now_s, self.policy.admit(now_s, request, self.queue))
 
     # -- decisions ----------------------------------------------------------------------------
@@ -149,6 +155,7 @@ class SchedulerCore:
                 kind,
                 drop.reason.value,
                 requests,
+                protected_stream=drop.protected_stream,
                 detail={"detail": drop.detail} if drop.detail else {},
             )
             reason = drop.reason.value
