@@ -1,0 +1,336 @@
+"""The device runtime: one device's engine, DVFS controller and power meter, running batches.
+
+`DeviceRuntime` is plain Python (no Ray import here); the Ray actor / Ray Serve deployment of a device
+wraps one. It is the only owner of a device's hardware control: a batch's frequency is set through the
+device's own DVFS controller, which accepts only values of the device's own list, and the energy of the
+batch is read from the device's own power meter.
+
+    runtime = DeviceRuntime(fleet.device("agx0"), speed_factor=10)
+    run = await runtime.run_batch(batch)            # BatchRun(result=BatchResult, outputs=[FrameOutput...])
+
+Which engine, controller and meter a device gets comes from its inventory entry (`engine`, `dvfs`,
+`power`, `options`); see `build_engine`, `build_dvfs`, `build_power`. Tests inject fakes with the
+keyword arguments of the same names.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from actors.dvfs import DvfsController, EmulatedDvfs, JetsonDvfs, NvmlDvfs
+from actors.engines.base import Engine, EngineRun, FrameOutput
+from actors.power import BatchHint, EmulatedPowerMeter, JtopPowerMeter, NvmlPowerMeter, PowerMeter
+from cluster.inventory import DeviceSpec
+from costmodel.base import DeviceModel
+from jetfleet.errors import ConfigError, DeviceError, InvalidRequestError, JetfleetError
+from jetfleet.types import Batch, BatchResult, Dispatch
+
+__all__ = ["BatchRun", "DeviceRuntime", "DeviceStatus", "FrameOutput", "build_dvfs", "build_engine", "build_power"]
+
+
+@dataclass(frozen=True, slots=True)
+class BatchRun:
+    """What `DeviceRuntime.run_batch` returns: the measured result and the per-frame outputs."""
+
+    result: BatchResult  # latency_s is wall-clock; energy_j from the device's power meter
+    outputs: list[FrameOutput] | None  # one per frame, in the batch's request order; None when it failed
+    device_latency_s: float = math.nan  # latency in device time: wall latency × speed factor (emulated)
+    modelled_latency_s: float = math.nan  # the device model's latency (emulated engine only)
+    freq_change_s: float = 0.0  # wall time spent changing the frequency before the batch
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceStatus:
+    """A snapshot of one device for the fleet view."""
+
+    name: str
+    kind: str
+    freq_hz: float
+    power_w: float  # board power now (mean power of the running batch while busy)
+    busy: bool
+    batches_run: int
+    frames_run: int
+    energy_j: float  # energy of all batches run so far
+    engine: str = ""
+    dvfs: str = ""
+    power: str = ""
+    speed_factor: float = 1.0
+
+
+def _device_model(spec: DeviceSpec, given: DeviceModel | None) -> DeviceModel:
+    if given is not None:
+        return given
+    from actors.engines.emulated import default_device_model
+
+    opts = spec.options
+    return default_device_model(
+        spec.kind, noise_cv=float(opts.get("noise_cv", 0.0)), seed=int(opts.get("noise_seed", 0)), name=spec.name
+    )
+
+
+def build_engine(spec: DeviceSpec, speed_factor: float, device_model: Callable[[], DeviceModel]) -> Engine:
+    """The engine named by `spec.engine`, configured from `spec.options`."""
+    opts = spec.options
+    if spec.engine == "emulated":
+        from actors.engines.emulated import EmulatedEngine
+
+        return EmulatedEngine(device_model(), speed_factor=speed_factor)
+    if spec.engine == "torch":
+        from actors.engines.torch_engine import TorchEngine
+
+        return TorchEngine.from_options(opts, where=f"device {spec.name!r}")
+    if spec.engine == "tensorrt":
+        from actors.engines.tensorrt_engine import TensorRTEngine
+
+        return TensorRTEngine.from_options(opts, where=f"device {spec.name!r}")
+    raise ConfigError(f"device {spec.name!r}: unknown engine {spec.engine!r}")
+
+
+def build_dvfs(spec: DeviceSpec, speed_factor: float) -> DvfsController:
+    """The DVFS controller named by `spec.dvfs`, configured from `spec.options`."""
+    opts = spec.options
+    if spec.dvfs == "emulated":
+        delay = opts.get("freq_change_delay_s")
+        delay_s = spec.device_kind.freq_change_delay_s if delay is None else float(delay)
+        return EmulatedDvfs(
+            spec.device_kind, initial_hz=opts.get("initial_freq_hz"), settle_delay_s=delay_s / speed_factor
+        )
+    if spec.dvfs == "jetson":
+        return JetsonDvfs(root=opts.get("sysfs_root", "/"), devfreq=opts.get("devfreq"))
+    if spec.dvfs == "nvml":
+        return NvmlDvfs(index=int(opts.get("gpu_index", 0)), probe_lock=True)
+    raise ConfigError(f"device {spec.name!r}: unknown dvfs {spec.dvfs!r}")
+
+
+def build_power(spec: DeviceSpec, device_model: Callable[[], DeviceModel]) -> PowerMeter:
+    """The power meter named by `spec.power`, configured from `spec.options`."""
+    opts = spec.options
+    if spec.power == "emulated":
+        return EmulatedPowerMeter(device_model(), proxy_model=opts.get("power_proxy_model", "resnet18"))
+    if spec.power == "jtop":
+        return JtopPowerMeter(interval_s=float(opts.get("power_interval_s", 0.05)))
+    if spec.power == "nvml":
+        return NvmlPowerMeter(index=int(opts.get("gpu_index", 0)))
+    raise ConfigError(f"device {spec.name!r}: unknown power meter {spec.power!r}")
+
+
+class DeviceRuntime:
+    """One device: runs batches at the frequency they ask for and measures their latency and energy.
+
+    `speed_factor` > 1 compresses the emulated engine's modelled time and the emulated frequency-change
+    delay (demos, tests); energies stay the modelled energies. It defaults to `spec.options["speed_factor"]`
+    or 1. `clock` stamps started_s / finished_s (time.monotonic by default). One batch runs at a time.
+    """
+
+    def __init__(
+        self,
+        spec: DeviceSpec,
+        *,
+        speed_factor: float | None = None,
+        device_model: DeviceModel | None = None,
+        engine: Engine | None = None,
+        dvfs: DvfsController | None = None,
+        power: PowerMeter | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.spec = spec
+        sf = spec.options.get("speed_factor", 1.0) if speed_factor is None else speed_factor
+        if not float(sf) > 0:
+            raise ConfigError(f"device {spec.name!r}: speed_factor must be > 0, got {sf!r}")
+        self.speed_factor = float(sf)
+        cache: list[DeviceModel] = []
+
+        def dm() -> DeviceModel:
+            if not cache:
+                cache.append(_device_model(spec, device_model))
+            return cache[0]
+
+        self.engine = engine if engine is not None else build_engine(spec, self.speed_factor, dm)
+        self.dvfs = dvfs if dvfs is not None else build_dvfs(spec, self.speed_factor)
+        self.power = power if power is not None else build_power(spec, dm)
+        self._clock = clock
+        self._lock = asyncio.Lock()
+        self._freq_hz = self.dvfs.frequency_hz()
+        self._busy = False
+        self._busy_power_w = math.nan
+        self.batches_run = 0
+        self.frames_run = 0
+        self.energy_j = 0.0
+        for model in spec.models:
+            self.engine.load(model)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    # -- frequency -------------------------------------------------------------------------------------
+    def available_frequencies_hz(self) -> list[float]:
+        """The device's own GPU frequencies (catalogue for emulated, sysfs for jetson, NVML for nvml)."""
+        return self.dvfs.available_frequencies_hz()
+
+    def set_frequency(self, freq_hz: float) -> float:
+        """Set the GPU frequency to one of the device's listed values; FrequencyError otherwise."""
+        self._freq_hz = self.dvfs.set_frequency(freq_hz)
+        return self._freq_hz
+
+    def frequency_hz(self) -> float:
+        return self._freq_hz
+
+    async def _ensure_frequency(self, freq_hz: float) -> float:
+        """Set `freq_hz` if it differs from the current one; wait the controller's settle delay; return the
+        wall time spent."""
+        if abs(freq_hz - self._freq_hz) < 1e3:
+            return 0.0
+        t0 = time.perf_counter()
+        self.set_frequency(freq_hz)
+        if self.dvfs.settle_delay_s > 0:
+            await asyncio.sleep(self.dvfs.settle_delay_s)
+        return time.perf_counter() - t0
+
+    # -- batches ---------------------------------------------------------------------------------------
+    async def run_batch(self, batch: Batch, inputs: Sequence[np.ndarray] | None = None) -> BatchRun:
+        """Run one dispatched batch: set its frequency, run the engine, measure latency and energy.
+
+        `inputs` holds one float32 (3, H, W) frame per frame of the batch, in request order, or None for
+        synthetic frames. A failure of the device (bad frequency, engine error, meter error, bad inputs)
+        comes back as a BatchResult with ok=False and the reason, never as an exception."""
+        return await self._run(batch.dispatch, batch.n_frames, inputs)
+
+    async def run_frames(
+        self, model: str, n_frames: int, freq_hz: float, inputs: Sequence[np.ndarray] | None = None
+    ) -> BatchRun:
+        """Run `n_frames` of `model` at `freq_hz` outside any request (profiling, warm-up)."""
+        return await self._run(Dispatch(self.name, (), freq_hz, model), n_frames, inputs)
+
+    async def _run(self, d: Dispatch, n_frames: int, inputs: Sequence[np.ndarray] | None) -> BatchRun:
+        async with self._lock:
+            started = self._clock()
+            try:
+                freq_change_s = await self._ensure_frequency(d.freq_hz)
+                frames = self._frames(inputs, n_frames)
+                started = self._clock()
+                run, wall_s, energy_j = await self._measured_run(d.model, frames, n_frames)
+            except JetfleetError as e:
+                return self._failed(d, n_frames, started, f"{type(e).__name__}: {e}")
+            finished = self._clock()
+        result = BatchResult(
+            device=self.name,
+            request_ids=d.request_ids,
+            n_frames=n_frames,
+            model=d.model,
+            freq_hz=self._freq_hz,
+            started_s=started,
+            finished_s=finished,
+            latency_s=wall_s,
+            energy_j=energy_j,
+        )
+        device_latency = wall_s * self.speed_factor if self.engine.name == "emulated" else wall_s
+        return BatchRun(result, run.outputs, device_latency, run.modelled_latency_s, freq_change_s)
+
+    async def _measured_run(
+        self, model: str, frames: np.ndarray | None, n_frames: int
+    ) -> tuple[EngineRun, float, float]:
+        self._busy = True
+        run: EngineRun | None = None
+        try:
+            self.power.start()
+            t0 = time.perf_counter()
+            try:
+                run = await self.engine.run(model, frames, n_frames, self._freq_hz)
+            except JetfleetError:
+                raise
+            except Exception as e:  # an engine bug or a runtime failure (CUDA, torch) fails this batch only
+                raise DeviceError(f"{self.engine.name} engine on {self.name!r} failed on {model}: {e!r}") from e
+            finally:
+                wall_s = time.perf_counter() - t0
+                hint = BatchHint(model, n_frames, self._freq_hz)
+                if run is not None:
+                    hint = BatchHint(model, n_frames, self._freq_hz, run.modelled_energy_j, run.modelled_latency_s)
+                reading = self.power.stop(wall_s, hint)
+        finally:
+            self._busy = False
+        self._busy_power_w = reading.power_w
+        self.batches_run += 1
+        self.frames_run += n_frames
+        self.energy_j += reading.energy_j
+        return run, wall_s, reading.energy_j
+
+    def _frames(self, inputs: Sequence[np.ndarray] | None, n_frames: int) -> np.ndarray | None:
+        if inputs is None:
+            return None
+        if len(inputs) != n_frames:
+            raise InvalidRequestError(f"device {self.name!r}: got {len(inputs)} input frames for a batch of {n_frames}")
+        try:
+            frames = np.stack([np.asarray(x, dtype=np.float32) for x in inputs])
+        except ValueError as e:
+            raise InvalidRequestError(f"device {self.name!r}: input frames differ in shape: {e}") from None
+        if frames.ndim != 4 or frames.shape[1] != 3:
+            raise InvalidRequestError(
+                f"device {self.name!r}: each input frame must be float32 (3, H, W), got {frames.shape[1:]}"
+            )
+        return frames
+
+    def _failed(self, d: Dispatch, n_frames: int, started: float, error: str) -> BatchRun:
+        now = self._clock()
+        result = BatchResult(
+            device=self.name,
+            request_ids=d.request_ids,
+            n_frames=n_frames,
+            model=d.model,
+            freq_hz=self._freq_hz,
+            started_s=started,
+            finished_s=now,
+            latency_s=max(0.0, now - started),
+            energy_j=0.0,
+            ok=False,
+            error=error,
+        )
+        return BatchRun(result, None)
+
+    # -- status and profiling --------------------------------------------------------------------------
+    def status(self) -> DeviceStatus:
+        """Name, kind, frequency, power now, busy flag and counters."""
+        if self._busy and not math.isnan(self._busy_power_w):
+            power_w = self._busy_power_w
+        else:
+            try:
+                power_w = self.power.power_w(self._freq_hz)
+            except JetfleetError:
+                power_w = math.nan
+        return DeviceStatus(
+            name=self.name,
+            kind=self.spec.kind,
+            freq_hz=self._freq_hz,
+            power_w=power_w,
+            busy=self._busy,
+            batches_run=self.batches_run,
+            frames_run=self.frames_run,
+            energy_j=self.energy_j,
+            engine=self.engine.name,
+            dvfs=self.dvfs.name,
+            power=self.power.name,
+            speed_factor=self.speed_factor,
+        )
+
+    async def profile(
+        self, model: str, freqs_hz: Sequence[float], batches: Sequence[int], *, warmup: int = 1, repetitions: int = 3
+    ) -> list[Any]:
+        """Sweep frequency × batch for `model`; one `actors.profiling.ProfileRow` per point (mean of
+        `repetitions` after `warmup` runs). The frequency in force before is restored afterwards, also on error."""
+        from actors.profiling import profile_device
+
+        return await profile_device(self, model, freqs_hz, batches, warmup=warmup, repetitions=repetitions)
+
+    def close(self) -> None:
+        """Give the clock back to the system and release the engine and meter."""
+        for part in (self.dvfs.restore, self.engine.close, self.power.close, self.dvfs.close):
+            with contextlib.suppress(JetfleetError):
+                part()

@@ -1,0 +1,1 @@
+"""Inference engines of the device runtime: emulated, torch (CPU), TensorRT (GPU)."""
