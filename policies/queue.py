@@ -80,10 +80,20 @@ class RequestQueue:
         """Requests queued per stream (a copy)."""
         return dict(self._per_stream)
 
-    def by_deadline(self) -> Iterator[Request]:
-        """Requests in earliest-deadline-first order."""
-        by_id = self._by_id
-        return (by_id[k[2]] for k in self._keys)
+    def by_deadline(self, not_before_s: float | None = None) -> Iterator[Request]:
+        """Requests in earliest-deadline-first order; with `not_before_s`, only those due at or after it.
+
+        Skipping the ones already due is O(log n), so a policy can look past a backlog of late requests.
+        """
+        by_id, keys = self._by_id, self._keys
+        if not_before_s is None:
+            return (by_id[k[2]] for k in keys)
+        start = bisect.bisect_left(keys, (not_before_s,))
+        return (by_id[keys[i][2]] for i in range(start, len(keys)))
+
+    def count_due_before(self, t_s: float) -> int:
+        """How many queued requests have a deadline before `t_s` (O(log n))."""
+        return bisect.bisect_left(self._keys, (t_s,))
 
     def earliest(self) -> Request | None:
         """The request with the earliest deadline, or None when empty."""
