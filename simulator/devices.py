@@ -84,6 +84,10 @@ class EmulatedDevice:
             p = self._idle_w[freq_hz] = float(self.model.idle_power_w(freq_hz))
         return p
 
+    def set_cost_fn(self, cost_fn: BatchCostFn | None) -> None:
+        """Use `cost_fn` (e.g. a noisy model's `batch_cost`) instead of the cached noiseless model."""
+        self._cost_fn = cost_fn
+
     def batch_cost(self, model: str, n_frames: int, freq_hz: float) -> tuple[float, float]:
         """(latency_s, energy_j) of a batch: the cost function if one was given, else the device model."""
         if self._cost_fn is not None:

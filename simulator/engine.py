@@ -20,10 +20,12 @@ not yet answered at `horizon_s`. Energy is integrated per device from the first 
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from cluster.catalogue import get_kind
 from cluster.inventory import Fleet
@@ -35,6 +37,9 @@ from policies.base import Policy
 from policies.core import SchedulerCore, StepOutput
 from simulator.devices import EmulatedDevice
 from simulator.metrics import RunMetrics, RunRecord, compute_metrics, energy_bound_j
+
+if TYPE_CHECKING:
+    from costmodel.device_models import NoiseModel
 
 MIN_WAKE_STEP_S = 1e-6
 _COMPLETION = 0  # heap priority; the only kind on the heap today, kept for SimPy-style ordering
@@ -65,7 +70,7 @@ class SimResult:
 
 def default_device_models(fleet: Fleet) -> dict[str, DeviceModel]:
     """The analytic device model of every kind in the fleet (costmodel.device_models), noiseless."""
-    from costmodel.device_models import device_model
+    from costmodel.device_models import device_model  # lazily: the engine also runs on any DeviceModel
 
     return {kind: device_model(kind) for kind in sorted({d.kind for d in fleet.devices})}
 
@@ -80,16 +85,21 @@ def simulate(
     seed: int = 0,
     sink: EventSink | None = None,
     horizon_s: float | None = None,
+    noise: NoiseModel | None = None,
     initial_freq: str = "max",
 ) -> SimResult:
     """Run `policy` on `requests` over `fleet` and return outcomes, batches, energy and metrics.
 
-    `device_models` maps each device kind to its truth (default: `costmodel.device_models`); `cost` is what
-    the policy consults. `seed` seeds the device models' noise where they have any (a model exposing
-    `with_seed(seed)` is re-seeded per run), so a run is a pure function of its arguments. Devices start
-    idle at their maximum (`initial_freq="max"`) or minimum (`"min"`) frequency.
+    `device_models` maps each device kind to its noiseless truth (default: `costmodel.device_models`);
+    `cost` is what the policy consults. With `noise` (a `costmodel.device_models.NoiseModel`), every device
+    draws seeded run-to-run variation from its own stream, `noise` re-seeded with `seed` and the device's
+    name, so a run is a pure function of its arguments. Devices start idle at their maximum
+    (`initial_freq="max"`) or minimum (`"min"`) frequency.
     """
-    return _Run(requests, fleet, policy, cost, device_models, seed, sink, horizon_s, initial_freq).run()
+    run = _Run(requests, fleet, policy, cost, device_models, sink, horizon_s, initial_freq)
+    if noise is not None:
+        run.add_noise(dataclasses.replace(noise, seed=seed))
+    return run.run()
 
 
 class _Run:
@@ -102,7 +112,6 @@ class _Run:
         policy: Policy,
         cost: CostModel,
         device_models: Mapping[str, DeviceModel] | None,
-        seed: int,
         sink: EventSink | None,
         horizon_s: float | None,
         initial_freq: str,
@@ -118,7 +127,6 @@ class _Run:
         missing = sorted({d.kind for d in fleet.devices} - set(self.truth))
         if missing:
             raise ConfigError(f"simulate: no device model for kind(s) {missing} of fleet {fleet.name!r}")
-        self.truth = {k: _seeded(m, seed) for k, m in self.truth.items()}
         self.start_s = self.requests[0].arrival_s if self.requests else 0.0
         states, self.devices = [], {}
         for spec in fleet.devices:
@@ -133,6 +141,15 @@ class _Run:
         self.outcomes: dict[int, Outcome] = {}
         self.batches: list[BatchResult] = []
         self.decisions = 0
+
+    def add_noise(self, noise: NoiseModel) -> None:
+        """Give every device a noisy copy of its kind's model with its own seeded stream."""
+        for name, device in self.devices.items():
+            base = self.truth[device.kind.key]
+            if not (dataclasses.is_dataclass(base) and hasattr(base, "noise") and hasattr(base, "batch_cost")):
+                raise ConfigError(f"simulate: the device model of {device.kind.key} does not support noise")
+            noisy = dataclasses.replace(base, noise=noise.for_device(name))
+            device.set_cost_fn(noisy.batch_cost)
 
     def run(self) -> SimResult:
         requests, n = self.requests, len(self.requests)
@@ -228,11 +245,6 @@ class _Run:
             decisions=self.decisions,
             metrics=compute_metrics(name, [record]),
         )
-
-
-def _seeded(model: DeviceModel, seed: int) -> DeviceModel:
-    with_seed = getattr(model, "with_seed", None)
-    return with_seed(seed) if callable(with_seed) else model
 
 
 def aggregate(results: Sequence[SimResult], policy: str | None = None) -> RunMetrics:

@@ -1,0 +1,213 @@
+"""`loudva`: LoudVA's own energy-aware scheduler, reproduced faithfully (weaknesses included).
+
+Source: LoudVA (github.com/iloudaros/LoudVA) `LoudController/LoudScheduler.py` (the version with the
+safety margin, frequency-change delay and throughput fallback), `Settings.py` and `DeviceData.py`.
+Paper: "Leveraging DVFS for Energy-Efficient and QoS-aware Edge Video Analytics" (doi 10.1145/3721889.3721925).
+
+Every decision (LoudVA polls every 10 ms; here: after each arrival or completion, and every 10 ms while it
+holds requests back):
+
+1. The queue is ordered by remaining slack (deadline - now); the tightest slack is the constraint.
+2. Exhaustive search over the *available* devices (fewer than `max_in_flight` = 2 batches in flight;
+   LoudVA's Triton `model_instances`), every frequency of the device, and every batch size up to
+   min(queued frames, device cap) (caps AGX 64, NX 8, Nano 4): predicted latency + 0.2 s safety margin
+   + the frequency-change delay (when the frequency differs from the device's current one) must fit the
+   tightest slack; among those, the lowest predicted energy per frame wins. LoudVA predicts as if the
+   device were idle now: it ignores the work already queued on it (`busy_until_s`), a weakness kept on
+   purpose. Batch sizes are the frame counts of whole-request prefixes of the slack order.
+3. When nothing fits, LoudVA's "closest configuration": among all configurations, those whose throughput
+   (frames / predicted latency) is at least the queued frame count, with the lowest latency (margin and
+   change delay included); if none reaches it, the highest throughput, then the lowest latency. With a
+   short queue this is batch 1 at the current clock.
+4. Adaptive waiting: if the tightest slack exceeds 4 x the chosen configuration's expected latency
+   (`batching_wait_strictness`), fewer frames than the largest cap are queued, and a request arrived in
+   the last 5 s (`batching_max_wait_time`), dispatch nothing and look again in 10 ms.
+5. One batch per decision (LoudVA dispatches one batch per loop iteration).
+6. Every 2 s (`scaling_logic_period`) devices idle for at least 4 s (`frequency_scaling_idle_limit`) are
+   down-clocked to their lowest frequency.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from cluster.catalogue import get_kind
+from costmodel.base import CostModel
+from jetfleet.types import Decisions, DeviceState, Dispatch, Request, SetFrequency
+from policies.base import Policy
+from policies.baselines import LOUDVA_TICK_S, Ticker, batch_cap
+from policies.queue import RequestQueue
+from policies.registry import register
+
+SAFETY_MARGIN_S = 0.2  # Settings.safety_margin
+WAIT_STRICTNESS = 4.0  # Settings.batching_wait_strictness
+MAX_WAIT_SINCE_ARRIVAL_S = 5.0  # Settings.batching_max_wait_time
+SCALING_PERIOD_S = 2.0  # Settings.scaling_logic_period
+IDLE_DOWNCLOCK_S = 4.0  # Settings.frequency_scaling_idle_limit
+MAX_IN_FLIGHT = 2  # Triton model_instances per device
+
+
+@dataclass(frozen=True)
+class _Choice:
+    device: DeviceState
+    freq_hz: float
+    n_requests: int  # the batch is the first n_requests of the slack order
+    latency_s: float  # predicted inference latency
+    energy_j: float
+    expected_s: float  # latency + safety margin + change delay: LoudVA's "expected latency"
+    fits: bool
+
+
+class LoudVA(Policy):
+    """LoudVA's scheduler; see the module docstring for the algorithm and its source."""
+
+    name = "loudva"
+
+    def __init__(self, *, safety_margin_s: float = SAFETY_MARGIN_S, max_in_flight: int = MAX_IN_FLIGHT) -> None:
+        self.safety_margin_s = safety_margin_s
+        self.max_in_flight = max_in_flight
+        self._last_arrival_s = -math.inf
+        self._scaling = Ticker(SCALING_PERIOD_S)
+        self._grids: dict[tuple[str, str], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+    def admit(self, now_s: float, request: Request, queue: RequestQueue) -> list:
+        self._last_arrival_s = now_s
+        return []
+
+    def decide(self, now_s: float, queue: RequestQueue, devices: Sequence[DeviceState], cost: CostModel) -> Decisions:
+        out = Decisions()
+        if queue:
+            self._schedule(now_s, queue, devices, cost, out)
+        busy = {d.device for d in out.dispatches}
+        self._downclock(now_s, [d for d in devices if d.name not in busy], out)
+        return out
+
+    # -- idle down-clocking ---------------------------------------------------------------------
+    def _downclock(self, now_s: float, devices: Sequence[DeviceState], out: Decisions) -> None:
+        pending = False
+        for d in devices:
+            f_min = get_kind(d.kind).min_freq_hz
+            if d.healthy and d.in_flight == 0 and d.freq_hz != f_min:
+                if self._scaling.due(now_s) and now_s - d.last_busy_s >= IDLE_DOWNCLOCK_S:
+                    out.frequency_changes.append(SetFrequency(d.name, f_min, "idle for 4 s"))
+                else:
+                    pending = True
+        if pending:
+            out.wake_at_s = _earliest(out.wake_at_s, self._scaling.next(now_s))
+
+    # -- batching -------------------------------------------------------------------------------
+    def _schedule(
+        self, now_s: float, queue: RequestQueue, devices: Sequence[DeviceState], cost: CostModel, out: Decisions
+    ) -> None:
+        ordered = list(queue.by_deadline())  # least remaining slack first
+        model = ordered[0].model
+        ordered = [r for r in ordered if r.model == model]
+        slack_s = ordered[0].deadline_s - now_s
+        frames = np.cumsum([r.n_frames for r in ordered])
+        available = [d for d in devices if d.healthy and d.in_flight < self.max_in_flight]
+        if not available:
+            return  # a completion wakes us
+        choice = self._search(available, model, frames, slack_s, cost)
+        if choice is None:
+            return
+        largest_cap = max(batch_cap(d.kind) for d in devices)
+        if (
+            slack_s > choice.expected_s * WAIT_STRICTNESS
+            and queue.frames < largest_cap
+            and now_s - self._last_arrival_s < MAX_WAIT_SINCE_ARRIVAL_S
+        ):
+            out.wake_at_s = _earliest(out.wake_at_s, now_s + LOUDVA_TICK_S)
+            return
+        batch = ordered[: choice.n_requests]
+        out.dispatches.append(
+            Dispatch(
+                choice.device.name,
+                tuple(r.request_id for r in batch),
+                choice.freq_hz,
+                model,
+                predicted_latency_s=choice.latency_s,
+                predicted_energy_j=choice.energy_j,
+                reason="lowest energy per frame" if choice.fits else "throughput fallback",
+            )
+        )
+        if len(batch) < len(queue):
+            out.wake_at_s = _earliest(out.wake_at_s, now_s + LOUDVA_TICK_S)
+
+    def _search(
+        self, devices: Sequence[DeviceState], model: str, frames: np.ndarray, slack_s: float, cost: CostModel
+    ) -> _Choice | None:
+        best: tuple[float, _Choice] | None = None  # (energy per frame, choice) among configs that fit
+        closest: tuple[tuple, _Choice] | None = None  # LoudVA's closest_config, by its ordering key
+        queued = float(frames[-1])
+        for d in devices:
+            kind = get_kind(d.kind)
+            cap = batch_cap(d.kind)
+            n = max(1, int(np.searchsorted(frames, cap, side="right")))  # prefixes of <= cap frames (>= 1)
+            sizes = frames[:n].astype(int)
+            freqs, latency, energy = self._grid(d.kind, model, int(sizes[-1]), cost)
+            lat = latency[:, sizes - 1]
+            en = energy[:, sizes - 1]
+            delay = np.where(np.abs(freqs - d.freq_hz) < 1.0, 0.0, kind.freq_change_delay_s)[:, None]
+            expected = lat + self.safety_margin_s + delay
+            epf = en / sizes[None, :]
+            fits = expected <= slack_s
+            if fits.any():
+                masked = np.where(fits, epf, np.inf)
+                fi, bi = np.unravel_index(int(np.argmin(masked)), masked.shape)
+                if best is None or masked[fi, bi] < best[0]:
+                    best = (float(masked[fi, bi]), _choice(d, freqs, lat, en, expected, fi, bi, True))
+            throughput = sizes[None, :] / lat
+            meets = throughput >= queued
+            # LoudVA's ordering: meeting the throughput first, then lowest latency; else highest throughput.
+            keys = np.where(meets, expected, np.inf)
+            if meets.any():
+                fi, bi = np.unravel_index(int(np.argmin(keys)), keys.shape)
+                key: tuple = (0, float(expected[fi, bi]))
+            else:
+                order = np.lexsort((expected.ravel(), -throughput.ravel()))
+                fi, bi = np.unravel_index(int(order[0]), expected.shape)
+                key = (1, -float(throughput[fi, bi]), float(expected[fi, bi]))
+            if closest is None or key < closest[0]:
+                closest = (key, _choice(d, freqs, lat, en, expected, fi, bi, False))
+        if best is not None:
+            return best[1]
+        return closest[1] if closest is not None else None
+
+    def _grid(self, kind: str, model: str, batch: int, cost: CostModel) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The cost model's (freqs, latency[F, B], energy[F, B]) for batches 1..>= batch, cached per kind/model."""
+        hit = self._grids.get((kind, model))
+        if hit is None or hit[1].shape[1] < batch:
+            size = max(batch, batch_cap(kind), 2 * (hit[1].shape[1] if hit is not None else 0))
+            freqs = np.asarray(get_kind(kind).freqs_hz, dtype=float)
+            grid = cost.predict_grid(kind, model, freqs, np.arange(1, size + 1))
+            hit = (freqs, np.asarray(grid.latency_s), np.asarray(grid.energy_j))
+            self._grids[(kind, model)] = hit
+        return hit
+
+
+def _choice(
+    d: DeviceState,
+    freqs: np.ndarray,
+    lat: np.ndarray,
+    en: np.ndarray,
+    expected: np.ndarray,
+    fi: int,
+    bi: int,
+    fits: bool,
+) -> _Choice:
+    return _Choice(
+        d, float(freqs[fi]), int(bi) + 1, float(lat[fi, bi]), float(en[fi, bi]), float(expected[fi, bi]), fits
+    )
+
+
+def _earliest(a: float | None, b: float) -> float:
+    return b if a is None else min(a, b)
+
+
+@register("loudva")
+def _loudva(arg: str | None) -> Policy:
+    return LoudVA()
