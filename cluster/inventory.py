@@ -64,11 +64,11 @@ class Fleet(BaseModel):
 
     @model_validator(mode="after")
     def _unique_names(self) -> Fleet:
-        seen: set[str] = set()
-        for d in self.devices:
+        seen: dict[str, int] = {}
+        for i, d in enumerate(self.devices, start=1):
             if d.name in seen:
-                raise ValueError(f"device name {d.name!r} appears twice")
-            seen.add(d.name)
+                raise ValueError(f"device name {d.name!r} appears twice (devices #{seen[d.name]} and #{i})")
+            seen[d.name] = i
         return self
 
     def device(self, name: str) -> DeviceSpec:
@@ -88,8 +88,11 @@ def _describe(error: ValidationError, raw: dict[str, Any], source: str) -> str:
         label = item.get("name") if isinstance(item, dict) else None
         where += f": device {label!r}" if label else f": device #{loc[1] + 1}"
         loc = loc[2:]
-    field = ".".join(str(p) for p in loc) or "(top level)"
-    return f"{where}: field {field!r}: {first['msg']}"
+    message = first["msg"].removeprefix("Value error, ")
+    if not loc:
+        return f"{where}: {message}"
+    field = ".".join(str(p) for p in loc)
+    return f"{where}: field {field!r}: {message}"
 
 
 def fleet_from_dict(raw: Any, source: str = "<fleet>") -> Fleet:
