@@ -145,3 +145,20 @@ def test_speed_factor_comes_from_the_inventory_options():
     spec = DeviceSpec(name="nano0", kind="jetson-nano", options={"speed_factor": 50})
     rt = DeviceRuntime(spec, device_model=LinearDeviceModel("jetson-nano"))
     assert rt.speed_factor == 50 and rt.dvfs.settle_delay_s == pytest.approx(NANO.freq_change_delay_s / 50)
+
+
+def test_torch_device_measures_wall_time_and_prices_it_with_the_cpu_power_model():
+    """A torch device on the CPU: real outputs, measured latency, energy = modelled busy power × latency."""
+    pytest.importorskip("torch")
+    spec = DeviceSpec(name="cpu0", kind="cpu", engine="torch", options={"model_map": {"mobilenetv2": "tiny-cnn"}})
+    dm = LinearDeviceModel("cpu")
+    rt = DeviceRuntime(spec, device_model=dm)
+    f = get_kind("cpu").max_freq_hz
+    reqs = (Request(7, 0.0, 2, 1.0, model="mobilenetv2"),)
+    batch = Batch(1, Dispatch("cpu0", (7,), f, "mobilenetv2"), reqs, 0.0)
+    frames = [np.random.default_rng(i).standard_normal((3, 64, 64), dtype=np.float32) for i in range(2)]
+    run = _run(rt, batch, frames)
+    assert run.result.ok and len(run.outputs) == 2 and run.outputs[0] != run.outputs[1]
+    assert run.result.latency_s > 0 and run.device_latency_s == run.result.latency_s
+    power = dm.busy_power_w("mobilenetv2", 2, f)
+    assert run.result.energy_j == pytest.approx(power * run.result.latency_s)
