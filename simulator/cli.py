@@ -1,7 +1,219 @@
-"""Commands of this package, merged into the `jetfleet` CLI by `jetfleet.cli`."""
+"""`jetfleet simulate`: run policies side by side on the same workloads in the discrete-event simulator.
+
+Commands of this package are merged into the `jetfleet` CLI by `jetfleet.cli`; heavy imports (numpy
+workloads, matplotlib, LightGBM) stay inside the command so `jetfleet --help` is instant.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
 import typer
 
+from jetfleet.errors import ConfigError, UnknownNameError
+
+if TYPE_CHECKING:
+    from costmodel.base import CostModel
+    from jetfleet.telemetry import DecisionEvent, EventSink
+    from jetfleet.types import Request
+    from simulator.metrics import RunMetrics
+
 app = typer.Typer()
+
+COST_MODELS = ("lgbm", "oracle")
+
+
+@app.command("simulate")
+def simulate_command(
+    scenario: list[Path] = typer.Option(
+        [], "--scenario", "-s", help="LoudVA scenario CSV (repeatable); results are aggregated over them."
+    ),
+    fleet: str = typer.Option("agx", "--fleet", "-f", help="Built-in fleet name (agx, loudva-cluster, ...) or YAML."),
+    policy: list[str] = typer.Option(
+        ["jetfleet"], "--policy", "-p", help="Policy spec (repeatable), e.g. loudva, fixed-batch:32, interval:0.2."
+    ),
+    json_out: Path | None = typer.Option(None, "--json", help="Write {'results': [...]} here."),
+    plot: Path | None = typer.Option(None, "--plot", help="PNG: frames per joule against % frames within SLO."),
+    seed: int = typer.Option(0, "--seed", help="Seed of device noise and of seeded policies' defaults."),
+    cost_model: str = typer.Option(
+        "", "--cost-model", help="What policies consult: lgbm (default when available) or oracle."
+    ),
+    events: Path | None = typer.Option(None, "--events", help="Write every decision event as JSON lines."),
+    noise_cv: float = typer.Option(0.0, "--noise-cv", help="Run-to-run latency variation of the devices (0: none)."),
+    poisson_hz: float = typer.Option(
+        0.0, "--poisson-hz", help="Without --scenario: a Poisson workload of this many requests per second."
+    ),
+    duration_s: float = typer.Option(300.0, "--duration-s", help="Length of the --poisson-hz workload."),
+) -> None:
+    """Run every --policy on the same workloads and compare energy and SLO attainment."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from cluster.inventory import load_fleet
+    from policies.registry import make_policy
+
+    console = Console(stderr=True)
+    fleet_obj = load_fleet(fleet)
+    for spec in policy:
+        make_policy(spec)  # unknown names fail here, before any work
+    workloads = _workloads(scenario, poisson_hz, duration_s, seed)
+    cost, cost_name = _cost_model(cost_model, console)
+    noise = _noise(noise_cv)
+    results: list[RunMetrics] = []
+    writer = _event_writer(events)
+    try:
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task("simulating", total=len(policy) * len(workloads))
+            for spec in policy:
+                runs = []
+                for label, requests in workloads:
+                    progress.update(task, description=f"{spec} on {label}")
+                    sink = _labelled(writer, spec, label) if writer is not None else None
+                    runs.append(_run(requests, fleet_obj, spec, cost, seed, sink, noise))
+                    progress.advance(task)
+                results.append(_aggregate(runs, spec))
+    finally:
+        if writer is not None:
+            writer.close()
+    _print_table(results, fleet_obj.name, cost_name, len(workloads))
+    if json_out is not None:
+        _write_json(json_out, results, fleet_obj.name, cost_name, seed, [label for label, _ in workloads])
+        console.print(f"wrote {json_out}")
+    if plot is not None:
+        plot_results(results, plot, title=f"{len(workloads)} workload(s) on fleet {fleet_obj.name}")
+        console.print(f"wrote {plot}")
+
+
+def _workloads(
+    scenarios: Sequence[Path], poisson_hz: float, duration_s: float, seed: int
+) -> list[tuple[str, list[Request]]]:
+    from workloads.scenarios import read_scenario
+
+    if scenarios:
+        return [(p.name, read_scenario(p)) for p in scenarios]
+    if poisson_hz > 0:
+        from workloads.arrivals import poisson
+
+        return [(f"poisson-{poisson_hz:g}hz", poisson(poisson_hz, duration_s, seed=seed, frames=(1, 8), slo_s=(1, 10)))]
+    raise ConfigError("no workload: give --scenario CSV (LoudVA format, repeatable) or --poisson-hz RATE")
+
+
+def _cost_model(name: str, console: Any) -> tuple[CostModel, str]:
+    """The cost model policies consult: LightGBM by default when it is available, else the oracle."""
+    if name and name not in COST_MODELS:
+        raise UnknownNameError("cost model", name, COST_MODELS)
+    if name in ("", "lgbm"):
+        try:
+            from costmodel.lgbm import default_cost_model
+        except ImportError:
+            if name == "lgbm":
+                raise ConfigError("--cost-model lgbm: costmodel.lgbm is not available in this checkout") from None
+            console.print("[yellow]note:[/] LightGBM cost model not available; policies consult the oracle")
+        else:
+            return default_cost_model(), "lgbm"
+    from costmodel.device_models import OracleCostModel
+
+    return OracleCostModel(), "oracle"
+
+
+def _noise(cv: float) -> Any:
+    if cv < 0:
+        raise ConfigError(f"--noise-cv must be >= 0, got {cv}")
+    if cv == 0:
+        return None
+    from costmodel.device_models import NoiseModel
+
+    return NoiseModel(cv=cv)
+
+
+def _run(requests: list[Request], fleet: Any, spec: str, cost: CostModel, seed: int, sink: Any, noise: Any) -> Any:
+    from policies.registry import make_policy
+    from simulator.engine import simulate
+
+    return simulate(requests, fleet, make_policy(spec), cost, seed=seed, sink=sink, noise=noise)
+
+
+def _aggregate(runs: list[Any], spec: str) -> RunMetrics:
+    from simulator.engine import aggregate
+
+    return aggregate(runs, spec)
+
+
+def _event_writer(path: Path | None) -> Any:
+    if path is None:
+        return None
+    from jetfleet.telemetry import JsonlEventWriter
+
+    return JsonlEventWriter(path)
+
+
+def _labelled(writer: EventSink, policy: str, workload: str) -> Callable[[DecisionEvent], None]:
+    """A sink that tags each event with the policy and workload it came from."""
+
+    def sink(event: DecisionEvent) -> None:
+        writer(dataclasses.replace(event, detail={**event.detail, "policy": policy, "workload": workload}))
+
+    return sink
+
+
+def _print_table(results: Sequence[RunMetrics], fleet: str, cost: str, n_workloads: int) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{n_workloads} workload(s) on fleet {fleet}; policies consult the {cost} cost model")
+    for header in ("policy", "frames", "% within SLO", "energy J", "frames/J", "p50 s", "p95 s", "dropped", "bound"):
+        table.add_column(header, justify="left" if header == "policy" else "right")
+    for m in results:
+        table.add_row(
+            m.policy,
+            str(m.frames),
+            f"{m.pct_frames_within_slo:.1f}",
+            f"{m.energy_j:,.0f}",
+            f"{m.frames_per_joule:.3f}",
+            f"{m.p50_latency_s:.2f}",
+            f"{m.p95_latency_s:.2f}",
+            str(m.dropped_frames),
+            f"{m.bound_fraction:.3f}",
+        )
+    import shutil
+
+    Console(width=max(120, shutil.get_terminal_size().columns)).print(table)
+
+
+def _write_json(
+    path: Path, results: Sequence[RunMetrics], fleet: str, cost: str, seed: int, workloads: list[str]
+) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc = {
+        "results": [m.to_dict() for m in results],
+        "fleet": fleet,
+        "cost_model": cost,
+        "seed": seed,
+        "workloads": workloads,
+    }
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+
+
+def plot_results(results: Sequence[RunMetrics], path: Path, *, title: str = "") -> None:
+    """Frames per joule against % frames within SLO, one labelled point per policy (Agg backend)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 5), dpi=120)
+    for m in results:
+        ax.scatter(m.pct_frames_within_slo, m.frames_per_joule, s=50)
+        ax.annotate(m.policy, (m.pct_frames_within_slo, m.frames_per_joule), textcoords="offset points", xytext=(5, 5))
+    ax.set_xlabel("frames within SLO (%)", fontsize=11)
+    ax.set_ylabel("frames per joule (frames/J)", fontsize=11)
+    ax.set_title(title or "policies: energy efficiency vs SLO attainment", fontsize=12)
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
