@@ -48,6 +48,9 @@ def simulate_command(
         0.0, "--poisson-hz", help="Without --scenario: a Poisson workload of this many requests per second."
     ),
     duration_s: float = typer.Option(300.0, "--duration-s", help="Length of the --poisson-hz workload."),
+    energy_from_zero: bool = typer.Option(
+        False, "--energy-from-zero", help="Integrate energy from time 0 of each workload (as LoudVA measured it)."
+    ),
 ) -> None:
     """Run every --policy on the same workloads and compare energy and SLO attainment."""
     from rich.console import Console
@@ -73,7 +76,8 @@ def simulate_command(
                 for label, requests in workloads:
                     progress.update(task, description=f"{spec} on {label}")
                     sink = _labelled(writer, spec, label) if writer is not None else None
-                    runs.append(_run(requests, fleet_obj, spec, cost, seed, sink, noise))
+                    start_s = 0.0 if energy_from_zero else None
+                    runs.append(_run(requests, fleet_obj, spec, cost, seed, sink, noise, start_s))
                     progress.advance(task)
                 results.append(_aggregate(runs, spec))
     finally:
@@ -130,11 +134,21 @@ def _noise(cv: float) -> Any:
     return NoiseModel(cv=cv)
 
 
-def _run(requests: list[Request], fleet: Any, spec: str, cost: CostModel, seed: int, sink: Any, noise: Any) -> Any:
+def _run(
+    requests: list[Request],
+    fleet: Any,
+    spec: str,
+    cost: CostModel,
+    seed: int,
+    sink: Any,
+    noise: Any,
+    start_s: float | None,
+) -> Any:
     from policies.registry import make_policy
     from simulator.engine import simulate
 
-    return simulate(requests, fleet, make_policy(spec), cost, seed=seed, sink=sink, noise=noise)
+    policy = make_policy(spec)
+    return simulate(requests, fleet, policy, cost, seed=seed, sink=sink, noise=noise, start_s=start_s)
 
 
 def _aggregate(runs: list[Any], spec: str) -> RunMetrics:

@@ -57,7 +57,7 @@ class SimResult:
     device_energy_j: dict[str, float]
     device_busy_s: dict[str, float]  # time spent running batches
     device_batches: dict[str, int]
-    start_s: float  # first arrival
+    start_s: float  # start of the energy window: the first arrival unless simulate(start_s=) moved it
     end_s: float  # last answer
     energy_bound_j: float  # `simulator.metrics.energy_bound_j` of the completed requests over [start_s, end_s]
     decisions: int  # calls of Policy.decide
@@ -87,6 +87,7 @@ def simulate(
     horizon_s: float | None = None,
     noise: NoiseModel | None = None,
     initial_freq: str = "max",
+    start_s: float | None = None,
 ) -> SimResult:
     """Run `policy` on `requests` over `fleet` and return outcomes, batches, energy and metrics.
 
@@ -95,8 +96,11 @@ def simulate(
     draws seeded run-to-run variation from its own stream, `noise` re-seeded with `seed` and the device's
     name, so a run is a pure function of its arguments. Devices start idle at their maximum
     (`initial_freq="max"`) or minimum (`"min"`) frequency.
+
+    Energy is integrated from the first arrival (DESIGN.md) unless `start_s` (<= the first arrival) moves the
+    start of the window earlier: LoudVA's measurements start at its scenario's time 0, before the first request.
     """
-    run = _Run(requests, fleet, policy, cost, device_models, sink, horizon_s, initial_freq)
+    run = _Run(requests, fleet, policy, cost, device_models, sink, horizon_s, initial_freq, start_s)
     if noise is not None:
         run.add_noise(dataclasses.replace(noise, seed=seed))
     return run.run()
@@ -115,6 +119,7 @@ class _Run:
         sink: EventSink | None,
         horizon_s: float | None,
         initial_freq: str,
+        start_s: float | None = None,
     ) -> None:
         self.requests = sorted(requests, key=lambda r: r.arrival_s)  # stable: ties keep the given order
         ids = {r.request_id for r in self.requests}
@@ -127,7 +132,10 @@ class _Run:
         missing = sorted({d.kind for d in fleet.devices} - set(self.truth))
         if missing:
             raise ConfigError(f"simulate: no device model for kind(s) {missing} of fleet {fleet.name!r}")
-        self.start_s = self.requests[0].arrival_s if self.requests else 0.0
+        first_s = self.requests[0].arrival_s if self.requests else 0.0
+        if start_s is not None and start_s > first_s:
+            raise ConfigError(f"simulate: start_s {start_s} is after the first arrival at {first_s}")
+        self.start_s = first_s if start_s is None else start_s
         states, self.devices = [], {}
         for spec in fleet.devices:
             kind = get_kind(spec.kind)
