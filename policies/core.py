@@ -217,6 +217,12 @@ class SchedulerCore:
         """Answer everything still queued (shutdown, end of a simulation)."""
         return self._apply_drops(now_s, [Drop(tuple(r.request_id for r in self.queue), reason)] if self.queue else [])
 
+    def drop(self, now_s: float, request_ids: Iterable[int], reason: DropReason, detail: str = "") -> list[Outcome]:
+        """Answer these queued requests with no result: a driver's own drop (e.g. a request whose batches
+        failed on devices too often, or no healthy device left). Raises for requests not queued."""
+        ids = tuple(request_ids)
+        return self._apply_drops(now_s, [Drop(ids, reason, detail)] if ids else [])
+
     @property
     def open_requests(self) -> int:
         """Requests submitted and not yet answered (queued or in flight)."""
