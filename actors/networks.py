@@ -193,25 +193,33 @@ def load_weights(net: nn.Module, path: str | Path) -> nn.Module:
 def export_onnx(net: nn.Module, path: str | Path, *, hw: int, max_batch: int = 256, opset: int = 18) -> Path:
     """Export `net` to ONNX with input `input` (batch, 3, hw, hw), output `logits`, and a dynamic batch axis.
 
-    Uses the torch.export-based exporter (torch >= 2.9 default; needs `onnxscript`), falling back to the
-    TorchScript exporter when onnxscript is missing."""
+    Opset >= 18 uses the torch.export-based exporter (torch's default; needs `onnxscript`); an older opset
+    (TensorRT 8.x reads up to 17) or a missing onnxscript uses the TorchScript exporter."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     net = net.eval()
     example = (torch.randn(2, 3, hw, hw),)
     names = {"input_names": ["input"], "output_names": ["logits"]}
-    try:
-        import onnxscript  # noqa: F401 - the dynamo exporter needs it
-
+    if opset >= 18 and _has_onnxscript():
         batch = torch.export.Dim("batch", min=1, max=max_batch)
         program = torch.onnx.export(
             net, example, dynamic_shapes=({0: batch},), dynamo=True, opset_version=opset, verbose=False, **names
         )
         program.save(str(path))
-    except ImportError:
+    else:
         axes = {"input": {0: "batch"}, "logits": {0: "batch"}}
-        torch.onnx.export(net, example, str(path), dynamic_axes=axes, dynamo=False, opset_version=17, **names)
+        torch.onnx.export(
+            net, example, str(path), dynamic_axes=axes, dynamo=False, opset_version=min(opset, 17), **names
+        )
     return path
+
+
+def _has_onnxscript() -> bool:
+    try:
+        import onnxscript  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def image_to_chw(image, hw: int) -> np.ndarray:
