@@ -16,7 +16,7 @@ from policies.base import Policy
 
 
 class FakeDeviceModel:
-    """latency = (0.02 + 0.01 b) f_max / f; busy power = idle(f) + 10 W (f / f_max) b / (b + 4);
+    """latency = (0.02 + 0.005 b) f_max / f; busy power = idle(f) + 10 W (f / f_max) b / (b + 4);
     idle(f) = idle_w (1 + 0.1 (f - f_min) / (f_max - f_min))."""
 
     def __init__(self, kind: str) -> None:
@@ -24,7 +24,7 @@ class FakeDeviceModel:
         self._kind = get_kind(kind)
 
     def latency_s(self, model: str, batch: int, freq_hz: float) -> float:
-        return (0.02 + 0.01 * batch) * self._kind.max_freq_hz / freq_hz
+        return (0.02 + 0.005 * batch) * self._kind.max_freq_hz / freq_hz
 
     def busy_power_w(self, model: str, batch: int, freq_hz: float) -> float:
         return self.idle_power_w(freq_hz) + 10.0 * freq_hz / self._kind.max_freq_hz * batch / (batch + 4)
