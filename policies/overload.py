@@ -1,0 +1,549 @@
+"""Overload control in the policy layer, composed with any dispatching policy.
+
+    fifo                 the baseline: first in, first out, batch 1 at maximum frequency on each idle
+                         device; bounded stream queues as configured; no shedding
+    overload[:INNER]     `OverloadControl` around INNER (default `jetfleet`; `edf` is a plain
+                         earliest-deadline-first inner): bounded queues, deadline-aware drops, priority-aware
+                         shedding with a floor; INNER chooses device, batch, frequency (and variant)
+
+`OverloadControl` decides in four steps each time it is called:
+
+1. *deadline-aware drops*: a queued request whose earliest possible completion (max(now, busy_until)
+   + its batch latency at maximum frequency, by the cost model, on its best device) is past its deadline
+   is dropped with `deadline_unreachable` instead of wasting a device;
+2. *adaptive shedding*: the virtual schedule of `policies.shedding.plan` serves the queue in priority
+   order; a request below the top priority that would be late there and cannot run now without making
+   higher-priority work late is shed (`shed`, naming the stream it protects);
+3. *the floor*: a stream with `min_share` > 0 that got less than that share of the device time dispatched
+   over the last `share_window_s` while it had work queued is served next on an idle device, whatever its
+   priority: low priority is degraded, never starved;
+4. *dispatch*: the inner policy sees the top-priority requests (and all devices) and chooses freely; then,
+   on devices still idle, it sees the next priority's requests, and each batch it proposes is kept only if
+   the virtual schedule says no higher-priority request — queued, or one of an active stream arriving
+   right now — becomes late because of it. When the inner proposes nothing acceptable, the earliest-deadline
+   request runs alone at maximum frequency if that is safe.
+
+`admission_decision` is the same reasoning for a request not yet queued, for the HTTP path (429 with
+Retry-After): accept, or reject with a reason and a retry-after. Nothing here reads a clock.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+
+from cluster.catalogue import get_kind
+from costmodel.base import CostModel
+from jetfleet.types import BatchResult, Decisions, DeviceState, Dispatch, Drop, DropReason, Request
+from policies.base import Policy
+from policies.queue import RequestQueue
+from policies.registry import register
+from policies.shedding import (
+    ActiveStream,
+    CostOracle,
+    bound_victims,
+    can_run,
+    earliest_completion_s,
+    plan,
+    shed_drops,
+)
+from policies.streams import DropPolicy, StreamSet
+
+_EPS_S = 1e-9
+
+
+# -- simple dispatchers ---------------------------------------------------------------------------------
+class _SingleDispatch(Policy):
+    """Batch 1 at maximum frequency on every idle device, in the order `_order` gives."""
+
+    def __init__(self, streams: StreamSet | None = None) -> None:
+        self.streams = streams or StreamSet()
+        self._oracle: CostOracle | None = None
+
+    def admit(self, now_s: float, request: Request, queue: RequestQueue) -> list[Drop]:
+        return bound_victims(request, queue, self.streams)
+
+    def _order(self, queue: RequestQueue) -> Iterable[Request]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def decide(self, now_s: float, queue: RequestQueue, devices: Sequence[DeviceState], cost: CostModel) -> Decisions:
+        out = Decisions()
+        if not queue:
+            return out
+        if self._oracle is None or self._oracle.cost is not cost:
+            self._oracle = CostOracle(cost)
+        taken: set[int] = set()
+        for d in devices:
+            if not d.healthy or d.in_flight:
+                continue
+            r = next((r for r in self._order(queue) if r.request_id not in taken and can_run(d, r.model)), None)
+            if r is None:
+                continue
+            taken.add(r.request_id)
+            out.dispatches.append(_single(d, r, self._oracle, self.name))
+        return out
+
+
+class FifoPolicy(_SingleDispatch):
+    """First in, first out across all streams; bounded queues as configured; no shedding."""
+
+    name = "fifo"
+
+    def _order(self, queue: RequestQueue) -> Iterable[Request]:
+        return iter(queue)
+
+
+class EdfDispatch(_SingleDispatch):
+    """Earliest deadline first, batch 1 at maximum frequency: a plain inner policy for `OverloadControl`."""
+
+    name = "edf"
+
+    def _order(self, queue: RequestQueue) -> Iterable[Request]:
+        return queue.by_deadline()
+
+
+def _single(device: DeviceState, request: Request, oracle: CostOracle, reason: str) -> Dispatch:
+    latency_s = oracle.batch_latency_s(device.kind, request.model, request.n_frames)
+    return Dispatch(
+        device.name,
+        (request.request_id,),
+        get_kind(device.kind).max_freq_hz,
+        request.model,
+        predicted_latency_s=latency_s if math.isfinite(latency_s) else math.nan,
+        reason=reason,
+    )
+
+
+# -- admission (HTTP) -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class AdmissionDecision:
+    """Whether to take a request now; when not, why and when to try again (HTTP 429 + Retry-After)."""
+
+    accepted: bool
+    reason: DropReason | None = None  # queue_full, deadline_unreachable or shed when rejected
+    retry_after_s: float = 0.0  # seconds; 0 when accepted
+    detail: str = ""
+    protected_stream: str = ""  # the stream a `shed` rejection protects
+
+    @classmethod
+    def accept(cls) -> AdmissionDecision:
+        return cls(True)
+
+
+def admission_decision(
+    now_s: float,
+    request: Request,
+    queue: RequestQueue,
+    streams: StreamSet,
+    devices: Sequence[DeviceState] = (),
+    cost: CostModel | None = None,
+    *,
+    active: Iterable[ActiveStream] = (),
+    min_retry_after_s: float = 1.0,
+    oracle: CostOracle | None = None,
+) -> AdmissionDecision:
+    """Accept `request` (not yet queued), or reject it with a reason and a retry-after.
+
+    Rejected: its bounded queue is full and would drop the newcomer (drop_newest, or drop_low_priority
+    with nothing of lower priority queued) -> `queue_full`; with devices and a cost model, no device can
+    finish it in time -> `deadline_unreachable`; it would only make its deadline by making higher-priority
+    work (queued, or of the `active` streams) late -> `shed`. drop_oldest never rejects: the oldest goes.
+    """
+    bound = streams.bound_of(request.stream)
+    if bound is not None:
+        members = [r for r in queue if r.stream in bound.streams]
+        full = len(members) >= bound.limit
+        loses = bound.drop_policy is DropPolicy.DROP_NEWEST or (
+            bound.drop_policy is DropPolicy.DROP_LOW_PRIORITY and request.priority < min(m.priority for m in members)
+        )
+        if full and loses:
+            wait_s = _drain_s(members[:1], devices, oracle or (CostOracle(cost) if cost else None))
+            return AdmissionDecision(
+                False,
+                DropReason.QUEUE_FULL,
+                max(min_retry_after_s, wait_s),
+                f"{bound.scope} full ({len(members)}/{bound.limit}), {bound.drop_policy.value}",
+            )
+    healthy = [d for d in devices if d.healthy]
+    if not healthy or cost is None:
+        return AdmissionDecision.accept()
+    oracle = oracle or CostOracle(cost)
+    done_s = earliest_completion_s(now_s, request, healthy, oracle)
+    if done_s > request.deadline_s + _EPS_S:
+        free_s = min(max(now_s, d.busy_until_s) for d in healthy)
+        return AdmissionDecision(
+            False,
+            DropReason.DEADLINE_UNREACHABLE,
+            max(min_retry_after_s, free_s - now_s),
+            f"earliest completion {done_s - now_s:.3f} s after now exceeds its {request.slo_s:.3f} s budget",
+        )
+    free = {d.name: max(now_s, d.busy_until_s) for d in healthy}
+    verdict = plan(now_s, [*queue, request], healthy, free, oracle, active)
+    for r, protected in verdict.shed:
+        if r.request_id == request.request_id:
+            ahead = [c for rid, c in verdict.completion_s.items() if queue.get(rid).priority > request.priority]
+            wait_s = max(ahead, default=now_s) - now_s
+            return AdmissionDecision(
+                False,
+                DropReason.SHED,
+                max(min_retry_after_s, wait_s),
+                f"higher-priority work would be late; protects {protected}",
+                protected,
+            )
+    return AdmissionDecision.accept()
+
+
+def _drain_s(requests: Sequence[Request], devices: Sequence[DeviceState], oracle: CostOracle | None) -> float:
+    """Optimistic time to serve `requests` on the healthy devices (0 without a cost model)."""
+    healthy = [d for d in devices if d.healthy]
+    if oracle is None or not healthy:
+        return 0.0
+    work_s = 0.0
+    for r in requests:
+        work_s += min(oracle.frame_time_s(d.kind, r.model) for d in healthy) * r.n_frames
+    return work_s / len(healthy) if math.isfinite(work_s) else 0.0
+
+
+# -- the overload layer ---------------------------------------------------------------------------------
+class _Step:
+    """One `decide` call's working state: what was taken, the devices as the inner should now see them."""
+
+    def __init__(self, now_s: float, devices: Sequence[DeviceState]) -> None:
+        self.now_s = now_s
+        self.devices = [d for d in devices if d.healthy]
+        self.views: dict[str, DeviceState] = {d.name: d for d in devices}
+        self.free: dict[str, float] = {d.name: max(now_s, d.busy_until_s) for d in self.devices}
+        self.used: set[str] = set()
+        self.taken: set[int] = set()
+        self.out = Decisions()
+        self.wakes: list[float] = []
+        self.by_id: dict[int, Request] = {}
+
+    def drop(self, drops: Iterable[Drop]) -> None:
+        for d in drops:
+            ids = tuple(i for i in d.request_ids if i not in self.taken)
+            if ids:
+                self.out.drops.append(replace(d, request_ids=ids))
+                self.taken.update(ids)
+
+    def accept(self, dispatch: Dispatch, latency_s: float) -> None:
+        device = self.views[dispatch.device]
+        start_s = self.free[dispatch.device]
+        if dispatch.freq_hz != device.freq_hz:
+            start_s += get_kind(device.kind).freq_change_delay_s
+        self.free[dispatch.device] = start_s + latency_s
+        self.views[dispatch.device] = replace(
+            device, busy_until_s=start_s + latency_s, in_flight=device.in_flight + 1, freq_hz=dispatch.freq_hz
+        )
+        self.out.dispatches.append(dispatch)
+        self.taken.update(dispatch.request_ids)
+        self.used.add(dispatch.device)
+
+    def idle(self) -> list[DeviceState]:
+        """Healthy devices with nothing in flight and nothing dispatched to them in this step."""
+        return [self.views[d.name] for d in self.devices if d.in_flight == 0 and d.name not in self.used]
+
+    def all_views(self) -> list[DeviceState]:
+        return list(self.views.values())
+
+
+class OverloadControl(Policy):
+    """Bounded queues, deadline-aware drops, priority-aware shedding and a floor around an inner policy.
+
+    See the module docstring for the four steps. `streams` configures the queue bounds and floors; every
+    other input (priority, budget) is each request's own. Keeps only its own memory: the last arrival of
+    each stream and the device time dispatched per stream over the share window.
+    """
+
+    name = "overload"
+
+    def __init__(self, inner: Policy, streams: StreamSet | None = None, *, label: str | None = None) -> None:
+        self.inner = inner
+        self.streams = streams or StreamSet()
+        self.name = label or f"overload:{inner.name}"
+        self._last: dict[str, ActiveStream] = {}
+        self._served: deque[tuple[float, str, float]] = deque()  # (dispatched_s, stream, device seconds)
+        self._served_by: dict[str, float] = {}
+        self._oracle: CostOracle | None = None
+
+    # -- arrivals -----------------------------------------------------------------------------------
+    def admit(self, now_s: float, request: Request, queue: RequestQueue) -> list[Drop]:
+        """Remember the stream as active, then keep its bounded queue within its limit."""
+        self._last[request.stream] = ActiveStream(request.stream, request.priority, request.slo_s, request.model, now_s)
+        drops = bound_victims(request, queue, self.streams)
+        dropped = {i for d in drops for i in d.request_ids}
+        if request.request_id not in dropped:
+            for d in self.inner.admit(now_s, request, queue):
+                ids = tuple(i for i in d.request_ids if i not in dropped)
+                if ids:
+                    drops.append(replace(d, request_ids=ids))
+                    dropped.update(ids)
+        return drops
+
+    def active_streams(self, now_s: float) -> list[ActiveStream]:
+        """Streams with an arrival within the last `active_window_s`."""
+        window_s = self.streams.active_window_s
+        return [a for a in self._last.values() if now_s - a.last_arrival_s <= window_s]
+
+    def admission(
+        self, now_s: float, request: Request, queue: RequestQueue, devices: Sequence[DeviceState], cost: CostModel
+    ) -> AdmissionDecision:
+        """`admission_decision` with this policy's streams, active streams and cost cache (the HTTP path)."""
+        return admission_decision(
+            now_s,
+            request,
+            queue,
+            self.streams,
+            devices,
+            cost,
+            active=self.active_streams(now_s),
+            oracle=self._oracle_for(cost),
+        )
+
+    def observe(self, result: BatchResult) -> None:
+        self.inner.observe(result)
+
+    # -- decisions ----------------------------------------------------------------------------------
+    def decide(self, now_s: float, queue: RequestQueue, devices: Sequence[DeviceState], cost: CostModel) -> Decisions:
+        if not queue:
+            return self.inner.decide(now_s, queue, devices, cost)
+        oracle = self._oracle_for(cost)
+        step = _Step(now_s, devices)
+        step.by_id = {r.request_id: r for r in queue}
+        step.drop(self._unreachable(now_s, queue, step, oracle))
+        pending = [r for r in queue.by_deadline() if r.request_id not in step.taken]
+        active = self.active_streams(now_s)
+        due = self._floor_due(now_s, pending)
+        verdict = plan(now_s, pending, step.devices, step.free, oracle, active, frozenset(due))
+        step.drop(shed_drops(verdict))
+        pending = [r for r in pending if r.request_id not in step.taken]
+        for stream in due:
+            self._serve_floor(stream, pending, step, oracle, cost)
+        self._serve(
+            [r for r in pending if r.priority >= verdict.top_priority and r.request_id not in step.taken],
+            step.all_views(),
+            step,
+            cost,
+            check=None,
+        )
+        self._serve_lower(verdict.top_priority, pending, step, oracle, cost, active, frozenset(due))
+        for d in step.out.dispatches:
+            self._record(now_s, d, step)
+        if queue and len(step.taken) < len(queue) and step.idle():
+            step.wakes.append(self._next_change_s(now_s))
+        wakes = [w for w in step.wakes if w is not None and w > now_s]
+        step.out.wake_at_s = min(wakes) if wakes else None
+        return step.out
+
+    def _unreachable(self, now_s: float, queue: RequestQueue, step: _Step, oracle: CostOracle) -> list[Drop]:
+        drops = []
+        best_by_model: dict[tuple[str, int], float] = {}
+        for r in queue:
+            key = (r.model, r.n_frames)
+            if key not in best_by_model:
+                best_by_model[key] = earliest_completion_s(now_s, r, step.devices, oracle)
+            done_s = best_by_model[key]
+            if done_s > r.deadline_s + _EPS_S and math.isfinite(done_s):
+                detail = f"earliest completion {done_s:.4f} s > deadline {r.deadline_s:.4f} s"
+                drops.append(Drop((r.request_id,), DropReason.DEADLINE_UNREACHABLE, detail))
+        return drops
+
+    def _serve(
+        self,
+        requests: list[Request],
+        devices: list[DeviceState],
+        step: _Step,
+        cost: CostModel,
+        check: object,
+        tag: str = "",
+    ) -> int:
+        """Ask the inner policy about `requests` on `devices`; keep what `check` allows. Returns dispatches kept."""
+        if not requests or not devices:
+            return 0
+        ids = {r.request_id for r in requests}
+        decisions = self.inner.decide(step.now_s, RequestQueue(requests), devices, cost)
+        step.drop(d for d in decisions.drops if set(d.request_ids) <= ids)
+        step.out.frequency_changes.extend(c for c in decisions.frequency_changes if c.device not in step.used)
+        if decisions.wake_at_s is not None:
+            step.wakes.append(decisions.wake_at_s)
+        kept = 0
+        for d in decisions.dispatches:
+            if not set(d.request_ids) <= ids or step.taken.intersection(d.request_ids):
+                continue
+            latency_s = self._latency(d, step)
+            if check is not None and not check(d, latency_s):  # type: ignore[operator]
+                continue
+            step.accept(replace(d, reason=f"{tag}{d.reason}") if tag else d, latency_s)
+            kept += 1
+        return kept
+
+    def _serve_floor(
+        self, stream: str, pending: list[Request], step: _Step, oracle: CostOracle, cost: CostModel
+    ) -> None:
+        """Serve a stream owed its floor on an idle device; only its own deadlines are checked."""
+        idle = step.idle()
+        requests = [r for r in pending if r.stream == stream and r.request_id not in step.taken]
+        if not idle or not requests:
+            return
+
+        def in_time(d: Dispatch, latency_s: float) -> bool:
+            return self._end_s(d, latency_s, step) <= min(step.by_id[i].deadline_s for i in d.request_ids) + _EPS_S
+
+        tag = f"floor({stream}): "
+        if not self._serve(requests, idle, step, cost, in_time, tag):
+            self._fallback(requests, step, oracle, in_time, tag)
+
+    def _serve_lower(
+        self,
+        top_priority: int,
+        pending: list[Request],
+        step: _Step,
+        oracle: CostOracle,
+        cost: CostModel,
+        active: list[ActiveStream],
+        protected: frozenset[str],
+    ) -> None:
+        """On devices still idle, run lower-priority work the virtual schedule says is safe, highest first."""
+        for level in sorted({r.priority for r in pending if r.priority < top_priority}, reverse=True):
+            idle = step.idle()
+            if not idle:
+                return
+            requests = [r for r in pending if r.priority == level and r.request_id not in step.taken]
+
+            def safe(d: Dispatch, latency_s: float, level: int = level) -> bool:
+                return self._safe(d, latency_s, level, pending, step, oracle, active, protected)
+
+            if not self._serve(requests, idle, step, cost, safe, "insert: "):
+                self._fallback(requests, step, oracle, safe, "insert: ")
+
+    def _safe(
+        self,
+        d: Dispatch,
+        latency_s: float,
+        level: int,
+        pending: list[Request],
+        step: _Step,
+        oracle: CostOracle,
+        active: list[ActiveStream],
+        protected: frozenset[str],
+    ) -> bool:
+        """True when running `d` now leaves every request above `level` (and a new one of each active
+        stream above it) on time in the virtual schedule, and `d` itself finishes in time."""
+        end_s = self._end_s(d, latency_s, step)
+        if end_s > min(step.by_id[i].deadline_s for i in d.request_ids) + _EPS_S:
+            return False
+        free = dict(step.free)
+        free[d.device] = end_s
+        above = [r for r in pending if r.priority > level and r.request_id not in step.taken]
+        verdict = plan(
+            step.now_s, above, step.devices, free, oracle, [a for a in active if a.priority > level], protected
+        )
+        return verdict.final_slack_s >= -_EPS_S
+
+    def _fallback(self, requests: list[Request], step: _Step, oracle: CostOracle, check: object, tag: str) -> None:
+        """Run requests alone at maximum frequency, earliest deadline first, where `check` allows."""
+        failed: set[tuple[str, int]] = set()
+        for r in requests:
+            idle = step.idle()
+            if not idle:
+                return
+            key = (r.model, r.n_frames)
+            if r.request_id in step.taken or key in failed:
+                continue
+            options = [d for d in idle if can_run(d, r.model)]
+            options.sort(key=lambda d: step.free[d.name] + oracle.batch_latency_s(d.kind, r.model, r.n_frames))
+            for device in options:
+                dispatch = _single(device, r, oracle, f"{tag}batch 1 at max frequency")
+                latency_s = dispatch.predicted_latency_s
+                if math.isfinite(latency_s) and check(dispatch, latency_s):  # type: ignore[operator]
+                    step.accept(dispatch, latency_s)
+                    break
+            else:
+                failed.add(key)
+
+    def _end_s(self, d: Dispatch, latency_s: float, step: _Step) -> float:
+        device = step.views[d.device]
+        start_s = step.free[d.device]
+        if d.freq_hz != device.freq_hz:
+            start_s += get_kind(device.kind).freq_change_delay_s
+        return start_s + latency_s
+
+    def _latency(self, d: Dispatch, step: _Step) -> float:
+        if math.isfinite(d.predicted_latency_s):
+            return d.predicted_latency_s
+        n_frames = sum(step.by_id[i].n_frames for i in d.request_ids)
+        assert self._oracle is not None
+        return self._oracle.latency_at_s(step.views[d.device].kind, d.model, n_frames, d.freq_hz)
+
+    # -- the floor's bookkeeping --------------------------------------------------------------------
+    def _record(self, now_s: float, d: Dispatch, step: _Step) -> None:
+        """Charge the dispatch's device time to its streams, by frames."""
+        latency_s = self._latency(d, step)
+        if not math.isfinite(latency_s):
+            return
+        requests = [step.by_id[i] for i in d.request_ids]
+        frames = sum(r.n_frames for r in requests)
+        for r in requests:
+            share_s = latency_s * r.n_frames / frames
+            self._served.append((now_s, r.stream, share_s))
+            self._served_by[r.stream] = self._served_by.get(r.stream, 0.0) + share_s
+
+    def _trim(self, now_s: float) -> None:
+        horizon_s = now_s - self.streams.share_window_s
+        while self._served and self._served[0][0] < horizon_s:
+            _, stream, share_s = self._served.popleft()
+            self._served_by[stream] = max(0.0, self._served_by[stream] - share_s)
+
+    def _floor_due(self, now_s: float, pending: list[Request]) -> list[str]:
+        """Streams with work queued that got less than their `min_share` of recent device time, neediest first."""
+        floors = {s.name: s.min_share for s in self.streams.streams if s.min_share > 0}
+        if not floors:
+            return []
+        self._trim(now_s)
+        total_s = sum(self._served_by.values())
+        if total_s <= 0:
+            return []
+        queued = {r.stream for r in pending}
+        due = []
+        for stream, share in floors.items():
+            got = self._served_by.get(stream, 0.0) / total_s
+            if stream in queued and got < share:
+                due.append((got - share, stream))
+        return [s for _, s in sorted(due)]
+
+    def _next_change_s(self, now_s: float) -> float | None:
+        """When waiting alone can unblock queued work: an active stream expires, or a share leaves the window."""
+        times = [a.last_arrival_s + self.streams.active_window_s for a in self._last.values()]
+        if self._served and any(s.min_share > 0 for s in self.streams.streams):
+            times.append(self._served[0][0] + self.streams.share_window_s)
+        later = [t for t in times if t > now_s]
+        return min(later) if later else None
+
+    def _oracle_for(self, cost: CostModel) -> CostOracle:
+        if self._oracle is None or self._oracle.cost is not cost:
+            self._oracle = CostOracle(cost)
+        return self._oracle
+
+
+# -- registry -------------------------------------------------------------------------------------------
+def make_inner(spec: str) -> Policy:
+    """The dispatching policy `OverloadControl` wraps: `edf`, `fifo`, or any registered policy name."""
+    if spec == "edf":
+        return EdfDispatch()
+    from policies.registry import make_policy
+
+    return make_policy(spec)
+
+
+@register("fifo")
+def _fifo(arg: str | None) -> Policy:
+    if arg:
+        raise ValueError(f"fifo takes no argument, got {arg!r}")
+    return FifoPolicy()
+
+
+@register("overload")
+def _overload(arg: str | None) -> Policy:
+    return OverloadControl(make_inner(arg or "jetfleet"))

@@ -1,0 +1,262 @@
+"""The pure mechanics of overload control: queue-bound victims, cost look-ups, and the virtual schedule.
+
+- `bound_victims`: which queued requests a full bounded queue drops when one more arrives.
+- `CostOracle`: batch latencies at maximum frequency from any `CostModel`, cached per (kind, model).
+- `earliest_completion_s` / `plan`: what the cost model predicts if the queue were served now, which
+  the overload policy (`policies.overload`) and the HTTP admission check use to drop what cannot make its
+  deadline, shed what would only make it by hurting a higher-priority stream, and test whether a
+  lower-priority request may run now.
+
+The virtual schedule (`plan`) serves the queue in priority order (earliest deadline first within a
+priority), each request on the device group that would finish it first, at the best per-frame time of
+that kind (batching assumed perfect), so its completions are optimistic: a request it says is late
+really cannot make it when served in priority order. Nothing here reads a clock or does I/O.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from cluster.catalogue import get_kind
+from costmodel.base import CostModel
+from jetfleet.errors import JetfleetError
+from jetfleet.types import DeviceState, Drop, DropReason, Request
+from policies.queue import RequestQueue
+from policies.streams import Bound, DropPolicy, StreamSet
+
+INF = math.inf
+
+
+# -- bounded queues -----------------------------------------------------------------------------------
+def bound_victims(request: Request, queue: RequestQueue, streams: StreamSet) -> list[Drop]:
+    """Drops that keep `request`'s bounded queue within its limit, `request` already queued.
+
+    drop_oldest drops the request of the bound that arrived first, drop_newest the one that just arrived,
+    drop_low_priority the lowest-priority one anywhere in the bound's streams (ties: the oldest first).
+    """
+    bound = streams.bound_of(request.stream)
+    if bound is None:
+        return []
+    members = [r for r in queue if r.stream in bound.streams]  # arrival order
+    excess = len(members) - bound.limit
+    if excess <= 0:
+        return []
+    victims = _pick_victims(members, request, bound, excess)
+    drops = []
+    for v in victims:
+        evicted = v.request_id != request.request_id and bound.drop_policy is DropPolicy.DROP_LOW_PRIORITY
+        reason = DropReason.EVICTED_LOW_PRIORITY if evicted else DropReason.QUEUE_FULL
+        detail = f"{bound.scope} full ({len(members)}/{bound.limit}), {bound.drop_policy.value}"
+        drops.append(Drop((v.request_id,), reason, detail, protected_stream=request.stream if evicted else ""))
+    return drops
+
+
+def _pick_victims(members: list[Request], newest: Request, bound: Bound, n: int) -> list[Request]:
+    if bound.drop_policy is DropPolicy.DROP_OLDEST:
+        return members[:n]
+    if bound.drop_policy is DropPolicy.DROP_NEWEST:
+        others = [r for r in members if r.request_id != newest.request_id]
+        return [newest, *others[len(others) - (n - 1) :]] if n > 1 else [newest]
+    order = sorted(range(len(members)), key=lambda i: (members[i].priority, i))  # lowest first, then oldest
+    return [members[i] for i in order[:n]]
+
+
+# -- cost look-ups --------------------------------------------------------------------------------------
+class CostOracle:
+    """Latency of a batch at a device kind's maximum frequency, from a CostModel, cached per (kind, model).
+
+    A (kind, model) the cost model cannot answer counts as impossible (infinite latency).
+    """
+
+    def __init__(self, cost: CostModel) -> None:
+        self.cost = cost
+        self._lat: dict[tuple[str, str], np.ndarray | None] = {}
+        self._frame: dict[tuple[str, str], float] = {}
+
+    def _latencies(self, kind: str, model: str) -> np.ndarray | None:
+        key = (kind, model)
+        if key not in self._lat:
+            k = get_kind(kind)
+            batches = np.arange(1, k.max_batch + 1)
+            try:
+                grid = self.cost.predict_grid(kind, model, np.array([k.max_freq_hz]), batches)
+                lat = np.asarray(grid.latency_s, dtype=float)[0]
+                self._lat[key] = lat if np.all(np.isfinite(lat)) and np.all(lat > 0) else None
+            except (JetfleetError, KeyError, ValueError):
+                self._lat[key] = None
+        return self._lat[key]
+
+    def batch_latency_s(self, kind: str, model: str, n_frames: int) -> float:
+        """Latency of `n_frames` at maximum frequency (in max-batch chunks beyond the kind's max batch)."""
+        lat = self._latencies(kind, model)
+        if lat is None:
+            return INF
+        full, rest = divmod(n_frames, len(lat))
+        return full * float(lat[-1]) + (float(lat[rest - 1]) if rest else 0.0)
+
+    def frame_time_s(self, kind: str, model: str) -> float:
+        """Best time per frame at maximum frequency over the batch sizes (throughput-optimal)."""
+        key = (kind, model)
+        if key not in self._frame:
+            lat = self._latencies(kind, model)
+            self._frame[key] = INF if lat is None else float(np.min(lat / np.arange(1, len(lat) + 1)))
+        return self._frame[key]
+
+    def latency_at_s(self, kind: str, model: str, n_frames: int, freq_hz: float) -> float:
+        """Latency of one batch of `n_frames` at `freq_hz` (for checking another policy's dispatch)."""
+        try:
+            grid = self.cost.predict_grid(kind, model, np.array([freq_hz]), np.array([n_frames]))
+            return float(np.asarray(grid.latency_s)[0, 0])
+        except (JetfleetError, KeyError, ValueError):
+            return INF
+
+
+def can_run(device: DeviceState, model: str) -> bool:
+    """True when the device may run `model` (no resident list means any model)."""
+    return device.healthy and (not device.models or model in device.models)
+
+
+def earliest_completion_s(now_s: float, request: Request, devices: Sequence[DeviceState], oracle: CostOracle) -> float:
+    """max(now, busy_until) + latency of the request alone at maximum frequency, on the best device."""
+    best = INF
+    for d in devices:
+        if can_run(d, request.model):
+            latency_s = oracle.batch_latency_s(d.kind, request.model, request.n_frames)
+            best = min(best, max(now_s, d.busy_until_s) + latency_s)
+    return best
+
+
+# -- the virtual schedule -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ActiveStream:
+    """A stream that had an arrival recently: a new request of it may come at any moment."""
+
+    name: str
+    priority: int
+    budget_s: float
+    model: str
+    last_arrival_s: float
+
+
+@dataclass
+class Plan:
+    """The virtual schedule's verdicts."""
+
+    top_priority: int  # requests at or above it are never shed
+    completion_s: dict[int, float] = field(default_factory=dict)  # kept requests' virtual completions
+    shed: list[tuple[Request, str]] = field(default_factory=list)  # (request, the stream it protects)
+    insertable: set[int] = field(default_factory=set)  # late in priority order, but may run now safely
+    slack_above: dict[int, tuple[float, str]] = field(default_factory=dict)  # per priority: (slack, binding)
+    final_slack_s: float = INF  # the least slack of everything kept (queued and fresh arrivals)
+
+    def slack_for(self, priority: int) -> tuple[float, str]:
+        """How long work above `priority` can be delayed with nothing of it late, and the stream that binds."""
+        return self.slack_above.get(priority, (INF, ""))
+
+
+class _Groups:
+    """Devices grouped by (kind, resident models), each group a heap of virtual free times."""
+
+    def __init__(self, devices: Iterable[DeviceState], free_s: Mapping[str, float]) -> None:
+        groups: dict[tuple[str, tuple[str, ...]], list[float]] = {}
+        for d in devices:
+            if d.healthy:
+                groups.setdefault((d.kind, d.models), []).append(free_s[d.name])
+        self.groups = [(kind, models, sorted(times)) for (kind, models), times in groups.items()]
+
+    def best(self, model: str, cost_of: Callable[[str], float]) -> tuple[int, float]:
+        """(group index, completion) of the group finishing a job of `model` first; (-1, inf) if none can."""
+        best_i, best_c = -1, INF
+        for i, (kind, models, heap) in enumerate(self.groups):
+            if models and model not in models:
+                continue
+            c = heap[0] + cost_of(kind)
+            if c < best_c:
+                best_i, best_c = i, c
+        return best_i, best_c
+
+    def consume(self, index: int, until_s: float) -> None:
+        heapq.heapreplace(self.groups[index][2], until_s)
+
+
+def plan(
+    now_s: float,
+    requests: Iterable[Request],
+    devices: Sequence[DeviceState],
+    free_s: Mapping[str, float],
+    oracle: CostOracle,
+    active: Iterable[ActiveStream] = (),
+    protected: frozenset[str] = frozenset(),
+) -> Plan:
+    """Serve `requests` virtually in priority order; see the module docstring.
+
+    `free_s` is when each device can start new work. A request below the top priority whose virtual
+    completion misses its deadline is *insertable* when running it now on a device would delay the work
+    above it by no more than that work's slack, and *shed* otherwise (streams in `protected`, e.g. those
+    owed their floor, are never shed). `active` streams count as if a request of each had just arrived.
+    """
+    active = list(active)
+    by_level: dict[int, list[Request]] = {}
+    for r in sorted(requests, key=lambda r: r.deadline_s):
+        by_level.setdefault(r.priority, []).append(r)
+    fresh: dict[int, list[ActiveStream]] = {}
+    for a in active:
+        fresh.setdefault(a.priority, []).append(a)
+    levels = sorted(set(by_level) | set(fresh), reverse=True)
+    result = Plan(top_priority=levels[0] if levels else 0)
+    groups = _Groups(devices, free_s)
+    slack, binding = INF, ""
+    for level in levels:
+        result.slack_above[level] = (slack, binding)
+        level_slack, level_binding = INF, ""
+        for r in by_level.get(level, ()):
+            i, c = groups.best(r.model, lambda kind, r=r: oracle.frame_time_s(kind, r.model) * r.n_frames)
+            if i < 0:
+                continue
+            if c > r.deadline_s and level < result.top_priority and r.stream not in protected:
+                if _insertable(now_s, r, devices, free_s, oracle, slack):
+                    result.insertable.add(r.request_id)
+                else:
+                    result.shed.append((r, binding))
+                continue
+            groups.consume(i, c)
+            result.completion_s[r.request_id] = c
+            if r.deadline_s - c < level_slack:
+                level_slack, level_binding = r.deadline_s - c, r.stream
+        for a in fresh.get(level, ()):
+            _, c = groups.best(a.model, lambda kind, a=a: oracle.batch_latency_s(kind, a.model, 1))
+            if now_s + a.budget_s - c < level_slack:
+                level_slack, level_binding = now_s + a.budget_s - c, a.name
+        if level_slack < slack:
+            slack, binding = level_slack, level_binding
+    result.final_slack_s = slack
+    return result
+
+
+def _insertable(
+    now_s: float,
+    request: Request,
+    devices: Sequence[DeviceState],
+    free_s: Mapping[str, float],
+    oracle: CostOracle,
+    slack_s: float,
+) -> bool:
+    for d in devices:
+        if can_run(d, request.model):
+            latency_s = oracle.batch_latency_s(d.kind, request.model, request.n_frames)
+            if latency_s <= slack_s and max(now_s, free_s[d.name]) + latency_s <= request.deadline_s:
+                return True
+    return False
+
+
+def shed_drops(result: Plan) -> list[Drop]:
+    """The plan's shed requests as drops, one per request, each naming the stream it protects."""
+    return [
+        Drop((r.request_id,), DropReason.SHED, f"late behind higher-priority work; protects {p}", p)
+        for r, p in result.shed
+    ]
