@@ -1,0 +1,125 @@
+"""Simulator speed: simulated requests per wall second, and how a decision's cost grows with fleet size.
+
+- `throughput`: the `jetfleet` policy (falls back to `transparent` when it is not registered) on a 100-device
+  heterogeneous fleet (20 AGX Xavier, 40 Xavier NX, 40 Nano) under Poisson load; requests simulated per wall
+  second of the whole run (engine + SchedulerCore + policy). Goal: >= 10,000.
+- `engine_with_transparent_100_devices`: the same run with `transparent`, whose decisions cost next to
+  nothing: the speed of the engine and SchedulerCore themselves.
+- `scaling`: the same policy on fleets of 10, 100 and 1000 devices with the load scaled with the fleet, so the
+  queue each device sees stays the same; wall seconds per `decide` call (engine overhead included) and the
+  policy's own `decide` time on a fixed queue with every device idle (a micro-benchmark). Cost per decision
+  should grow no worse than linearly with devices.
+
+Policies consult the oracle cost model (noiseless device models), so the figures measure the scheduler and
+engine, not LightGBM inference.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from cluster.inventory import Fleet, fleet_from_dict
+from costmodel.device_models import OracleCostModel
+from jetfleet.errors import UnknownNameError
+from jetfleet.types import DeviceState
+from policies.base import Policy
+from policies.queue import RequestQueue
+from policies.registry import make_policy
+from simulator.engine import simulate
+from workloads.arrivals import poisson
+
+MIX = (("agx-xavier", 0.2), ("xavier-nx", 0.4), ("jetson-nano", 0.4))
+RATE_PER_DEVICE_HZ = 2.0  # requests per second per device: about half the mixed fleet's capacity at 1-4 frames
+FRAMES = (1, 4)
+SLO_S = (1.0, 5.0)
+
+
+def mixed_fleet(n_devices: int) -> Fleet:
+    """A fleet of `n_devices`: 20 % AGX Xavier, 40 % Xavier NX, 40 % Nano (at least one AGX)."""
+    devices = []
+    for kind, share in MIX:
+        count = max(1, round(n_devices * share)) if kind == "agx-xavier" else round(n_devices * share)
+        devices += [{"name": f"{kind}-{i}", "kind": kind} for i in range(count)]
+    return fleet_from_dict({"name": f"mixed-{n_devices}", "devices": devices[:n_devices]}, "bench_simulator")
+
+
+def policy_spec() -> str:
+    try:
+        make_policy("jetfleet")
+    except UnknownNameError:
+        return "transparent"
+    return "jetfleet"
+
+
+def simulate_once(spec: str, n_devices: int, duration_s: float, seed: int = 0) -> dict[str, Any]:
+    """One timed simulation; returns requests, decisions, wall time and the run's headline metrics."""
+    fleet = mixed_fleet(n_devices)
+    requests = poisson(RATE_PER_DEVICE_HZ * n_devices, duration_s, seed=seed, frames=FRAMES, slo_s=SLO_S, streams=8)
+    cost = OracleCostModel()
+    simulate(requests[:50], fleet, make_policy(spec), cost)  # warm caches (cost grids, bound tables)
+    started = time.perf_counter()
+    result = simulate(requests, fleet, make_policy(spec), cost, seed=seed)
+    wall_s = time.perf_counter() - started
+    return {
+        "policy": spec,
+        "devices": n_devices,
+        "requests": len(requests),
+        "decisions": result.decisions,
+        "wall_s": round(wall_s, 3),
+        "requests_per_wall_s": round(len(requests) / wall_s, 1),
+        "wall_us_per_decision": round(1e6 * wall_s / max(result.decisions, 1), 2),
+        "pct_frames_within_slo": round(result.metrics.pct_frames_within_slo, 2),
+        "frames_per_joule": round(result.metrics.frames_per_joule, 4),
+    }
+
+
+def decide_cost_us(spec: str, n_devices: int, queued: int = 64, repeats: int = 50) -> float:
+    """Mean microseconds of one `decide` call: `queued` requests waiting, every device idle."""
+    fleet = mixed_fleet(n_devices)
+    from cluster.catalogue import get_kind
+
+    devices = [DeviceState(d.name, d.kind, get_kind(d.kind).max_freq_hz) for d in fleet.devices]
+    queue = RequestQueue(poisson(queued / 0.5, 0.5, seed=1, frames=FRAMES, slo_s=SLO_S))
+    cost = OracleCostModel()
+    policy: Policy = make_policy(spec)
+    now_s = 0.5
+    policy.decide(now_s, queue, devices, cost)  # warm caches
+    started = time.perf_counter()
+    for _ in range(repeats):
+        policy.decide(now_s, queue, devices, cost)
+    return 1e6 * (time.perf_counter() - started) / repeats
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    spec = policy_spec()
+    duration_s = 20.0 if quick else 60.0
+    throughput = simulate_once(spec, 100, duration_s)
+    # The engine's own speed, with a policy whose decisions cost next to nothing.
+    engine = simulate_once("transparent", 100, duration_s)
+    sizes = (10, 100) if quick else (10, 100, 1000)
+    scaling = []
+    for n in sizes:
+        row = simulate_once(spec, n, {10: duration_s, 100: duration_s / 4, 1000: duration_s / 40}[n])
+        row["decide_us_idle_fleet"] = round(decide_cost_us(spec, n, repeats=10 if quick else 50), 1)
+        scaling.append(row)
+    for row in scaling:
+        print(
+            f"   {row['devices']:>5} devices: {row['requests_per_wall_s']:>9,.0f} req/s, "
+            f"{row['wall_us_per_decision']:>8.1f} us/decision in the run, {row['decide_us_idle_fleet']:>9.1f} us/decide"
+        )
+    print(f"   {spec} on 100 devices: {throughput['requests_per_wall_s']:,.0f} simulated requests per wall second")
+    print(f"   transparent on 100 devices: {engine['requests_per_wall_s']:,.0f} simulated requests per wall second")
+    return {
+        "policy": spec,
+        "goal_requests_per_wall_s": 10_000,
+        "throughput_100_devices": throughput,
+        "engine_with_transparent_100_devices": engine,
+        "scaling": scaling,
+    }
+
+
+if __name__ == "__main__":
+    import json
+
+    print(json.dumps(run(quick=True), indent=2))
