@@ -42,7 +42,9 @@ class BatchRun:
 
     result: BatchResult  # latency_s is wall-clock; energy_j from the device's power meter
     outputs: list[FrameOutput] | None  # one per frame, in the batch's request order; None when it failed
-    device_latency_s: float = math.nan  # latency in device time: wall latency × speed factor (emulated)
+    # latency in device time: the wall latency with the compressed modelled part restored to full length
+    # (emulated: wall + modelled·(1 - 1/speed_factor), so real overhead is not inflated; real engines: wall)
+    device_latency_s: float = math.nan
     modelled_latency_s: float = math.nan  # the device model's latency (emulated engine only)
     freq_change_s: float = 0.0  # wall time spent changing the frequency before the batch
 
@@ -232,7 +234,9 @@ class DeviceRuntime:
             latency_s=wall_s,
             energy_j=energy_j,
         )
-        device_latency = wall_s * self.speed_factor if self.engine.name == "emulated" else wall_s
+        device_latency = wall_s
+        if math.isfinite(run.modelled_latency_s):
+            device_latency += run.modelled_latency_s * (1.0 - 1.0 / self.speed_factor)
         return BatchRun(result, run.outputs, device_latency, run.modelled_latency_s, freq_change_s)
 
     async def _measured_run(
@@ -321,13 +325,22 @@ class DeviceRuntime:
         )
 
     async def profile(
-        self, model: str, freqs_hz: Sequence[float], batches: Sequence[int], *, warmup: int = 1, repetitions: int = 3
+        self,
+        model: str,
+        freqs_hz: Sequence[float],
+        batches: Sequence[int],
+        *,
+        warmup: int = 1,
+        repetitions: int = 3,
+        restore: bool = True,
     ) -> list[Any]:
         """Sweep frequency × batch for `model`; one `actors.profiling.ProfileRow` per point (mean of
         `repetitions` after `warmup` runs). The frequency in force before is restored afterwards, also on error."""
         from actors.profiling import profile_device
 
-        return await profile_device(self, model, freqs_hz, batches, warmup=warmup, repetitions=repetitions)
+        return await profile_device(
+            self, model, freqs_hz, batches, warmup=warmup, repetitions=repetitions, restore=restore
+        )
 
     def close(self) -> None:
         """Give the clock back to the system and release the engine and meter."""
