@@ -253,16 +253,29 @@ class OverloadControl(Policy):
     """Bounded queues, deadline-aware drops, priority-aware shedding and a floor around an inner policy.
 
     See the module docstring for the four steps. `streams` configures the queue bounds and floors; every
-    other input (priority, budget) is each request's own. Keeps only its own memory: the last arrival of
-    each stream and the device time dispatched per stream over the share window.
+    other input (priority, budget) is each request's own. `max_batch` caps the frames of a dispatch
+    (devices that run one frame at a time): a larger batch of the inner policy is cut to its first
+    requests. Keeps only its own memory: the last arrival of each stream, the device time dispatched per
+    stream over the share window, and since when each stream is owed its floor.
     """
 
     name = "overload"
 
-    def __init__(self, inner: Policy, streams: StreamSet | None = None, *, label: str | None = None) -> None:
+    def __init__(
+        self,
+        inner: Policy,
+        streams: StreamSet | None = None,
+        *,
+        label: str | None = None,
+        max_batch: int | None = None,
+    ) -> None:
+        if max_batch is not None and max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         self.inner = inner
         self.streams = streams or StreamSet()
         self.name = label or f"overload:{inner.name}"
+        self.max_batch = max_batch  # frames per batch the devices can run (None: the inner's choice)
+        self._due_since: dict[str, float] = {}  # stream -> since when it is owed its floor
         self._last: dict[str, ActiveStream] = {}
         self._served: deque[tuple[float, str, float]] = deque()  # (dispatched_s, stream, device seconds)
         self._served_by: dict[str, float] = {}
@@ -320,7 +333,7 @@ class OverloadControl(Policy):
         step.drop(shed_drops(verdict))
         pending = [r for r in pending if r.request_id not in step.taken]
         for stream in due:
-            self._serve_floor(stream, pending, step, oracle, cost)
+            self._serve_floor(stream, pending, step, oracle, cost, verdict.top_priority, active)
         self._serve(
             [r for r in pending if r.priority >= verdict.top_priority and r.request_id not in step.taken],
             step.all_views(),
@@ -372,6 +385,7 @@ class OverloadControl(Policy):
         for d in decisions.dispatches:
             if not set(d.request_ids) <= ids or step.taken.intersection(d.request_ids):
                 continue
+            d = self._cap(d, step)
             latency_s = self._latency(d, step)
             if check is not None and not check(d, latency_s):  # type: ignore[operator]
                 continue
@@ -380,20 +394,33 @@ class OverloadControl(Policy):
         return kept
 
     def _serve_floor(
-        self, stream: str, pending: list[Request], step: _Step, oracle: CostOracle, cost: CostModel
+        self,
+        stream: str,
+        pending: list[Request],
+        step: _Step,
+        oracle: CostOracle,
+        cost: CostModel,
+        top_priority: int,
+        active: list[ActiveStream],
     ) -> None:
-        """Serve a stream owed its floor on an idle device; only its own deadlines are checked."""
+        """Serve a stream owed its floor on an idle device: at a moment that makes no top-priority request
+        late, or after `floor_max_wait_s` of waiting for one, at once (then only its own deadlines count)."""
         idle = step.idle()
         requests = [r for r in pending if r.stream == stream and r.request_id not in step.taken]
         if not idle or not requests:
             return
+        aged = step.now_s - self._due_since.get(stream, step.now_s) >= self.streams.floor_max_wait_s
 
-        def in_time(d: Dispatch, latency_s: float) -> bool:
-            return self._end_s(d, latency_s, step) <= min(step.by_id[i].deadline_s for i in d.request_ids) + _EPS_S
+        def check(d: Dispatch, latency_s: float) -> bool:
+            if self._end_s(d, latency_s, step) > min(step.by_id[i].deadline_s for i in d.request_ids) + _EPS_S:
+                return False
+            return aged or self._safe(d, latency_s, top_priority - 1, pending, step, oracle, active, frozenset())
 
-        tag = f"floor({stream}): "
-        if not self._serve(requests, idle, step, cost, in_time, tag):
-            self._fallback(requests, step, oracle, in_time, tag)
+        tag = f"floor({stream}{', aged' if aged else ''}): "
+        if not self._serve(requests, idle, step, cost, check, tag):
+            self._fallback(requests, step, oracle, check, tag)
+        if not aged:
+            step.wakes.append(self._due_since.get(stream, step.now_s) + self.streams.floor_max_wait_s)
 
     def _serve_lower(
         self,
@@ -463,6 +490,23 @@ class OverloadControl(Policy):
             else:
                 failed.add(key)
 
+    def _cap(self, d: Dispatch, step: _Step) -> Dispatch:
+        """The dispatch cut to its first requests holding at most `max_batch` frames (at least one request)."""
+        if self.max_batch is None:
+            return d
+        kept, frames = [], 0
+        for i in d.request_ids:
+            n = step.by_id[i].n_frames
+            if kept and frames + n > self.max_batch:
+                break
+            kept.append(i)
+            frames += n
+        if len(kept) == len(d.request_ids):
+            return d
+        reason = f"{d.reason} (cut to {frames} frames)"
+        nan = math.nan
+        return replace(d, request_ids=tuple(kept), predicted_latency_s=nan, predicted_energy_j=nan, reason=reason)
+
     def _end_s(self, d: Dispatch, latency_s: float, step: _Step) -> float:
         device = step.views[d.device]
         start_s = step.free[d.device]
@@ -511,6 +555,9 @@ class OverloadControl(Policy):
             got = self._served_by.get(stream, 0.0) / total_s
             if stream in queued and got < share:
                 due.append((got - share, stream))
+                self._due_since.setdefault(stream, now_s)
+            else:
+                self._due_since.pop(stream, None)
         return [s for _, s in sorted(due)]
 
     def _next_change_s(self, now_s: float) -> float | None:

@@ -7,7 +7,8 @@ A request belongs to a stream (`Request.stream`). A `StreamSet` says, per stream
 - how its queue is bounded: `queue_limit` with a `drop_policy` (`drop_oldest`, `drop_newest`,
   `drop_low_priority`), or membership of a *group* — several streams sharing one bounded queue,
 - `min_share`: the floor, the least share of device time the stream gets while it has work queued,
-  so a low-priority stream is degraded under overload, never starved,
+  so a low-priority stream is degraded under overload, never starved. A stream owed its floor waits for
+  a moment that makes no top-priority request late, but at most `floor.max_wait_s` (aging),
 - for experiments, `model`, `service_ms` (a fixed per-frame service time) and `frames` per request.
 
 A stream group is the set of streams that share one bounded queue; a stream that names no group is its
@@ -19,7 +20,7 @@ oldest first). The config is JSON or YAML (YAML is a superset of JSON):
       - {name: classifier, priority: 20, budget_ms: 250, group: cameras, min_share: 0.1}
     groups:
       - {name: cameras, queue_limit: 32, drop_policy: drop_low_priority}
-    floor: {window_s: 2.0}
+    floor: {window_s: 2.0, max_wait_s: 0.25}
     protection: {active_window_s: 1.0}
 
 A bad config raises ConfigError naming the source, the stream (or group) and the field. This module is
@@ -97,6 +98,7 @@ class StreamSet:
     groups: tuple[GroupConfig, ...] = ()
     share_window_s: float = 2.0  # the floor's service shares are measured over this sliding window
     active_window_s: float = 1.0  # a stream with an arrival this recent is protected against new arrivals
+    floor_max_wait_s: float = 0.25  # a stream owed its floor waits at most this long for a harmless moment
     _by_name: dict[str, StreamConfig] = field(default_factory=dict, init=False, repr=False, compare=False)
     _bounds: dict[str, Bound] = field(default_factory=dict, init=False, repr=False, compare=False)
 
@@ -177,11 +179,14 @@ def stream_set_from_dict(raw: Any, source: str = "<streams>", *, extra_keys: Ite
             raise ConfigError(f"{where}: field 'group': unknown group {s.group!r}; known: {sorted(known_groups)}")
         if s.group is not None and s.queue_limit is not None:
             raise ConfigError(f"{where}: field 'queue_limit': a stream in group {s.group!r} is bounded by the group")
-    floor = _section(raw, "floor", {"window_s"}, source)
+    floor = _section(raw, "floor", {"window_s", "max_wait_s"}, source)
     protection = _section(raw, "protection", {"active_window_s"}, source)
     window_s = _positive(floor.get("window_s", 2.0), f"{source}: floor: field 'window_s'")
     active_s = _positive(protection.get("active_window_s", 1.0), f"{source}: protection: field 'active_window_s'")
-    return StreamSet(streams, groups, share_window_s=window_s, active_window_s=active_s)
+    wait_s = _number(floor.get("max_wait_s", 0.25), f"{source}: floor: field 'max_wait_s'")
+    if wait_s < 0:
+        raise ConfigError(f"{source}: floor: field 'max_wait_s': must be >= 0, got {wait_s}")
+    return StreamSet(streams, groups, share_window_s=window_s, active_window_s=active_s, floor_max_wait_s=wait_s)
 
 
 def _stream(raw: Any, index: int, source: str) -> StreamConfig:

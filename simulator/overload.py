@@ -3,9 +3,13 @@
 An experiment config is a stream config (`policies.streams`) plus:
 
     arrivals: {pattern: lockstep, frames_per_stream: 20, interval_ms: 10}   # workloads.streams.ArrivalSpec
-    device:   {kind: cpu, busy_power_w: 15}     # the fixed-service device (streams give service_ms)
-    fleet:    null                              # null: one device; else a fleet name or an inventory mapping
+    device:   {kind: cpu, busy_power_w: 15, max_batch: 1}   # the fixed-service device (streams give service_ms)
+    fleet:    null                              # null: one such device; else a fleet name or an inventory mapping
     policies: {fifo: fifo, jetfleet: "overload:jetfleet"}   # label -> policy spec (this is the default)
+    margins:  {abs_s: 0.0, rel: 0.0}            # jetfleet's safety margins against predictor error (optional)
+
+`max_batch` caps the frames per batch of every policy (InferEdge's workers run one frame at a time); the
+fixed-service cost model is exact, so the configs set jetfleet's margins to zero.
 
 When the streams give `service_ms`, every device is a `costmodel.fixed.FixedServiceModel` with those
 per-frame service times (batch b takes b times as long, at any frequency); otherwise the fleet's analytic
@@ -37,7 +41,8 @@ from policies.overload import FifoPolicy, OverloadControl, make_inner
 from policies.streams import StreamSet, stream_set_from_dict
 from workloads.streams import ArrivalSpec, arrival_spec_from_dict, stream_arrivals
 
-EXPERIMENT_KEYS = ("name", "description", "source", "arrivals", "device", "fleet", "policies")
+EXPERIMENT_KEYS = ("name", "description", "source", "arrivals", "device", "fleet", "policies", "margins")
+DEVICE_KEYS = ("kind", "busy_power_w", "idle_power_w", "max_batch")
 DEFAULT_POLICIES = {"fifo": "fifo", "jetfleet": "overload:jetfleet"}
 BUDGET_TOLERANCE_S = 1e-9  # float noise of a completion computed to land exactly on the deadline
 P95_METHOD = "nearest-rank (ceil(0.95 n)-th smallest), as InferEdgeOrchestrator"
@@ -56,6 +61,8 @@ class OverloadExperiment:
     policies: Mapping[str, str]
     description: str = ""
     source: str = ""
+    max_batch: int | None = None  # frames per batch any policy may run
+    margins: Mapping[str, float] | None = None  # jetfleet's Margins(abs_s, rel); None: its defaults
 
 
 def load_experiment(path: str | Path) -> OverloadExperiment:
@@ -74,8 +81,18 @@ def experiment_from_dict(raw: Any, source: str = "<experiment>") -> OverloadExpe
     """Validate a parsed experiment config."""
     streams = stream_set_from_dict(raw, source, extra_keys=EXPERIMENT_KEYS)
     arrivals = arrival_spec_from_dict(raw.get("arrivals"), source)
-    fleet = _fleet(raw.get("fleet"), source)
-    device_models, cost = _truth(streams, fleet, raw.get("device") or {}, source)
+    device = raw.get("device") or {}
+    if not isinstance(device, Mapping) or set(device) - set(DEVICE_KEYS):
+        bad = sorted(set(device) - set(DEVICE_KEYS)) if isinstance(device, Mapping) else [repr(device)]
+        raise ConfigError(f"{source}: device: unknown field {bad[0]!r}; known: {', '.join(DEVICE_KEYS)}")
+    fleet = _fleet(raw.get("fleet"), str(device.get("kind", "cpu")), source)
+    device_models, cost = _truth(streams, fleet, device, source)
+    max_batch = device.get("max_batch")
+    if max_batch is not None and (isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1):
+        raise ConfigError(f"{source}: device: field 'max_batch': must be an integer >= 1, got {max_batch!r}")
+    margins = raw.get("margins")
+    if margins is not None and (not isinstance(margins, Mapping) or set(margins) - {"abs_s", "rel"}):
+        raise ConfigError(f"{source}: field 'margins': expected {{abs_s: seconds, rel: fraction}}, got {margins!r}")
     policies = raw.get("policies") or DEFAULT_POLICIES
     if not isinstance(policies, Mapping) or not all(isinstance(v, str) for v in policies.values()):
         raise ConfigError(f"{source}: field 'policies': must map labels to policy specs, got {policies!r}")
@@ -89,12 +106,14 @@ def experiment_from_dict(raw: Any, source: str = "<experiment>") -> OverloadExpe
         policies=dict(policies),
         description=str(raw.get("description") or ""),
         source=str(raw.get("source") or ""),
+        max_batch=max_batch,
+        margins=dict(margins) if margins is not None else None,
     )
 
 
-def _fleet(raw: Any, source: str) -> Fleet:
+def _fleet(raw: Any, kind: str, source: str) -> Fleet:
     if raw is None:
-        return fleet_from_dict({"name": "single", "devices": [{"name": "dev0", "kind": "cpu"}]}, source)
+        return fleet_from_dict({"name": "single", "devices": [{"name": "dev0", "kind": kind}]}, f"{source}: device")
     if isinstance(raw, str):
         return load_fleet(raw)
     return fleet_from_dict(raw, f"{source}: fleet")
@@ -119,9 +138,6 @@ def _truth(
         if s.model in service and service[s.model] != s.service_ms / 1000.0:  # type: ignore[operator]
             raise ConfigError(f"{source}: stream {s.name!r}: field 'service_ms': model {s.model!r} has another")
         service[s.model] = s.service_ms / 1000.0  # type: ignore[operator]
-    unknown = sorted(set(device) - {"kind", "busy_power_w", "idle_power_w"})
-    if unknown:
-        raise ConfigError(f"{source}: device: unknown field {unknown[0]!r}; known: busy_power_w, idle_power_w, kind")
     kinds = {d.kind for d in fleet.devices}
     models = {
         k: FixedServiceModel(k, service, float(device.get("busy_power_w", 15.0)), device.get("idle_power_w"))
@@ -130,13 +146,21 @@ def _truth(
     return dict(models), FixedServiceCost(models)
 
 
-def build_policy(spec: str, streams: StreamSet, label: str = "") -> Policy:
+def build_policy(experiment: OverloadExperiment, spec: str, label: str = "") -> Policy:
     """`fifo` (bounded as configured, no shedding) or `overload:INNER`, each with the experiment's streams."""
     name, _, arg = spec.partition(":")
     if name == "fifo":
-        return FifoPolicy(streams)
+        return FifoPolicy(experiment.streams)
     if name == "overload":
-        return OverloadControl(make_inner(arg or "jetfleet"), streams, label=label or None)
+        inner_spec = arg or "jetfleet"
+        if inner_spec == "jetfleet" and experiment.margins is not None:
+            from policies.jetfleet import JetfleetConfig, JetfleetPolicy
+            from policies.planning import Margins
+
+            inner: Policy = JetfleetPolicy(JetfleetConfig(margins=Margins(**experiment.margins)))
+        else:
+            inner = make_inner(inner_spec)
+        return OverloadControl(inner, experiment.streams, label=label or None, max_batch=experiment.max_batch)
     raise ConfigError(f"compare-overload: policy spec {spec!r}: expected 'fifo' or 'overload[:INNER]'")
 
 
@@ -261,7 +285,7 @@ def run_policy(
     from simulator.engine import simulate
 
     requests = stream_arrivals(experiment.streams, experiment.arrivals, seed=seed)
-    policy = build_policy(spec, experiment.streams, label)
+    policy = build_policy(experiment, spec, label)
     fleet, truth = experiment.fleet, experiment.device_models
     result = simulate(requests, fleet, policy, experiment.cost, device_models=truth, seed=seed, sink=sink)
     return result, stream_stats(result.requests, result.outcomes)
@@ -316,6 +340,8 @@ def _describe(experiment: OverloadExperiment, seed: int) -> dict[str, Any]:
             s.name: {k: v for k, v in asdict(s).items() if k != "name" and v is not None}
             for s in experiment.streams.streams
         },
+        "max_batch": experiment.max_batch,
+        "jetfleet_margins": experiment.margins,
         "seed": seed,
         "p95_method": P95_METHOD,
         "budget_miss": "executed and completed after arrival + budget_ms (queueing included)",
