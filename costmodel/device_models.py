@@ -98,6 +98,12 @@ class LatencyCoeffs:
         compute = (self.fixed_compute_s + self.frame_compute_s * work) * (self.f_ref_hz / np.asarray(freq_hz, float))
         return compute + self.fixed_memory_s + self.frame_memory_s * work
 
+    def latency_at(self, batch: float, freq_hz: float) -> float:
+        """`latency_s` for one point, in plain floats (the simulator's hot path)."""
+        work = float(batch) ** self.batch_exponent
+        compute = (self.fixed_compute_s + self.frame_compute_s * work) * (self.f_ref_hz / freq_hz)
+        return compute + self.fixed_memory_s + self.frame_memory_s * work
+
 
 @dataclass(frozen=True)
 class PowerCoeffs:
@@ -126,6 +132,20 @@ class PowerCoeffs:
         dynamic = self.static_w + self.linear_w * u + self.voltage_w * u * (volt**2 - 1.0) / top
         b = np.asarray(batch, dtype=float)
         return self.idle_power_w(freq_hz) + dynamic * b / (b + self.half_batch)
+
+    def idle_at(self, freq_hz: float) -> float:
+        """`idle_power_w` for one point, in plain floats."""
+        span = self.f_ref_hz - self.f_min_hz
+        rel = max(0.0, (freq_hz - self.f_min_hz) / span) if span > 0 else 0.0
+        return self.idle_w * (1.0 + self.idle_slope * rel)
+
+    def busy_power_at(self, batch: float, freq_hz: float) -> float:
+        """`busy_power_w` for one point, in plain floats."""
+        u = freq_hz / self.f_ref_hz
+        volt = 1.0 + self.voltage_slope * max(0.0, u - self.knee)
+        top = (1.0 + self.voltage_slope * (1.0 - self.knee)) ** 2 - 1.0
+        dynamic = self.static_w + self.linear_w * u + self.voltage_w * u * (volt * volt - 1.0) / top
+        return self.idle_at(freq_hz) + dynamic * batch / (batch + self.half_batch)
 
 
 @dataclass(frozen=True)
@@ -207,13 +227,13 @@ class AnalyticDeviceModel:
     def expected_latency_s(self, model: str, batch: int, freq_hz: float) -> float:
         """Noiseless seconds per batch."""
         self._check(batch, freq_hz)
-        return float(self._ratio(model) * self.coefficients.latency.latency_s(batch, freq_hz))
+        return self._ratio(model) * self.coefficients.latency.latency_at(batch, freq_hz)
 
     def busy_power_w(self, model: str, batch: int, freq_hz: float) -> float:
         """Mean board power while the batch runs (idle baseline included), noiseless."""
         self._ratio(model)
         self._check(batch, freq_hz)
-        return float(self.coefficients.power.busy_power_w(batch, freq_hz))
+        return self.coefficients.power.busy_power_at(batch, freq_hz)
 
     def expected_energy_j(self, model: str, batch: int, freq_hz: float) -> float:
         """Noiseless board joules per batch (idle baseline included)."""
@@ -221,7 +241,7 @@ class AnalyticDeviceModel:
 
     def idle_power_w(self, freq_hz: float) -> float:
         """Board power with nothing running at GPU frequency `freq_hz`."""
-        return float(self.coefficients.power.idle_power_w(freq_hz))
+        return self.coefficients.power.idle_at(freq_hz)
 
     # --- the DeviceModel protocol (noisy when a NoiseModel is set) ------------------------------
     def latency_s(self, model: str, batch: int, freq_hz: float) -> float:

@@ -55,6 +55,7 @@ def test_busy_power_exceeds_idle_and_idle_does_not_fall_with_frequency(kind: str
     idle = [dm.idle_power_w(f) for f in freqs]
     assert idle == sorted(idle)
     assert idle[0] == pytest.approx(CATALOGUE[kind].idle_power_w)
+    assert idle == pytest.approx([float(dm.coefficients.power.idle_power_w(f)) for f in freqs])
     assert all(dm.busy_power_w("inceptionv3", 1, f) > dm.idle_power_w(f) for f in freqs)
 
 
