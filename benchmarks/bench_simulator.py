@@ -99,15 +99,16 @@ def run(quick: bool = False) -> dict[str, Any]:
     engine = simulate_once("transparent", 100, duration_s)
     sizes = (10, 100) if quick else (10, 100, 1000)
     scaling = []
-    for n in sizes:
-        row = simulate_once(spec, n, {10: duration_s, 100: duration_s / 4, 1000: duration_s / 40}[n])
-        row["decide_us_idle_fleet"] = round(decide_cost_us(spec, n, repeats=10 if quick else 50), 1)
-        scaling.append(row)
-    for row in scaling:
-        print(
-            f"   {row['devices']:>5} devices: {row['requests_per_wall_s']:>9,.0f} req/s, "
-            f"{row['wall_us_per_decision']:>8.1f} us/decision in the run, {row['decide_us_idle_fleet']:>9.1f} us/decide"
-        )
+    for name in dict.fromkeys([spec, "transparent"]):
+        for n in sizes:
+            row = simulate_once(name, n, {10: duration_s, 100: duration_s / 4, 1000: duration_s / 40}[n])
+            row["decide_us_idle_fleet"] = round(decide_cost_us(name, n, repeats=10 if quick else 50), 1)
+            scaling.append(row)
+            print(
+                f"   {name:>12} {n:>5} devices: {row['requests_per_wall_s']:>9,.0f} req/s, "
+                f"{row['wall_us_per_decision']:>8.1f} us/decision in the run, "
+                f"{row['decide_us_idle_fleet']:>9.1f} us/decide"
+            )
     print(f"   {spec} on 100 devices: {throughput['requests_per_wall_s']:,.0f} simulated requests per wall second")
     print(f"   transparent on 100 devices: {engine['requests_per_wall_s']:,.0f} simulated requests per wall second")
     return {

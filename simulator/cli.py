@@ -48,6 +48,9 @@ def simulate_command(
         0.0, "--poisson-hz", help="Without --scenario: a Poisson workload of this many requests per second."
     ),
     duration_s: float = typer.Option(300.0, "--duration-s", help="Length of the --poisson-hz workload."),
+    upload_ms_per_frame: float = typer.Option(
+        0.0, "--upload-ms-per-frame", help="Serial per-frame transfer to each device before its batch (0: none)."
+    ),
     energy_from_zero: bool = typer.Option(
         False, "--energy-from-zero", help="Integrate energy from time 0 of each workload (as LoudVA measured it)."
     ),
@@ -77,7 +80,9 @@ def simulate_command(
                     progress.update(task, description=f"{spec} on {label}")
                     sink = _labelled(writer, spec, label) if writer is not None else None
                     start_s = 0.0 if energy_from_zero else None
-                    runs.append(_run(requests, fleet_obj, spec, cost, seed, sink, noise, start_s))
+                    runs.append(
+                        _run(requests, fleet_obj, spec, cost, seed, sink, noise, start_s, upload_ms_per_frame / 1e3)
+                    )
                     progress.advance(task)
                 results.append(_aggregate(runs, spec))
     finally:
@@ -143,12 +148,23 @@ def _run(
     sink: Any,
     noise: Any,
     start_s: float | None,
+    upload_s_per_frame: float = 0.0,
 ) -> Any:
     from policies.registry import make_policy
     from simulator.engine import simulate
 
     policy = make_policy(spec)
-    return simulate(requests, fleet, policy, cost, seed=seed, sink=sink, noise=noise, start_s=start_s)
+    return simulate(
+        requests,
+        fleet,
+        policy,
+        cost,
+        seed=seed,
+        sink=sink,
+        noise=noise,
+        start_s=start_s,
+        upload_s_per_frame=upload_s_per_frame,
+    )
 
 
 def _aggregate(runs: list[Any], spec: str) -> RunMetrics:

@@ -9,7 +9,9 @@ piecewise as the timeline is built:
 - idle segments (nothing queued) cost `idle_power_w(f)` at the frequency `f` the GPU is clocked at;
 - a frequency change occupies the device for the kind's `freq_change_delay_s` at the idle power of the
   frequency it leaves (the clock switches when the change settles);
-- a batch costs the device model's `energy_j` (board energy, idle baseline included) over its `latency_s`.
+- a batch costs the device model's `energy_j` (board energy, idle baseline included) over its `latency_s`;
+- optionally (`upload_s_per_frame`), a batch's frames first cross a serial link to the device, which the
+  device waits for at idle power (LoudVA shipped FP32 tensors from its controller to each Jetson).
 
 `finish(end_s)` closes the books at the end of a run: idle power up to `end_s`, and frequency changes that
 would settle after `end_s` (e.g. idle down-clocking after the last batch) are clipped at `end_s`.
@@ -46,6 +48,8 @@ class EmulatedDevice:
         "_trailing",
         "_cost_fn",
         "_cost_cache",
+        "upload_s_per_frame",
+        "link_free_s",
     )
 
     def __init__(
@@ -71,6 +75,8 @@ class EmulatedDevice:
         self._trailing: list[tuple[float, float, float]] = []  # (start, end, power) changes after the last batch
         self._cost_fn = cost_fn
         self._cost_cache: dict[tuple[str, int, float], tuple[float, float]] = {}
+        self.upload_s_per_frame = 0.0  # serialised transfer of each frame to the device before its batch runs
+        self.link_free_s = start_s
 
     @property
     def energy_j(self) -> float:
@@ -126,11 +132,19 @@ class EmulatedDevice:
         return self.tail_s
 
     def run(self, now_s: float, model: str, n_frames: int, freq_hz: float) -> tuple[float, float, float, float]:
-        """Queue a batch dispatched at `now_s`; return (started_s, finished_s, latency_s, energy_j)."""
+        """Queue a batch dispatched at `now_s`; return (started_s, finished_s, latency_s, energy_j).
+
+        With `upload_s_per_frame` > 0 the batch's frames first cross the device's link, one transfer after
+        another (the link is free again at `link_free_s`); a transfer overlaps earlier batches and the clock
+        change, and the device idles while it waits for its input.
+        """
+        ready_s = now_s
+        if self.upload_s_per_frame > 0:
+            self.link_free_s = max(now_s, self.link_free_s) + n_frames * self.upload_s_per_frame
+            ready_s = self.link_free_s
         if freq_hz != self.tail_freq_hz:
             self.change_frequency(now_s, freq_hz)
-        else:
-            self._idle_until(now_s)
+        self._idle_until(ready_s)
         latency_s, energy_j = self.batch_cost(model, n_frames, freq_hz)
         started_s = self.tail_s
         self.tail_s = started_s + latency_s

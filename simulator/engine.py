@@ -88,6 +88,7 @@ def simulate(
     noise: NoiseModel | None = None,
     initial_freq: str = "max",
     start_s: float | None = None,
+    upload_s_per_frame: float = 0.0,
 ) -> SimResult:
     """Run `policy` on `requests` over `fleet` and return outcomes, batches, energy and metrics.
 
@@ -99,10 +100,16 @@ def simulate(
 
     Energy is integrated from the first arrival (DESIGN.md) unless `start_s` (<= the first arrival) moves the
     start of the window earlier: LoudVA's measurements start at its scenario's time 0, before the first request.
+    `upload_s_per_frame` > 0 makes every device receive each frame over a serial link before its batch runs
+    (see `simulator.devices`); policies are not told about it. Default 0: no network.
     """
+    if upload_s_per_frame < 0:
+        raise ConfigError(f"simulate: upload_s_per_frame must be >= 0, got {upload_s_per_frame}")
     run = _Run(requests, fleet, policy, cost, device_models, sink, horizon_s, initial_freq, start_s)
     if noise is not None:
         run.add_noise(dataclasses.replace(noise, seed=seed))
+    for device in run.devices.values():
+        device.upload_s_per_frame = upload_s_per_frame
     return run.run()
 
 

@@ -87,6 +87,14 @@ def test_batches_on_one_device_run_one_after_another():
     assert result.device_busy_s["d0"] == pytest.approx(2 * lat)
 
 
+def test_upload_delays_a_batch_and_overlaps_the_previous_one():
+    """Frames cross the link one after another; the device idles waiting for them, not longer."""
+    lat = DM.latency_s("inceptionv3", 2, F_MAX)
+    result = _sim([req(1, frames=2)], upload_s_per_frame=0.1)
+    assert result.outcomes[0].time_s == pytest.approx(0.2 + lat)
+    assert result.energy_j == pytest.approx(DM.idle_power_w(F_MAX) * 0.2 + DM.energy_j("inceptionv3", 2, F_MAX))
+
+
 def test_policy_is_woken_at_the_time_it_asked_for():
     """A policy that holds requests until t=3 dispatches exactly then."""
 
