@@ -17,6 +17,7 @@ from costmodel.calibration import (
     build_coefficients,
     calibration_report,
     derive_kind,
+    fit_kind,
     ibis_nano_trt_ms,
     model_ratio_table,
 )
@@ -185,3 +186,17 @@ def test_profiles_table_round_trips_through_csv(tmp_path: Path) -> None:
     df.to_csv(tmp_path / "p.csv", index=False)
     back = read_profiles(tmp_path / "p.csv")
     pd.testing.assert_frame_equal(back, df, check_dtype=False)
+
+
+@pytest.mark.parametrize("kind", MEASURED_KINDS)
+def test_the_form_generalises_to_unseen_frequencies_and_larger_batches(loudva_dir: Path, kind: str) -> None:
+    """Fitted without every third frequency (or without the largest 40 % of batches), the held-out rows
+    still meet the fidelity targets: the form is not just memorising the sweep."""
+    rows = read_profiles(loudva_dir / "Profiling.csv").query("kind == @kind")
+    freqs = np.sort(rows["freq_hz"].unique())
+    unseen_freq = rows["freq_hz"].isin(freqs[1::3])
+    unseen_batch = rows["batch"] > 0.6 * rows["batch"].max()
+    for held_out in (unseen_freq, unseen_batch):
+        fitted = fit_kind(rows[~held_out], kind, {"inceptionv3": 1.0})
+        r = calibration_report(rows[held_out], {kind: fitted})[kind]
+        assert r["latency_mape_pct"] <= LATENCY_TARGET_PCT and r["energy_mape_pct"] <= ENERGY_TARGET_PCT
