@@ -27,15 +27,13 @@ def compare_overload(
     seed: int = typer.Option(0, help="Seed of the arrivals and the device models"),
 ) -> None:
     """Run FIFO and jetfleet on the same stream arrivals, causally, and compare them per stream."""
-    from rich.console import Console
-
     from jetfleet.telemetry import JsonlEventWriter
     from simulator.overload import compare, load_experiment
 
     experiment = load_experiment(config)
     if policy:
         experiment = _with_policies(experiment, policy)
-    console = Console()
+    console = _console()
     writers: dict[str, JsonlEventWriter] = {}
     if events_dir is not None:
         writers = {label: JsonlEventWriter(events_dir / f"{label}.jsonl") for label in experiment.policies}
@@ -60,13 +58,11 @@ def report(
     json_out: Path | None = typer.Option(None, "--json", help="Also write the per-stream summary here"),
 ) -> None:
     """Per stream: executed, dropped by reason, p95 latency and budget misses, from a decision-events file."""
-    from rich.console import Console
-
     from simulator.overload import events_stream_stats
 
     stats = events_stream_stats(_read_events(events))
     summary = {stream: st.to_dict() for stream, st in stats.items()}
-    console = Console()
+    console = _console()
     _print_streams(console, f"decision events: {events}", summary)
     unexplained = sum(st.dropped_by_reason.get("unexplained", 0) for st in stats.values())
     if unexplained:
@@ -75,6 +71,14 @@ def report(
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps({"events": str(events), "streams": summary}, indent=2) + "\n")
         console.print(f"wrote {json_out}")
+
+
+def _console() -> Any:
+    """A rich console; 120 columns when not writing to a terminal (pipes, logs, tests)."""
+    from rich.console import Console
+
+    console = Console()
+    return console if console.is_terminal else Console(width=120)
 
 
 def _read_events(path: Path) -> list[dict[str, Any]]:
@@ -126,9 +130,10 @@ def _print_streams(console: Any, title: str, streams: Mapping[str, Mapping[str, 
 
     table = Table(title=title, title_justify="left")
     for col in ("stream", "offered", "executed", "dropped", "dropped by reason", "p95 ms", "budget misses"):
-        table.add_column(col, justify="left" if col in ("stream", "dropped by reason") else "right")
+        left = col in ("stream", "dropped by reason")
+        table.add_column(col, justify="left" if left else "right", no_wrap=left)
     for stream, st in streams.items():
-        reasons = ", ".join(f"{k} {v}" for k, v in sorted(st["dropped_by_reason"].items())) or "-"
+        reasons = "\n".join(f"{k} {v}" for k, v in sorted(st["dropped_by_reason"].items())) or "-"
         p95 = "-" if st["p95_latency_ms"] is None else f"{st['p95_latency_ms']:.1f}"
         table.add_row(
             stream, str(st["offered"]), str(st["executed"]), str(st["dropped"]), reasons, p95, str(st["budget_misses"])
