@@ -10,6 +10,7 @@ returns the rows as a profile table (`costmodel.profiles.PROFILE_COLUMNS` plus a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import statistics
 from collections.abc import Callable, Sequence
@@ -267,9 +268,14 @@ async def sweep_ray(
     on_start: OnStart = _noop_start,
     on_point: OnPoint = _noop_point,
     acquire_timeout_s: float = 60.0,
+    via_serve: bool = True,
 ) -> SweepResult:
-    """Sweep every plan on a running Ray cluster (ray.init must have been called): one DeviceRuntime actor
-    per device, pinned by its `device:<name>` resource, so the sweep runs where the device is."""
+    """Sweep every plan on a running Ray cluster (ray.init must have been called).
+
+    A device that a running jetfleet service already serves (its Serve deployment `device-<name>`) is
+    profiled through that deployment, which holds the device (live traffic then shares it). Otherwise a
+    DeviceRuntime actor is started for the sweep, pinned by the device's `device:<name>` resource so it
+    runs where the device is, and ended afterwards."""
     import ray
 
     from actors.device import DeviceRuntime
@@ -283,42 +289,65 @@ async def sweep_ray(
         if resource not in have:
             result.failures[name] = f"the Ray cluster has no resource {resource!r} (start it with `jetfleet up`)"
             return
-        actor = remote_runtime.options(resources={resource: 1}, num_cpus=0).remote(
-            plan.device, speed_factor=speed_factor
-        )
+        target, owned = (_serve_device_handle(name) if via_serve else None), False
+        if target is None:
+            target, owned = (
+                remote_runtime.options(resources={resource: 1}, num_cpus=0).remote(
+                    plan.device, speed_factor=speed_factor
+                ),
+                True,
+            )
         try:
-            result.rows += await _sweep_actor(actor, plan, acquire_timeout_s, on_start, on_point)
+            result.rows += await _sweep_target(target, plan, acquire_timeout_s, on_start, on_point)
         except asyncio.TimeoutError:
             result.failures[name] = (
                 f"no actor could start on {resource!r} within {acquire_timeout_s:g} s: another actor holds the "
-                "device (stop `jetfleet serve` first) or its node is down"
+                "device or its node is down"
             )
         except (JetfleetError, ray.exceptions.RayError) as e:
             result.failures[name] = str(e).splitlines()[0] if str(e) else type(e).__name__
         finally:
-            ray.kill(actor)
+            if owned:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(_get(target.close.remote()), 10.0)
+                ray.kill(target)
 
     await asyncio.gather(*(one(p) for p in plans))
     return result
 
 
-async def _sweep_actor(actor: Any, plan: SweepPlan, timeout_s: float, on_start: OnStart, on_point: OnPoint):
+def _serve_device_handle(device: str) -> Any:
+    """The handle of the running jetfleet service's deployment of `device`, or None when there is none."""
+    try:
+        from ray import serve
+
+        from deployments.app import DEFAULT_APP
+        from deployments.devices import deployment_name
+
+        if DEFAULT_APP not in serve.status().applications:
+            return None
+        return serve.get_deployment_handle(deployment_name(device), DEFAULT_APP)
+    except Exception:  # no Serve controller, no such app or deployment: profile with an actor of our own
+        return None
+
+
+async def _sweep_target(target: Any, plan: SweepPlan, timeout_s: float, on_start: OnStart, on_point: OnPoint):
+    """Sweep through `target` (a DeviceRuntime actor or Serve deployment handle); restore its clock after."""
     name = plan.device.name
-    available = await asyncio.wait_for(_get(actor.available_frequencies_hz.remote()), timeout_s)
+    available = await asyncio.wait_for(_get(target.available_frequencies_hz.remote()), timeout_s)
     freqs = select_frequencies(available, plan.freqs_hz, name)
     on_start(name, plan.points(len(freqs)))
-    initial_hz = await actor.frequency_hz.remote()
+    initial_hz = (await target.status.remote()).freq_hz
     rows: list[ProfileRow] = []
     try:
         for model in plan.models:
-            for f in freqs:  # one call per frequency, for progress; the actor restores nothing in between
+            for f in freqs:  # one call per frequency, for progress; the target restores nothing in between
                 kw = {"warmup": plan.warmup, "repetitions": plan.repetitions, "restore": False}
-                rows += await actor.profile.remote(model, [f], list(plan.batches), **kw)
+                rows += await target.profile.remote(model, [f], list(plan.batches), **kw)
                 for _ in plan.batches:
                     on_point(name)
     finally:
-        await actor.set_frequency.remote(initial_hz)
-        await actor.close.remote()
+        await target.set_frequency.remote(initial_hz)
     return rows
 
 

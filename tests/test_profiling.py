@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 from device_fakes import LinearDeviceModel
@@ -145,3 +146,72 @@ def test_profile_command_writes_a_table_the_cost_model_reads(tmp_path):
     table = read_profiles(out)
     assert sorted(set(table["source"])) == ["profile:nano0", "profile:nx0"] and len(table) == 4
     assert set(table["kind"]) == {"jetson-nano", "xavier-nx"} and (table["latency_s"] > 0).all()
+
+
+@pytest.fixture(scope="module")
+def ray_with_devices():
+    """A Ray cluster advertising device:nano0 and device:nx0 (the shared one if it is up, else our own)."""
+    ray = pytest.importorskip("ray")
+    if ray.is_initialized():
+        have = ray.cluster_resources()
+        if not {"device:nano0", "device:nx0"} <= set(have):
+            pytest.skip("the running Ray cluster has no device:nano0 / device:nx0")
+        yield ray
+        return
+    import os
+
+    saved = {k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")}
+    os.environ.update({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "jetfleet-profiling-test-token"})
+    os.environ.pop("RAY_AUTH_TOKEN_PATH", None)
+    _refresh_ray_auth()
+    ray.init(
+        resources={"device:nano0": 1, "device:nx0": 1},
+        num_cpus=2,
+        include_dashboard=False,
+        logging_level="ERROR",
+        log_to_driver=False,
+    )
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        _refresh_ray_auth()
+
+
+def _refresh_ray_auth() -> None:
+    """Ray caches its auth mode and token in C++: re-read them after changing the environment."""
+    from ray._raylet import AuthenticationTokenLoader, Config
+
+    Config.initialize("")
+    AuthenticationTokenLoader.instance().reset_cache()
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_ray_sweep_runs_on_actors_pinned_to_the_devices(ray_with_devices):
+    """Under Ray each device is swept by an actor holding its device resource; a missing one is reported."""
+    from actors.profiling import sweep_ray
+
+    fleet = fleet_from_dict(
+        {
+            "devices": [
+                {"name": n, "kind": k}
+                for n, k in (("nano0", "jetson-nano"), ("nx0", "xavier-nx"), ("agx9", "agx-xavier"))
+            ]
+        }
+    )
+    plans = plan_sweeps(fleet, batches=[1, 2], freqs_mhz=[921.6, 1109.25, 1377], warmup=0, repetitions=1)
+    result = asyncio.run(sweep_ray(plans, speed_factor=1000, acquire_timeout_s=60, via_serve=False))
+    table = validate_profiles(result.table())
+    assert sorted(set(table["source"])) == ["profile:nano0", "profile:nx0"] and len(table) == 4
+    assert list(result.failures) == ["agx9"] and "device:agx9" in result.failures["agx9"]
+    for _ in range(100):  # ray.kill returns at once; the resource comes back when the actor is gone
+        if ray_with_devices.available_resources().get("device:nano0") == 1:
+            break
+        time.sleep(0.1)
+    assert ray_with_devices.available_resources().get("device:nano0") == 1
