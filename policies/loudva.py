@@ -73,6 +73,7 @@ class LoudVA(Policy):
         self._last_arrival_s = -math.inf
         self._scaling = Ticker(SCALING_PERIOD_S)
         self._grids: dict[tuple[str, str], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._tables: dict[tuple[str, str, float, bytes], _Table] = {}
 
     def admit(self, now_s: float, request: Request, queue: RequestQueue) -> list:
         self._last_arrival_s = now_s
@@ -140,42 +141,46 @@ class LoudVA(Policy):
     def _search(
         self, devices: Sequence[DeviceState], model: str, frames: np.ndarray, slack_s: float, cost: CostModel
     ) -> _Choice | None:
-        best: tuple[float, _Choice] | None = None  # (energy per frame, choice) among configs that fit
+        tables = [(d, self._table(d, model, frames, cost)) for d in devices]
+        best: tuple[float, DeviceState, _Table, int] | None = None  # lowest energy per frame that fits
+        for d, t in tables:
+            hits = np.flatnonzero(t.expected_by_epf <= slack_s)
+            if hits.size and (best is None or t.epf_sorted[hits[0]] < best[0]):
+                best = (float(t.epf_sorted[hits[0]]), d, t, int(t.order[hits[0]]))
+        if best is not None:
+            _, d, t, flat = best
+            return t.choice(d, flat, fits=True)
         closest: tuple[tuple, _Choice] | None = None  # LoudVA's closest_config, by its ordering key
         queued = float(frames[-1])
-        for d in devices:
-            kind = get_kind(d.kind)
-            cap = batch_cap(d.kind)
-            n = max(1, int(np.searchsorted(frames, cap, side="right")))  # prefixes of <= cap frames (>= 1)
-            sizes = frames[:n].astype(int)
-            freqs, latency, energy = self._grid(d.kind, model, int(sizes[-1]), cost)
-            lat = latency[:, sizes - 1]
-            en = energy[:, sizes - 1]
-            delay = np.where(np.abs(freqs - d.freq_hz) < 1.0, 0.0, kind.freq_change_delay_s)[:, None]
-            expected = lat + self.safety_margin_s + delay
-            epf = en / sizes[None, :]
-            fits = expected <= slack_s
-            if fits.any():
-                masked = np.where(fits, epf, np.inf)
-                fi, bi = np.unravel_index(int(np.argmin(masked)), masked.shape)
-                if best is None or masked[fi, bi] < best[0]:
-                    best = (float(masked[fi, bi]), _choice(d, freqs, lat, en, expected, fi, bi, True))
-            throughput = sizes[None, :] / lat
+        for d, t in tables:
+            throughput = t.sizes[None, :] / t.lat
             meets = throughput >= queued
             # LoudVA's ordering: meeting the throughput first, then lowest latency; else highest throughput.
-            keys = np.where(meets, expected, np.inf)
             if meets.any():
-                fi, bi = np.unravel_index(int(np.argmin(keys)), keys.shape)
-                key: tuple = (0, float(expected[fi, bi]))
+                flat = int(np.argmin(np.where(meets, t.expected, np.inf)))
+                key: tuple = (0, float(t.expected.flat[flat]))
             else:
-                order = np.lexsort((expected.ravel(), -throughput.ravel()))
-                fi, bi = np.unravel_index(int(order[0]), expected.shape)
-                key = (1, -float(throughput[fi, bi]), float(expected[fi, bi]))
+                flat = int(np.lexsort((t.expected.ravel(), -throughput.ravel()))[0])
+                key = (1, -float(throughput.flat[flat]), float(t.expected.flat[flat]))
             if closest is None or key < closest[0]:
-                closest = (key, _choice(d, freqs, lat, en, expected, fi, bi, False))
-        if best is not None:
-            return best[1]
+                closest = (key, t.choice(d, flat, fits=False))
         return closest[1] if closest is not None else None
+
+    def _table(self, d: DeviceState, model: str, frames: np.ndarray, cost: CostModel) -> _Table:
+        """The search table of one device for this queue: cached, so holding requests back costs little."""
+        cap = batch_cap(d.kind)
+        n = max(1, int(np.searchsorted(frames, cap, side="right")))  # prefixes of <= cap frames (>= 1)
+        sizes = frames[:n].astype(int)
+        key = (d.kind, model, d.freq_hz, sizes.tobytes())
+        table = self._tables.get(key)
+        if table is None:
+            if len(self._tables) > 4096:
+                self._tables.clear()
+            freqs, latency, energy = self._grid(d.kind, model, int(sizes[-1]), cost)
+            delay_s = get_kind(d.kind).freq_change_delay_s
+            table = _Table.build(freqs, latency[:, sizes - 1], energy[:, sizes - 1], sizes, d.freq_hz, delay_s, self)
+            self._tables[key] = table
+        return table
 
     def _grid(self, kind: str, model: str, batch: int, cost: CostModel) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The cost model's (freqs, latency[F, B], energy[F, B]) for batches 1..>= batch, cached per kind/model."""
@@ -189,19 +194,48 @@ class LoudVA(Policy):
         return hit
 
 
-def _choice(
-    d: DeviceState,
-    freqs: np.ndarray,
-    lat: np.ndarray,
-    en: np.ndarray,
-    expected: np.ndarray,
-    fi: int,
-    bi: int,
-    fits: bool,
-) -> _Choice:
-    return _Choice(
-        d, float(freqs[fi]), int(bi) + 1, float(lat[fi, bi]), float(en[fi, bi]), float(expected[fi, bi]), fits
-    )
+@dataclass(frozen=True)
+class _Table:
+    """One device's (frequency x whole-request prefix) search table for one queue and clock."""
+
+    freqs: np.ndarray  # (F,)
+    sizes: np.ndarray  # (n,) frames of each prefix
+    lat: np.ndarray  # (F, n) predicted latency
+    en: np.ndarray  # (F, n) predicted energy
+    expected: np.ndarray  # (F, n) latency + safety margin + change delay
+    order: np.ndarray  # flat indices by energy per frame, then frequency ascending, then batch descending
+    epf_sorted: np.ndarray  # energy per frame in that order
+    expected_by_epf: np.ndarray  # expected latency in that order
+
+    @staticmethod
+    def build(
+        freqs: np.ndarray,
+        lat: np.ndarray,
+        en: np.ndarray,
+        sizes: np.ndarray,
+        freq_now_hz: float,
+        delay_s: float,
+        policy: LoudVA,
+    ) -> _Table:
+        delay = np.where(np.abs(freqs - freq_now_hz) < 1.0, 0.0, delay_s)[:, None]
+        expected = lat + policy.safety_margin_s + delay
+        epf = (en / sizes[None, :]).ravel()
+        fi, bi = np.indices(lat.shape)
+        # LoudVA scans frequencies ascending and batches descending and keeps the first strict minimum.
+        order = np.lexsort((-bi.ravel(), fi.ravel(), epf))
+        return _Table(freqs, sizes, lat, en, expected, order, epf[order], expected.ravel()[order])
+
+    def choice(self, d: DeviceState, flat: int, *, fits: bool) -> _Choice:
+        fi, bi = np.unravel_index(flat, self.lat.shape)
+        return _Choice(
+            d,
+            float(self.freqs[fi]),
+            int(bi) + 1,
+            float(self.lat[fi, bi]),
+            float(self.en[fi, bi]),
+            float(self.expected[fi, bi]),
+            fits,
+        )
 
 
 def _earliest(a: float | None, b: float) -> float:
