@@ -1,0 +1,596 @@
+"""The live scheduler: drives `policies.core.SchedulerCore` — the same core and policy objects as the
+simulator — in real time, and answers every request exactly once.
+
+Life of a request (the simulator's, on a real clock):
+
+    submit(item)    -> Request(arrival = now) joins the core's queue; admission may answer it at once
+    loop: step(now) -> the policy's batches go to their devices (`DeviceClient.run_batch`), its drops and
+                       clock changes are applied; the loop runs again on every arrival, every batch
+                       completion, and at the `wake_at_s` the policy asked for
+    completion      -> `core.complete`: each request of the batch gets its answer (its asyncio Future
+                       resolves); a failed batch goes back to the queue
+    device gone     -> `core.fail_device`: the requests of its batches in flight go back to the queue for
+                       the other devices; a result that still arrives from it later is ignored (counted
+                       as energy only), so nothing is lost or answered twice
+
+Time. The core sees *scheduler time* = (time.monotonic() - t0) × `time_scale`. With an emulated fleet
+compressed by a speed factor k (`DeviceRuntime(speed_factor=k)`), `time_scale = k` makes the policy, the
+cost model, the SLOs and the measured latencies agree on the same (device) seconds the simulator uses;
+`InferItem.slo_s` and the answer's timings are wall seconds. When the policy asked to be woken at t and
+nothing else happened in between, the core is stepped at exactly t (as the simulator would), so tick-based
+policies see their ticks.
+
+Safety nets the simulator does not need: with no healthy device left, queued requests are dropped
+(`no_device`); a request still queued `stale_grace_s` (wall) past its deadline is dropped
+(`deadline_expired`); a request whose batches failed `max_attempts` times is dropped (`device_failed`);
+a policy that breaks its contract gets its queue dropped and the error logged, never a hang.
+
+`LiveScheduler` is plain asyncio; `deployments.app` runs it as the scheduler actor (a Ray Serve
+deployment) with Serve handles to the device deployments as its `DeviceClient`s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from actors.accounting import EnergyLedger, LiveRun, idle_power_fn
+from actors.device import BatchRun
+from actors.messages import DeviceClient, DeviceUnavailableError, InferAnswer, InferItem
+from actors.metrics import NullMetrics
+from cluster.catalogue import get_kind
+from cluster.inventory import Fleet
+from costmodel.base import CostModel
+from jetfleet.errors import ConfigError, InvalidRequestError, UnknownNameError
+from jetfleet.telemetry import EventSink
+from jetfleet.types import Batch, BatchResult, DeviceState, DropReason, Outcome, OutcomeStatus, Request
+from policies.base import Policy
+from policies.core import SchedulerCore, StepOutput
+
+log = logging.getLogger(__name__)
+
+# An admission check: (now_s, request, core) -> None to accept, or (reason, retry_after_s wall, detail) to refuse.
+AdmissionFn = Callable[[float, Request, SchedulerCore], "tuple[str, float, str] | None"]
+
+
+@dataclass(slots=True)
+class _Pending:
+    request: Request
+    inputs: Any
+    future: asyncio.Future[InferAnswer]
+    attempts: int = 0
+    dispatched_s: float = math.nan  # scheduler time of its (last) dispatch
+
+
+class LiveScheduler:
+    """The scheduler actor's logic: one policy, one queue, one fleet of `DeviceClient`s."""
+
+    def __init__(
+        self,
+        fleet: Fleet,
+        policy: Policy,
+        cost: CostModel,
+        clients: Mapping[str, DeviceClient],
+        *,
+        time_scale: float = 1.0,
+        sink: EventSink | None = None,
+        metrics: Any = None,
+        admission: AdmissionFn | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        probe_interval_s: float = 1.0,
+        probe_timeout_s: float = 5.0,
+        batch_timeout_s: float = 60.0,
+        max_attempts: int = 3,
+        stale_grace_s: float = 30.0,
+        record_limit: int = 500_000,
+    ) -> None:
+        missing = sorted({d.name for d in fleet.devices} - set(clients))
+        if missing:
+            raise ConfigError(f"live scheduler: no device client for {missing} of fleet {fleet.name!r}")
+        if not time_scale > 0:
+            raise ConfigError(f"live scheduler: time_scale must be > 0, got {time_scale}")
+        self.fleet, self.cost, self.clients = fleet, cost, dict(clients)
+        self.time_scale = float(time_scale)
+        self.metrics = metrics if metrics is not None else NullMetrics()
+        self._sink, self._admission, self._clock = sink, admission, clock
+        self.probe_interval_s, self.probe_timeout_s = probe_interval_s, probe_timeout_s
+        self.batch_timeout_s, self.max_attempts = batch_timeout_s, max_attempts
+        self.stale_grace_s, self.record_limit = stale_grace_s, record_limit
+        self._t0 = clock()
+        self._ids = itertools.count()
+        self._idle_power = {kind: idle_power_fn(kind) for kind in {d.kind for d in fleet.devices}}
+        self._healthy = {d.name: True for d in fleet.devices}
+        self.models = servable_models(fleet)
+        self._statuses: dict[str, Any] = {}
+        self._pending: dict[int, _Pending] = {}
+        self._launched: dict[int, Batch] = {}  # batches sent to a device and still owed an answer
+        self._tasks: set[asyncio.Task] = set()
+        self._event: asyncio.Event | None = None
+        self._kicked = False
+        self._wake_s: float | None = None
+        self._last_s = 0.0  # the latest time given to the core (it must never go back)
+        self._closed = False
+        self._loop_task: asyncio.Task | None = None
+        self._probe_task: asyncio.Task | None = None
+        self.counters: dict[str, int] = {"submitted": 0, "completed": 0, "within_slo": 0, "decisions": 0}
+        self.answers_by_reason: dict[str, int] = {}
+        self.recent_latency_s: deque[float] = deque(maxlen=2000)  # wall seconds of recent completions
+        self.last_error = ""
+        self._new_run(policy)
+
+    # -- time ------------------------------------------------------------------------------------------
+    def now(self) -> float:
+        """Scheduler time: wall seconds since start × time_scale."""
+        return max((self._clock() - self._t0) * self.time_scale, self._last_s)
+
+    def _wall(self, scheduler_s: float) -> float:
+        return scheduler_s / self.time_scale
+
+    # -- life cycle ------------------------------------------------------------------------------------
+    def _new_run(self, policy: Policy) -> None:
+        now = self.now()
+        states = []
+        self.ledgers: dict[str, EnergyLedger] = {}
+        for spec in self.fleet.devices:
+            f_max = get_kind(spec.kind).max_freq_hz
+            states.append(DeviceState(spec.name, spec.kind, f_max, now, 0, now, self._healthy[spec.name], spec.models))
+            self.ledgers[spec.name] = EnergyLedger(self._idle_power[spec.kind], f_max)
+        self.policy = policy
+        self.core = SchedulerCore(policy, self.cost, states, self._sink)
+        self.run = LiveRun(getattr(policy, "name", type(policy).__name__), self.ledgers)
+        self._wake_s = None
+
+    def start(self) -> None:
+        """Start the scheduling loop and the device probes (idempotent; needs a running event loop)."""
+        if self._loop_task is None:
+            self._event = asyncio.Event()
+            self._loop_task = asyncio.get_running_loop().create_task(self._loop())
+            if self.probe_interval_s > 0:
+                self._probe_task = asyncio.get_running_loop().create_task(self._probe_loop())
+
+    async def reset(self, policy: Policy, *, drain_timeout_s: float = 60.0) -> None:
+        """Start a new run with `policy`: wait for what is open to be answered (dropping what is still
+        queued after `drain_timeout_s`), set every device to its maximum clock, clear the run's records."""
+        self.start()
+        deadline = time.monotonic() + drain_timeout_s
+        while self.core.open_requests and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        if self.core.open_requests:
+            self._settle(self.core.drop_all(self._touch(), DropReason.SHUTDOWN))
+            while self._launched and time.monotonic() < deadline + drain_timeout_s:
+                await asyncio.sleep(0.01)
+        for spec in self.fleet.devices:
+            if self._healthy[spec.name]:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(
+                        self.clients[spec.name].set_frequency(get_kind(spec.kind).max_freq_hz), self.probe_timeout_s
+                    )
+        self._new_run(policy)
+        self._kick()
+
+    async def close(self) -> None:
+        """Answer everything still queued with `shutdown` and stop the loop."""
+        if self._closed:
+            return
+        self._settle(self.core.drop_all(self._touch(), DropReason.SHUTDOWN))
+        self._closed = True
+        for task in (self._loop_task, self._probe_task, *self._tasks):
+            if task is not None:
+                task.cancel()
+        for p in list(self._pending.values()):  # batches in flight: answered as failed, once
+            self._resolve(p, InferAnswer(p.request.request_id, "failed", reason=DropReason.SHUTDOWN.value))
+
+    # -- arrivals --------------------------------------------------------------------------------------
+    def submit_nowait(self, item: InferItem) -> asyncio.Future[InferAnswer]:
+        """Queue one request; return the Future of its one answer."""
+        if self._closed:
+            raise InvalidRequestError("the scheduler is shut down")
+        if item.model not in self.models:
+            raise UnknownNameError("model", item.model, self.models)
+        self.start()
+        now = self._touch()
+        request = Request(
+            next(self._ids), now, item.n_frames, item.slo_s * self.time_scale, item.model, item.priority, item.stream
+        )
+        future: asyncio.Future[InferAnswer] = asyncio.get_running_loop().create_future()
+        pending = self._pending[request.request_id] = _Pending(request, item.inputs, future)
+        self.counters["submitted"] += 1
+        if len(self.run.requests) >= self.record_limit and not self.core.open_requests:
+            self.run = LiveRun(self.run.policy, self.ledgers)
+        if self.run.start_s is None:
+            self._start_books(now)
+        self.run.arrive(request)
+        refusal = self._admit(now, request)
+        if refusal is not None:
+            reason, retry_after_s, detail = refusal
+            outcome = Outcome(request.request_id, OutcomeStatus.DROPPED, now, reason=reason)
+            self._answer_one(pending, outcome, status="rejected", detail=detail, retry_after_s=retry_after_s)
+            return future
+        self._settle(self.core.submit(now, request))
+        self._kick()
+        return future
+
+    async def submit(self, item: InferItem) -> InferAnswer:
+        """Queue one request and wait for its answer."""
+        return await self.submit_nowait(item)
+
+    async def submit_many(self, items: Sequence[InferItem]) -> AsyncIterator[list[tuple[int, InferAnswer]]]:
+        """Queue several requests; yield (index, answer) pairs in groups, as they are answered."""
+        futures = {self.submit_nowait(item): i for i, item in enumerate(items)}
+        waiting = set(futures)
+        while waiting:
+            done, waiting = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            yield [(futures[f], f.result()) for f in done]
+
+    def _admit(self, now: float, request: Request) -> tuple[str, float, str] | None:
+        """None to accept; else (reason, retry-after in wall seconds, detail). The given `admission`
+        function decides, else the policy's own `admission` method when it has one (overload control)."""
+        if self._admission is not None:
+            return self._admission(now, request, self.core)
+        decide = getattr(self.policy, "admission", None)
+        if decide is None:
+            return None
+        verdict = decide(now, request, self.core.queue, list(self.core.devices.values()), self.cost)
+        if verdict.accepted:
+            return None
+        reason = verdict.reason.value if verdict.reason is not None else DropReason.REJECTED.value
+        return reason, self._wall(verdict.retry_after_s), verdict.detail
+
+    def _start_books(self, now: float) -> None:
+        """The run's first arrival: devices idle so far count as idle from now (as in the simulator)."""
+        for state in self.core.devices.values():
+            if state.in_flight == 0:
+                state.busy_until_s = state.last_busy_s = now
+
+    # -- the loop --------------------------------------------------------------------------------------
+    def _touch(self) -> float:
+        self._last_s = self.now()
+        return self._last_s
+
+    def _kick(self) -> None:
+        self._kicked = True
+        if self._event is not None:
+            self._event.set()
+
+    async def _loop(self) -> None:
+        assert self._event is not None
+        while not self._closed:
+            timeout = None
+            wake = self._next_wake()
+            if wake is not None:
+                timeout = max(0.0, self._wall(wake - self.now()))
+            if not self._kicked:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._event.wait(), timeout)
+            self._event.clear()
+            now = self.now()
+            if not self._kicked and self._wake_s is not None and self._last_s <= self._wake_s <= now:
+                now = self._wake_s  # woken by the policy's timer alone: step at the time it asked for
+            self._kicked = False
+            self._last_s = now
+            try:
+                self._step(now)
+            except Exception as e:  # a policy bug must not leave requests hanging
+                self._policy_failed(now, e)
+
+    def _next_wake(self) -> float | None:
+        wake = self._wake_s
+        earliest = self.core.queue.earliest()
+        if earliest is not None:
+            stale = earliest.deadline_s + self.stale_grace_s * self.time_scale
+            wake = stale if wake is None else min(wake, stale)
+        return wake
+
+    def _step(self, now: float) -> None:
+        self._safety_drops(now)
+        t0 = time.perf_counter()
+        out = self.core.step(now)
+        self.metrics.decision_time(time.perf_counter() - t0)
+        self.counters["decisions"] += 1
+        self._apply(now, out)
+        self.metrics.queue_length(len(self.core.queue))
+
+    def _apply(self, now: float, out: StepOutput) -> None:
+        self._settle(out.outcomes)
+        self.metrics.decisions("drop", len(out.outcomes))
+        self.metrics.decisions("frequency", len(out.frequency_changes))
+        self.metrics.decisions("dispatch", len(out.batches))
+        for change in out.frequency_changes:
+            self.ledgers[change.device].frequency(now, change.freq_hz)
+            self.metrics.frequency(change.device, change.freq_hz)
+            self._spawn(self._set_frequency(change.device, change.freq_hz))
+        for batch in out.batches:
+            self._launched[batch.batch_id] = batch
+            for r in batch.requests:
+                p = self._pending.get(r.request_id)
+                if p is not None:
+                    p.dispatched_s = now
+            self._spawn(self._run_batch(batch))
+        self._wake_s = out.wake_at_s
+
+    def _safety_drops(self, now: float) -> None:
+        queue = self.core.queue
+        if queue and not any(s.healthy for s in self.core.devices.values()):
+            ids = [r.request_id for r in queue]
+            self._settle(self.core.drop(now, ids, DropReason.NO_DEVICE, "no healthy device"))
+            return
+        grace = self.stale_grace_s * self.time_scale
+        stale = []
+        for r in queue.by_deadline():
+            if r.deadline_s + grace > now:
+                break
+            stale.append(r.request_id)
+        if stale:
+            self._settle(self.core.drop(now, stale, DropReason.DEADLINE_EXPIRED, "still queued long past deadline"))
+
+    def _policy_failed(self, now: float, error: Exception) -> None:
+        log.exception("policy %s failed at t=%.3f", self.policy.name, now)
+        self.last_error = f"{type(error).__name__}: {error}"
+        for batch in self.core.in_flight_batches:  # applied by the core but never sent: back to the queue
+            if batch.batch_id not in self._launched:
+                self.core.complete(now, self._failed_run(batch, "policy error").result, batch.batch_id)
+        self._settle(self.core.drop_all(now, DropReason.SHUTDOWN))
+        self._wake_s = None
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- devices ---------------------------------------------------------------------------------------
+    async def _run_batch(self, batch: Batch) -> None:
+        name = batch.dispatch.device
+        inputs = [self._pending[r.request_id].inputs if r.request_id in self._pending else None for r in batch.requests]
+        if all(x is None for x in inputs):
+            inputs = None
+        timeout_s = self.batch_timeout_s
+        if math.isfinite(batch.dispatch.predicted_latency_s):
+            timeout_s = max(timeout_s, 20 * self._wall(batch.dispatch.predicted_latency_s))
+        try:
+            run = await asyncio.wait_for(self.clients[name].run_batch(batch, inputs), timeout_s)
+        except DeviceUnavailableError as e:
+            self._device_failed(name, f"device unavailable: {e}")
+            return
+        except asyncio.TimeoutError:
+            self._device_failed(name, f"no answer to batch {batch.batch_id} within {timeout_s:.1f} s")
+            return
+        except Exception as e:  # anything else fails this batch only: its requests are retried
+            run = self._failed_run(batch, f"{type(e).__name__}: {e}")
+        self._completed(batch, run)
+
+    def _failed_run(self, batch: Batch, error: str) -> BatchRun:
+        d = batch.dispatch
+        now = self.now()
+        result = BatchResult(
+            d.device, d.request_ids, batch.n_frames, d.model, d.freq_hz, now, now, 0.0, 0.0, ok=False, error=error
+        )
+        return BatchRun(result, None)
+
+    def _completed(self, batch: Batch, run: BatchRun) -> None:
+        now = self._touch()
+        result = run.result
+        latency_s = run.device_latency_s if math.isfinite(run.device_latency_s) else result.latency_s
+        latency_s = max(0.0, float(latency_s)) if math.isfinite(latency_s) else 0.0
+        if self._launched.get(batch.batch_id) is not batch:
+            return  # its device was failed over meanwhile: the requests were re-queued already
+        del self._launched[batch.batch_id]
+        if result.ok or result.energy_j > 0:
+            self.ledgers[batch.dispatch.device].batch(now, latency_s, result.energy_j, result.freq_hz)
+            self.metrics.frequency(batch.dispatch.device, result.freq_hz)
+        result = replace(result, started_s=now - latency_s, finished_s=now, latency_s=latency_s)
+        outcomes = self.core.complete(now, result, batch.batch_id)
+        if not result.ok:
+            log.warning("batch %d failed on %s: %s", batch.batch_id, result.device, result.error)
+            self._retry_or_drop(now, batch.requests, result.error)
+        else:
+            self._settle(outcomes, batch, run.outputs, latency_s)
+        self._kick()
+
+    def _retry_or_drop(self, now: float, requests: Sequence[Request], error: str) -> None:
+        give_up = []
+        for r in requests:
+            p = self._pending.get(r.request_id)
+            if p is not None:
+                p.attempts += 1
+                if p.attempts >= self.max_attempts and r.request_id in self.core.queue:
+                    give_up.append(r.request_id)
+        if give_up:
+            detail = f"failed {self.max_attempts} times; last: {error}"
+            self._settle(self.core.drop(now, give_up, DropReason.DEVICE_FAILED, detail))
+
+    def _device_failed(self, name: str, reason: str) -> None:
+        if not self._healthy.get(name, False):
+            return
+        now = self._touch()
+        log.warning("device %s failed: %s", name, reason)
+        self._healthy[name] = False
+        requeued = self.core.fail_device(now, name, reason)
+        for batch_id in [b for b, batch in self._launched.items() if batch.dispatch.device == name]:
+            del self._launched[batch_id]
+        self.ledgers[name].close(now)
+        self.run.requeued += len(requeued)
+        self.run.device_failures += 1
+        self._retry_or_drop(now, requeued, reason)
+        self._kick()
+
+    def _device_restored(self, name: str) -> None:
+        log.warning("device %s is back", name)
+        self._healthy[name] = True
+        self.core.restore_device(name)
+        now = self._touch()
+        state = self.core.devices[name]
+        state.busy_until_s = state.last_busy_s = now
+        ledger = self.ledgers[name]
+        ledger.closed, ledger.mark_s = False, (now if ledger.mark_s is not None else None)
+        self._kick()
+
+    async def _set_frequency(self, name: str, freq_hz: float) -> None:
+        try:
+            await asyncio.wait_for(self.clients[name].set_frequency(freq_hz), self.probe_timeout_s)
+        except DeviceUnavailableError as e:
+            self._device_failed(name, f"device unavailable: {e}")
+        except Exception as e:  # the policy believes the clock changed; the next batch sets it again
+            log.warning("setting %s to %.0f Hz failed: %s", name, freq_hz, e)
+
+    async def _probe_loop(self) -> None:
+        while not self._closed:
+            await asyncio.sleep(self.probe_interval_s)
+            await asyncio.gather(*(self._probe(name) for name in self.clients), return_exceptions=True)
+
+    async def _probe(self, name: str) -> None:
+        try:
+            status = await asyncio.wait_for(self.clients[name].status(), self.probe_timeout_s)
+        except (DeviceUnavailableError, asyncio.TimeoutError) as e:
+            self._device_failed(name, f"probe: {type(e).__name__}: {e}")
+            return
+        except Exception as e:  # noqa: BLE001 - a probe that cannot tell: leave the device as it is
+            log.warning("probe of %s failed: %s", name, e)
+            return
+        self._statuses[name] = status
+        self.metrics.power(name, getattr(status, "power_w", math.nan))
+        if not self._healthy[name]:
+            self._device_restored(name)
+
+    # -- answers ---------------------------------------------------------------------------------------
+    def _settle(
+        self,
+        outcomes: Sequence[Outcome],
+        batch: Batch | None = None,
+        outputs: list[Any] | None = None,
+        latency_s: float = math.nan,
+    ) -> None:
+        """Answer each outcome's request; completed ones get their slice of the batch's outputs."""
+        offsets: dict[int, tuple[int, int]] = {}
+        if batch is not None:
+            start = 0
+            for r in batch.requests:
+                offsets[r.request_id] = (start, start + r.n_frames)
+                start += r.n_frames
+        for o in outcomes:
+            p = self._pending.get(o.request_id)
+            if p is None:
+                continue
+            frames = None
+            if outputs is not None and o.request_id in offsets:
+                a, b = offsets[o.request_id]
+                frames = list(outputs[a:b])
+            self._answer_one(p, o, outputs=frames, latency_s=latency_s)
+
+    def _answer_one(
+        self,
+        p: _Pending,
+        o: Outcome,
+        *,
+        status: str | None = None,
+        detail: str = "",
+        retry_after_s: float | None = None,
+        outputs: list[Any] | None = None,
+        latency_s: float = math.nan,
+    ) -> None:
+        r = p.request
+        self.run.answer(o)
+        status = status or o.status.value
+        within = o.status is OutcomeStatus.COMPLETED and o.time_s <= r.deadline_s
+        answer = InferAnswer(
+            request_id=r.request_id,
+            status=status,
+            reason=o.reason,
+            detail=detail,
+            device=o.device,
+            model=o.model,
+            freq_hz=o.freq_hz,
+            energy_j=o.energy_j,
+            queued_s=self._wall(p.dispatched_s - r.arrival_s) if math.isfinite(p.dispatched_s) else math.nan,
+            inference_s=self._wall(latency_s) if math.isfinite(latency_s) else math.nan,
+            total_s=self._wall(o.time_s - r.arrival_s),
+            within_slo=within,
+            retry_after_s=retry_after_s,
+            outputs=outputs,
+        )
+        if status == "completed":
+            self.counters["completed"] += 1
+            self.counters["within_slo"] += int(within)
+            self.recent_latency_s.append(answer.total_s)
+        else:
+            key = answer.reason or status
+            self.answers_by_reason[key] = self.answers_by_reason.get(key, 0) + 1
+        self.metrics.answer(status, answer.reason, r.n_frames, within)
+        self._resolve(p, answer)
+
+    def _resolve(self, p: _Pending, answer: InferAnswer) -> None:
+        self._pending.pop(p.request.request_id, None)
+        if not p.future.done():
+            p.future.set_result(answer)
+
+    # -- views -----------------------------------------------------------------------------------------
+    def fleet_view(self) -> list[dict[str, Any]]:
+        """Each device: kind, health, clock, work in flight, last reported power and this run's energy."""
+        energy = self.run.energy_j(self.now()) if self.run.start_s is not None else {}
+        out = []
+        for spec in self.fleet.devices:
+            state = self.core.devices[spec.name]
+            status = self._statuses.get(spec.name)
+            out.append(
+                {
+                    "name": spec.name,
+                    "kind": spec.kind,
+                    "engine": spec.engine,
+                    "state": "healthy" if state.healthy else "failed",
+                    "freq_mhz": round(state.freq_hz / 1e6, 2),
+                    "in_flight": state.in_flight,
+                    "power_w": _finite(getattr(status, "power_w", math.nan)),
+                    "busy": bool(getattr(status, "busy", state.in_flight > 0)),
+                    "batches_run": getattr(status, "batches_run", None),
+                    "run_energy_j": round(energy.get(spec.name, 0.0), 3),
+                }
+            )
+        return out
+
+    def stats(self) -> dict[str, Any]:
+        """Lifetime counters, drops by reason, queue, recent wall latency and the current run's metrics."""
+        lat = sorted(self.recent_latency_s)
+
+        def pct(q: float) -> float | None:
+            return round(lat[min(len(lat) - 1, int(q * len(lat)))] * 1e3, 3) if lat else None
+
+        return {
+            "policy": self.policy.name,
+            "time_scale": self.time_scale,
+            **self.counters,
+            "queued": len(self.core.queue),
+            "open": self.core.open_requests,
+            "dropped_by_reason": dict(self.answers_by_reason),
+            "p50_ms": pct(0.5),
+            "p95_ms": pct(0.95),
+            "last_error": self.last_error,
+            "run": self.run_report(),
+        }
+
+    def run_report(self) -> dict[str, Any]:
+        """The current run's metrics on the simulator's definitions (scheduler time, modelled energy)."""
+        report = self.run.metrics(self.fleet)
+        report["time_scale"] = self.time_scale
+        return report
+
+
+def servable_models(fleet: Fleet) -> list[str]:
+    """Models some device of `fleet` can run: its `models` list, or every model of the zoo when empty."""
+    from costmodel.model_zoo import MODELS
+
+    out: set[str] = set()
+    for spec in fleet.devices:
+        out.update(spec.models or MODELS)
+        out.update(MODELS[m].family for m in spec.models if m in MODELS)
+    return sorted(out)
+
+
+def _finite(x: float) -> float | None:
+    return round(float(x), 3) if isinstance(x, (int, float)) and math.isfinite(x) else None

@@ -1,0 +1,333 @@
+"""Local Ray clusters for an emulated fleet, with Ray's token authentication on, on purpose.
+
+Two shapes:
+
+- *one node* (`start_in_process`, and `jetfleet up` without `--nodes`): a single Ray node that advertises
+  every device's custom resource `device:<name>`, so each device deployment can only land on it;
+- *one node per device* (`jetfleet up --nodes`, and the tests' `ray.cluster_utils.Cluster`): a head node
+  for the controller (Serve, the scheduler, the ingress) with no device resource, and one Ray node per
+  device advertising only `device:<name>`: a real multi-node cluster on one machine, so a device's node
+  can be killed.
+
+Token authentication. Ray 2.60 turns token authentication on by itself when `ray.init()` starts a local
+cluster and `RAY_AUTH_MODE` is unset, generating `~/.ray/auth_token` if there is none (docs.ray.io
+"Ray token authentication"; `ray/_private/authentication/authentication_token_setup.py`). jetfleet never
+leaves that to chance: it sets `RAY_AUTH_MODE=token` itself, with its own token (`RAY_AUTH_TOKEN` in a
+process, or `RAY_AUTH_TOKEN_PATH` pointing at `~/.jetfleet/ray_token` for `jetfleet up`), before any Ray
+process starts; every node, worker, `ray job submit` and `ray.init(address=...)` then uses that token.
+
+`jetfleet up` starts `ray start --block` processes in their own sessions and records them in
+`~/.jetfleet/cluster.json` (or `$JETFLEET_HOME`); `jetfleet down` ends exactly those process groups. It
+never runs `ray stop`, which would end every Ray process of the user, other clusters included.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cluster.inventory import Fleet
+from jetfleet.errors import ConfigError, JetfleetError
+
+DEVICE_RESOURCE_PREFIX = "device:"
+AUTH_ENV_VARS = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
+
+
+def jetfleet_home() -> Path:
+    """Where `jetfleet up` keeps its state and token: $JETFLEET_HOME or ~/.jetfleet."""
+    return Path(os.environ.get("JETFLEET_HOME", Path.home() / ".jetfleet"))
+
+
+def device_resources(fleet: Fleet) -> dict[str, float]:
+    """`{"device:<name>": 1}` for every device of the fleet."""
+    return {f"{DEVICE_RESOURCE_PREFIX}{d.name}": 1.0 for d in fleet.devices}
+
+
+def new_token() -> str:
+    """A fresh random token (Ray's cluster token or the HTTP API's bearer token)."""
+    return secrets.token_hex(32)
+
+
+def enable_ray_auth(token: str | None = None, token_path: str | Path | None = None) -> dict[str, str]:
+    """Turn Ray's token authentication on in this process (and the processes it starts) with this token.
+
+    Call it before `ray.init` / `ray start`. Returns the environment it set. Ray caches its config and the
+    token in C++; both are refreshed so that a process that already imported Ray sees the change."""
+    if (token is None) == (token_path is None):
+        raise ConfigError("enable_ray_auth: give exactly one of token or token_path")
+    env = {"RAY_AUTH_MODE": "token"}
+    if token is not None:
+        env["RAY_AUTH_TOKEN"] = token
+        os.environ.pop("RAY_AUTH_TOKEN_PATH", None)
+    else:
+        env["RAY_AUTH_TOKEN_PATH"] = str(token_path)
+        os.environ.pop("RAY_AUTH_TOKEN", None)
+    os.environ.update(env)
+    _refresh_ray_auth()
+    return env
+
+
+def _refresh_ray_auth() -> None:
+    try:
+        from ray._raylet import AuthenticationTokenLoader, Config
+    except ImportError:  # pragma: no cover - a Ray without token auth
+        return
+    Config.initialize("")
+    AuthenticationTokenLoader.instance().reset_cache()
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_in_process(
+    fleet: Fleet,
+    *,
+    token: str | None = None,
+    num_cpus: int = 2,
+    object_store_mb: int = 200,
+    include_dashboard: bool = False,
+) -> str:
+    """`ray.init()` a one-node local cluster holding every device's resource, token auth on; returns the
+    token. Used by `jetfleet demo` / `jetfleet serve` when no `jetfleet up` cluster is running."""
+    import ray
+
+    token = token or new_token()
+    enable_ray_auth(token)
+    ray.init(
+        num_cpus=num_cpus,
+        resources=device_resources(fleet),
+        object_store_memory=object_store_mb * 2**20,
+        include_dashboard=include_dashboard,
+        log_to_driver=False,
+        logging_level="warning",
+        configure_logging=True,
+    )
+    return token
+
+
+# -- jetfleet up / down ---------------------------------------------------------------------------------
+@dataclass
+class ClusterState:
+    """What `jetfleet up` started; `jetfleet down` reads it back."""
+
+    fleet: str
+    address: str  # GCS address, for ray.init(address=...)
+    dashboard_url: str  # for `ray job submit --address`
+    token_path: str
+    nodes: dict[str, int] = field(default_factory=dict)  # node label ("head", device name) -> process group id
+    per_device_nodes: bool = False
+    temp_dir: str = ""
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(asdict(self), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> ClusterState:
+        try:
+            return cls(**json.loads(path.read_text()))
+        except (OSError, ValueError, TypeError) as e:
+            raise ConfigError(f"{path}: not a jetfleet cluster state file: {e}") from None
+
+
+def state_path() -> Path:
+    return jetfleet_home() / "cluster.json"
+
+
+def running_cluster() -> ClusterState | None:
+    """The cluster `jetfleet up` started, when its head process still runs."""
+    path = state_path()
+    if not path.exists():
+        return None
+    state = ClusterState.load(path)
+    head = state.nodes.get("head")
+    return state if head is not None and _alive(head) else None
+
+
+def connect(state: ClusterState) -> None:
+    """`ray.init` this process into a `jetfleet up` cluster, with its token."""
+    import ray
+
+    enable_ray_auth(token_path=state.token_path)
+    ray.init(address=state.address, log_to_driver=False, logging_level="warning", _temp_dir=state.temp_dir or None)
+
+
+def up(fleet: Fleet, *, per_device_nodes: bool = False, num_cpus: int = 2, object_store_mb: int = 200) -> ClusterState:
+    """Start a detached local Ray cluster for `fleet` (see the module docstring); wait until every device's
+    resource is registered."""
+    if running_cluster() is not None:
+        raise JetfleetError(f"a jetfleet cluster is already running ({state_path()}); run `jetfleet down` first")
+    home = jetfleet_home()
+    home.mkdir(parents=True, exist_ok=True)
+    token_path = home / "ray_token"
+    token_path.write_text(new_token())
+    token_path.chmod(0o600)
+    temp_dir = home / "ray"
+    port, dash_port = free_port(), free_port()
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token_path)}
+    env.pop("RAY_AUTH_TOKEN", None)
+    state = ClusterState(
+        fleet=fleet.name,
+        address=f"127.0.0.1:{port}",
+        dashboard_url=f"http://127.0.0.1:{dash_port}",
+        token_path=str(token_path),
+        per_device_nodes=per_device_nodes,
+        temp_dir=str(temp_dir),
+    )
+    head_resources = {} if per_device_nodes else device_resources(fleet)
+    head = [
+        *_ray_start(temp_dir),
+        "--head",
+        f"--port={port}",
+        "--node-ip-address=127.0.0.1",
+        f"--num-cpus={num_cpus}",
+        f"--object-store-memory={object_store_mb * 2**20}",
+        f"--resources={json.dumps(head_resources)}",
+        "--include-dashboard=true",
+        "--dashboard-host=127.0.0.1",
+        f"--dashboard-port={dash_port}",
+    ]
+    try:
+        state.nodes["head"] = _spawn(head, env, home / "head.log")
+        if per_device_nodes:
+            _wait_for_head(state, time.monotonic() + 60)
+            for d in fleet.devices:
+                node = [
+                    *_ray_start(temp_dir),
+                    f"--address={state.address}",
+                    "--node-ip-address=127.0.0.1",
+                    "--num-cpus=0",
+                    f"--object-store-memory={max(80, object_store_mb // 2) * 2**20}",
+                    f"--resources={json.dumps({f'{DEVICE_RESOURCE_PREFIX}{d.name}': 1})}",
+                    *_agent_ports(),
+                ]
+                state.nodes[d.name] = _spawn(node, env, home / f"node-{d.name}.log")
+        state.save(state_path())
+        _wait_for_resources(state, device_resources(fleet), time.monotonic() + 120)
+    except BaseException:
+        down(state)
+        raise
+    return state
+
+
+def _ray_start(temp_dir: Path) -> list[str]:
+    ray_bin = Path(sys.executable).with_name("ray")
+    return [str(ray_bin), "start", "--block", "--disable-usage-stats", f"--temp-dir={temp_dir}"]
+
+
+def _agent_ports() -> list[str]:
+    """Ports of a worker node's agents, free ones, so several nodes can share one machine."""
+    return [
+        f"--dashboard-agent-listen-port={free_port()}",
+        f"--dashboard-agent-grpc-port={free_port()}",
+        f"--metrics-export-port={free_port()}",
+        f"--runtime-env-agent-port={free_port()}",
+    ]
+
+
+def _spawn(cmd: list[str], env: dict[str, str], log: Path) -> int:
+    with log.open("w") as fh:
+        proc = subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+    return proc.pid  # its own session: the pid is the process group id
+
+
+def _wait_for_head(state: ClusterState, deadline: float) -> None:
+    host, port = state.address.split(":")
+    while time.monotonic() < deadline:
+        if not _alive(state.nodes["head"]):
+            raise JetfleetError(f"the Ray head exited; see {jetfleet_home() / 'head.log'}")
+        with socket.socket() as s:
+            if s.connect_ex((host, int(port))) == 0:
+                return
+        time.sleep(0.2)
+    raise JetfleetError(f"the Ray head did not open {state.address} in time; see {jetfleet_home() / 'head.log'}")
+
+
+def _wait_for_resources(state: ClusterState, wanted: dict[str, float], deadline: float) -> None:
+    """Poll the cluster (in a child process, so this one stays free of Ray) until `wanted` is there."""
+    code = (
+        "import json, os, sys, time, ray\n"
+        f"ray.init(address={state.address!r}, logging_level='error', _temp_dir={state.temp_dir!r})\n"
+        f"wanted = json.loads({json.dumps(json.dumps(wanted))})\n"
+        f"while time.time() < {time.time() + max(1.0, deadline - time.monotonic())}:\n"
+        "    have = ray.cluster_resources()\n"
+        "    if all(have.get(k, 0) >= v for k, v in wanted.items()):\n"
+        "        sys.exit(0)\n"
+        "    time.sleep(0.5)\n"
+        "sys.exit(3)\n"
+    )
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": state.token_path}
+    env.pop("RAY_AUTH_TOKEN", None)
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        tail = (result.stderr or result.stdout).strip().splitlines()[-3:]
+        raise JetfleetError(f"the cluster did not register every device resource in time: {' '.join(tail)}")
+
+
+def down(state: ClusterState | None = None, *, timeout_s: float = 20.0) -> list[str]:
+    """End the process groups `jetfleet up` started (devices first, head last); remove the state file.
+    Returns the labels of the nodes that were running."""
+    path = state_path()
+    if state is None:
+        if not path.exists():
+            return []
+        state = ClusterState.load(path)
+    stopped = []
+    for label, pgid in sorted(state.nodes.items(), key=lambda kv: kv[0] == "head"):
+        if _alive(pgid):
+            stopped.append(label)
+            _killpg(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and any(_alive(p) for p in state.nodes.values()):
+        time.sleep(0.2)
+    for pgid in state.nodes.values():
+        if _alive(pgid):
+            _killpg(pgid, signal.SIGKILL)
+    if path.exists() and ClusterState.load(path).address == state.address:
+        path.unlink()
+    return stopped
+
+
+def _killpg(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _alive(pgid: int) -> bool:
+    """True while any process of the group still runs."""
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    try:  # reap our own child if it is a zombie
+        os.waitpid(pgid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+    return True
+
+
+def describe(state: ClusterState) -> dict[str, Any]:
+    """What to print after `jetfleet up`."""
+    env = f"RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH={state.token_path}"
+    return {
+        "address": state.address,
+        "dashboard": state.dashboard_url,
+        "nodes": sorted(state.nodes),
+        "job_submit": f"{env} ray job submit --address {state.dashboard_url} --working-dir . -- "
+        f"python -m workloads.experiment --fleet {state.fleet}",
+    }

@@ -1,0 +1,242 @@
+"""The jetfleet Ray Serve application, built from a fleet and a policy.
+
+    HTTP ─► Ingress (FastAPI, deployments.ingress) ─► Scheduler (actors.scheduler.LiveScheduler)
+                                                          │ one Serve handle per device
+                                                          ▼
+                                    device-<name> (deployments.devices, pinned by `device:<name>`)
+
+`build_app(ServiceConfig)` returns the bound application; `deploy(config)` runs it with `serve.run` and
+returns a `Service` (URL, token, handles). Every deployment reserves no CPU: the devices are the resources,
+and the scheduler and ingress are asyncio actors that mostly wait.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from ray import serve
+
+from actors.messages import InferAnswer, InferItem
+from cluster.inventory import Fleet, fleet_from_dict
+from deployments.devices import ServeDeviceClient, deployment_name, device_app
+from jetfleet.errors import ConfigError
+
+SCHEDULER_DEPLOYMENT = "scheduler"
+INGRESS_DEPLOYMENT = "ingress"
+DEFAULT_APP = "jetfleet"
+
+
+@dataclass
+class ServiceConfig:
+    """Everything `build_app` needs. `time_scale` > 1 compresses an emulated fleet's time (demos, tests)."""
+
+    fleet: Fleet
+    policy: str = "jetfleet"
+    cost: str = "oracle"  # "oracle" (the calibrated device models) or a trained cost-model directory
+    time_scale: float = 1.0
+    api_token: str | None = field(default_factory=lambda: secrets.token_urlsafe(24))  # None: no HTTP auth
+    app_name: str = DEFAULT_APP
+    route_prefix: str = "/"
+    max_body_bytes: int = 32 * 2**20
+    max_frames: int = 256
+    events_path: str | None = None  # write the scheduler's decision telemetry here (JSON lines)
+
+    def __post_init__(self) -> None:
+        if not self.time_scale > 0:
+            raise ConfigError(f"time_scale must be > 0, got {self.time_scale}")
+        real = [d.name for d in self.fleet.devices if d.engine != "emulated"]
+        if self.time_scale != 1.0 and real:
+            raise ConfigError(
+                f"time_scale {self.time_scale:g} compresses emulated devices only; {real} run real engines"
+            )
+
+
+def build_cost_model(spec: str) -> Any:
+    """The cost model a policy consults: `oracle` (calibrated device models) or a trained model's directory."""
+    if spec == "oracle":
+        from costmodel.device_models import OracleCostModel
+
+        return OracleCostModel()
+    try:
+        from costmodel import lgbm  # type: ignore[attr-defined]
+    except ImportError:
+        raise ConfigError(f"cost model {spec!r}: only 'oracle' is available in this build") from None
+    return lgbm.load(spec)
+
+
+class SchedulerDeployment:
+    """The scheduler actor: a LiveScheduler with Serve handles to the device deployments."""
+
+    def __init__(
+        self,
+        fleet: dict[str, Any],
+        policy: str,
+        cost: str,
+        time_scale: float,
+        events_path: str | None,
+        device_handles: dict[str, Any],
+    ) -> None:
+        from actors.metrics import make_metrics
+        from actors.scheduler import LiveScheduler
+        from policies.registry import make_policy
+
+        self.fleet = fleet_from_dict(fleet, "<service fleet>")
+        self._writer = None
+        if events_path:
+            from jetfleet.telemetry import JsonlEventWriter
+
+            self._writer = JsonlEventWriter(events_path)
+        clients = {name: ServeDeviceClient(name, handle) for name, handle in device_handles.items()}
+        self._cost = build_cost_model(cost)
+        self.scheduler = LiveScheduler(
+            self.fleet,
+            make_policy(policy),
+            self._cost,
+            clients,
+            time_scale=time_scale,
+            sink=self._writer,
+            metrics=make_metrics(True),
+        )
+
+    async def submit(self, item: InferItem) -> InferAnswer:
+        return await self.scheduler.submit(item)
+
+    async def submit_many(self, items: list[InferItem]) -> AsyncIterator[list[tuple[int, InferAnswer]]]:
+        """Stream (index, answer) groups as they are answered (the ingress batches its calls)."""
+        async for group in self.scheduler.submit_many(items):
+            yield group
+
+    async def reset(self, policy: str) -> str:
+        """Start a new run with policy `policy` (waits for open requests); returns the policy's name."""
+        from policies.registry import make_policy
+
+        await self.scheduler.reset(make_policy(policy))
+        return self.scheduler.policy.name
+
+    async def stats(self) -> dict[str, Any]:
+        return self.scheduler.stats()
+
+    async def fleet_view(self) -> dict[str, Any]:
+        return {
+            "fleet": self.fleet.name,
+            "policy": self.scheduler.policy.name,
+            "time_scale": self.scheduler.time_scale,
+            "devices": self.scheduler.fleet_view(),
+        }
+
+    async def run_report(self) -> dict[str, Any]:
+        return self.scheduler.run_report()
+
+    async def models(self) -> list[str]:
+        return list(self.scheduler.models)
+
+    async def ping(self) -> str:
+        self.scheduler.start()
+        return "ok"
+
+    async def shutdown(self) -> None:
+        await self.scheduler.close()
+        if self._writer is not None:
+            self._writer.close()
+
+
+def build_app(config: ServiceConfig) -> Any:
+    """The bound Serve application: ingress -> scheduler -> one deployment per device."""
+    from deployments.ingress import Ingress
+
+    devices = {d.name: device_app(d, config.time_scale) for d in config.fleet.devices}
+    scheduler = (
+        serve.deployment(SchedulerDeployment)
+        .options(
+            name=SCHEDULER_DEPLOYMENT,
+            num_replicas=1,
+            max_ongoing_requests=100_000,
+            ray_actor_options={"num_cpus": 0},
+        )
+        .bind(
+            config.fleet.model_dump(mode="json"),
+            config.policy,
+            config.cost,
+            config.time_scale,
+            config.events_path,
+            devices,
+        )
+    )
+    ingress_options = {
+        "api_token": config.api_token,
+        "max_body_bytes": config.max_body_bytes,
+        "max_frames": config.max_frames,
+        "time_scale": config.time_scale,
+    }
+    return Ingress.options(name=INGRESS_DEPLOYMENT, max_ongoing_requests=4096, ray_actor_options={"num_cpus": 0}).bind(
+        scheduler, config.fleet.model_dump(mode="json"), ingress_options
+    )
+
+
+@dataclass
+class Service:
+    """A running jetfleet application."""
+
+    config: ServiceConfig
+    url: str  # base URL of the HTTP API (ends without a slash)
+
+    @property
+    def token(self) -> str | None:
+        return self.config.api_token
+
+    def scheduler(self) -> Any:
+        """A Serve handle to the scheduler deployment."""
+        return serve.get_deployment_handle(SCHEDULER_DEPLOYMENT, self.config.app_name)
+
+    def device(self, name: str) -> Any:
+        return serve.get_deployment_handle(deployment_name(name), self.config.app_name)
+
+    def reset(self, policy: str) -> str:
+        return self.scheduler().reset.remote(policy).result()
+
+    async def run_report(self) -> dict[str, Any]:
+        return self.scheduler().run_report.remote().result()
+
+    def delete(self) -> None:
+        """Answer what is still queued and remove the application."""
+        with contextlib.suppress(Exception):  # removing the app matters more than a clean drain
+            self.scheduler().shutdown.remote().result(timeout_s=30)
+        serve.delete(self.config.app_name)
+
+
+def deploy(config: ServiceConfig, *, http_host: str = "127.0.0.1", http_port: int = 8000) -> Service:
+    """Run the application on the connected Ray cluster (starting Serve's HTTP proxy on host:port if
+    Serve is not running yet) and wait until it answers."""
+    serve.start(proxy_location="HeadOnly", http_options={"host": http_host, "port": http_port})
+    serve.run(build_app(config), name=config.app_name, route_prefix=config.route_prefix, blocking=False)
+    deadline = time.monotonic() + 120
+    handle = serve.get_deployment_handle(SCHEDULER_DEPLOYMENT, config.app_name)
+    while True:
+        try:
+            handle.ping.remote().result(timeout_s=10)
+            break
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+    prefix = config.route_prefix.rstrip("/")
+    return Service(config, f"http://{_serve_host(http_host)}:{_serve_port(http_port)}{prefix}")
+
+
+def _serve_host(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "::") else host
+
+
+def _serve_port(default: int) -> int:
+    """The port Serve's proxy really listens on (an already running Serve keeps its own)."""
+    try:
+        from ray.serve.context import _get_global_client
+
+        return int(_get_global_client().http_config.port)
+    except Exception:  # noqa: BLE001 - private API; fall back to what we asked for
+        return default
