@@ -228,8 +228,17 @@ def _write_json(
     path.write_text(json.dumps(doc, indent=2) + "\n")
 
 
-def plot_results(results: Sequence[RunMetrics], path: Path, *, title: str = "") -> None:
-    """Frames per joule against % frames within SLO, one labelled point per policy (Agg backend)."""
+def plot_results(
+    results: Sequence[RunMetrics],
+    path: Path,
+    *,
+    title: str = "",
+    reference: dict[str, tuple[float, float]] | None = None,
+) -> None:
+    """Frames per joule against % frames within SLO, one labelled point per policy (Agg backend).
+
+    `reference` adds hollow points, e.g. LoudVA's measured table: {label: (pct_within_slo, frames_per_joule)}.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -239,6 +248,9 @@ def plot_results(results: Sequence[RunMetrics], path: Path, *, title: str = "") 
     for m in results:
         ax.scatter(m.pct_frames_within_slo, m.frames_per_joule, s=50)
         ax.annotate(m.policy, (m.pct_frames_within_slo, m.frames_per_joule), textcoords="offset points", xytext=(5, 5))
+    for label, (pct, fpj) in (reference or {}).items():
+        ax.scatter(pct, fpj, s=50, facecolors="none", edgecolors="black")
+        ax.annotate(label, (pct, fpj), textcoords="offset points", xytext=(5, -12), fontsize=9, color="dimgray")
     ax.set_xlabel("frames within SLO (%)", fontsize=11)
     ax.set_ylabel("frames per joule (frames/J)", fontsize=11)
     ax.set_title(title or "policies: energy efficiency vs SLO attainment", fontsize=12)
