@@ -161,6 +161,7 @@ class DeviceRuntime:
         self._clock = clock
         self._lock = asyncio.Lock()
         self._freq_hz = self.dvfs.frequency_hz()
+        self._pinned = self.dvfs.starts_pinned
         self._busy = False
         self._busy_power_w = math.nan
         self.batches_run = 0
@@ -181,6 +182,7 @@ class DeviceRuntime:
     def set_frequency(self, freq_hz: float) -> float:
         """Set the GPU frequency to one of the device's listed values; FrequencyError otherwise."""
         self._freq_hz = self.dvfs.set_frequency(freq_hz)
+        self._pinned = True
         return self._freq_hz
 
     def frequency_hz(self) -> float:
@@ -189,7 +191,7 @@ class DeviceRuntime:
     async def _ensure_frequency(self, freq_hz: float) -> float:
         """Set `freq_hz` if it differs from the current one; wait the controller's settle delay; return the
         wall time spent."""
-        if abs(freq_hz - self._freq_hz) < 1e3:
+        if self._pinned and abs(freq_hz - self._freq_hz) < 1e3:
             return 0.0
         t0 = time.perf_counter()
         self.set_frequency(freq_hz)

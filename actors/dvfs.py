@@ -37,6 +37,9 @@ class DvfsController(abc.ABC):
 
     name: ClassVar[str] = "dvfs"
     settle_delay_s: float = 0.0  # time the runtime waits after a change before running (emulated delay)
+    # True when the clock is already fixed at frequency_hz() on start (emulated); a real device's governor
+    # moves it until the first set_frequency pins it, so the runtime pins on first use even if equal.
+    starts_pinned: ClassVar[bool] = False
 
     @abc.abstractmethod
     def available_frequencies_hz(self) -> list[float]:
@@ -63,6 +66,7 @@ class EmulatedDvfs(DvfsController):
     """An emulated device's clock: the catalogue's frequency list and its frequency-change delay."""
 
     name: ClassVar[str] = "emulated"
+    starts_pinned: ClassVar[bool] = True
 
     def __init__(self, kind: DeviceKind, *, initial_hz: float | None = None, settle_delay_s: float | None = None):
         self.kind = kind

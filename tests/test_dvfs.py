@@ -218,3 +218,24 @@ def test_nvml_turns_read_only_when_locking_is_refused():
     with pytest.raises(DeviceError, match="read-only"):
         dvfs.set_frequency(1500e6)
     assert ("lock", 1500, 1500) not in nvml.calls
+
+
+def test_runtime_pins_a_real_clock_on_first_use_even_at_the_current_value(tmp_path):
+    """A Jetson's governor moves the clock until it is pinned, so the first batch pins it even when
+    cur_freq already equals the batch's frequency; later batches at that frequency write nothing."""
+    import asyncio
+
+    from actors.device import DeviceRuntime
+    from cluster.inventory import DeviceSpec
+    from jetfleet.types import Batch, Dispatch, Request
+
+    fake_sysfs(tmp_path)
+    dvfs = RecordingJetsonDvfs(root=tmp_path)
+    spec = DeviceSpec(name="agx0", kind="agx-xavier", dvfs="jetson")
+    rt = DeviceRuntime(spec, device_model=LinearDeviceModel("agx-xavier"), dvfs=dvfs, speed_factor=1e4)
+    f = float(FREQS[-1])
+    assert rt.frequency_hz() == f
+    batch = Batch(1, Dispatch("agx0", (1,), f, "resnet18"), (Request(1, 0.0, 1, 1.0, model="resnet18"),), 0.0)
+    asyncio.run(rt.run_batch(batch))
+    asyncio.run(rt.run_batch(batch))
+    assert dvfs.writes == [("max_freq", FREQS[-1]), ("min_freq", FREQS[-1])]
