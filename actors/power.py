@@ -86,7 +86,10 @@ class EmulatedPowerMeter(PowerMeter):
 
     def busy_power_w(self, model: str, batch: int, freq_hz: float) -> float:
         """Mean board power of the modelled device while running `batch` frames of `model`."""
-        dm = self.device_model
+        from actors.engines.emulated import zoo_base
+
+        dm = getattr(self.device_model, "inner", self.device_model)  # a variant wrapper: price its base model
+        model = zoo_base(model)
         if model not in MODELS:
             model = self.proxy_model
         busy = getattr(dm, "busy_power_w", None)

@@ -24,8 +24,29 @@ def default_device_model(kind: str, *, noise_cv: float = 0.0, seed: int = 0, nam
     from costmodel.device_models import NoiseModel, device_model
 
     if noise_cv <= 0:
-        return device_model(kind)
-    return device_model(kind, noise=NoiseModel(cv=noise_cv, seed=seed).for_device(name or kind))
+        model = device_model(kind)
+    else:
+        model = device_model(kind, noise=NoiseModel(cv=noise_cv, seed=seed).for_device(name or kind))
+    try:  # model variants (e.g. efficientnet-b1) scale their base model's curves, as in the simulator
+        from costmodel.variants import VariantDeviceModel
+    except ImportError:
+        return model
+    return VariantDeviceModel(model)
+
+
+def _variant(name: str):
+    """The model variant `name` means (costmodel.variants), or None for a plain zoo model / no variants."""
+    try:
+        from costmodel.variants import resolve
+    except ImportError:
+        return None
+    return resolve(name)
+
+
+def zoo_base(name: str) -> str:
+    """The zoo model whose curves price `name` (a variant's base, else the name itself)."""
+    v = _variant(name)
+    return v.base if v is not None else name
 
 
 def modelled_cost(dm: DeviceModel, model: str, batch: int, freq_hz: float) -> tuple[float, float]:
@@ -50,9 +71,13 @@ class EmulatedEngine(Engine):
         self.n_classes = n_classes
 
     def load(self, model: str) -> None:
-        get_model(model)  # UnknownNameError for models the device model cannot know
+        if _variant(model) is None:
+            get_model(model)  # UnknownNameError for models the device model cannot know
 
     def input_hw(self, model: str) -> int:
+        v = _variant(model)
+        if v is not None:
+            return v.input_hw
         return MODELS[model].input_hw if model in MODELS else 224
 
     async def run(self, model: str, frames: np.ndarray | None, n_frames: int, freq_hz: float) -> EngineRun:
