@@ -149,3 +149,12 @@ def test_onnx_export_has_a_dynamic_batch_and_runs_in_onnxruntime(tmp_path):
     via_onnx = asyncio.run(_torch_engine(onnx={"tiny-cnn": path}).run("tiny-cnn", frames, 5, 0.0))
     via_torch = asyncio.run(_torch_engine().run("tiny-cnn", frames, 5, 0.0))
     assert [o.classes for o in via_onnx.outputs] == [o.classes for o in via_torch.outputs]
+
+
+def test_a_model_variant_runs_on_its_base_network_at_its_own_input_size():
+    """A variant (e.g. MobileNetV2 at 96 px) runs on its base's network, fed frames of the variant's size."""
+    pytest.importorskip("costmodel.variants")
+    engine = _torch_engine(model_map={"mobilenetv2": "tiny-cnn"})
+    assert engine.network_of("mobilenetv2-1.0-96") == "tiny-cnn" and engine.input_hw("mobilenetv2-1.0-96") == 96
+    run = asyncio.run(engine.run("mobilenetv2-1.0-96", None, 2, 0.0))
+    assert len(run.outputs) == 2 and run.outputs[0].model == "mobilenetv2-1.0-96"

@@ -78,8 +78,14 @@ class TorchEngine(Engine):
         )
 
     def network_of(self, model: str) -> str:
-        """The network that serves requests for `model`."""
-        return self.model_map.get(model, model)
+        """The network that serves requests for `model`: the mapped one, else the model itself, else (for a
+        model variant such as a smaller input size) its base model."""
+        if model in self.model_map:
+            return self.model_map[model]
+        from actors.engines.emulated import zoo_base
+
+        base = zoo_base(model)
+        return self.model_map.get(base, base)
 
     def input_hw(self, model: str) -> int:
         self.load(model)
@@ -100,7 +106,10 @@ class TorchEngine(Engine):
         if name not in networks.NETWORKS:
             raise UnknownNameError(f"network for model {model!r} (torch engine)", name, networks.NETWORKS)
         net = networks.build_network(name, seed=self.seed, weights=self.weights.get(name) or self.default_weights)
-        self._hw[model] = networks.input_hw(name)
+        from actors.engines.emulated import _variant
+
+        variant = _variant(model)
+        self._hw[model] = variant.input_hw if variant is not None else networks.input_hw(name)
         torch = self._torch
 
         def run(frames: np.ndarray) -> np.ndarray:
