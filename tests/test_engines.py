@@ -74,10 +74,11 @@ def test_torch_engine_makes_synthetic_frames_of_the_network_input_size():
 
 
 def test_model_map_serves_a_model_with_another_network():
-    """model_map lets a device answer requests for a zoo model with a network it has."""
+    """model_map lets a device answer requests for a zoo model with a network it has; frames keep the
+    zoo model's input size (224 px), which the stand-in network takes as well."""
     engine = _torch_engine(model_map={"mobilenetv2": "tiny-cnn"})
     run = asyncio.run(engine.run("mobilenetv2", None, 1, 0.0))
-    assert run.outputs[0].model == "mobilenetv2" and engine.input_hw("mobilenetv2") == 64
+    assert run.outputs[0].model == "mobilenetv2" and engine.input_hw("mobilenetv2") == 224
 
 
 def test_unknown_network_is_named():

@@ -34,7 +34,7 @@ def default_device_model(kind: str, *, noise_cv: float = 0.0, seed: int = 0, nam
     return VariantDeviceModel(model)
 
 
-def _variant(name: str):
+def resolve_variant(name: str):
     """The model variant `name` means (costmodel.variants), or None for a plain zoo model / no variants."""
     try:
         from costmodel.variants import resolve
@@ -45,7 +45,7 @@ def _variant(name: str):
 
 def zoo_base(name: str) -> str:
     """The zoo model whose curves price `name` (a variant's base, else the name itself)."""
-    v = _variant(name)
+    v = resolve_variant(name)
     return v.base if v is not None else name
 
 
@@ -71,11 +71,11 @@ class EmulatedEngine(Engine):
         self.n_classes = n_classes
 
     def load(self, model: str) -> None:
-        if _variant(model) is None:
+        if resolve_variant(model) is None:
             get_model(model)  # UnknownNameError for models the device model cannot know
 
     def input_hw(self, model: str) -> int:
-        v = _variant(model)
+        v = resolve_variant(model)
         if v is not None:
             return v.input_hw
         return MODELS[model].input_hw if model in MODELS else 224

@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from actors.engines.base import Engine, EngineRun, topk_outputs
+from costmodel.model_zoo import MODELS
 from jetfleet.errors import ConfigError, DeviceError, UnknownNameError
 
 
@@ -106,10 +107,14 @@ class TorchEngine(Engine):
         if name not in networks.NETWORKS:
             raise UnknownNameError(f"network for model {model!r} (torch engine)", name, networks.NETWORKS)
         net = networks.build_network(name, seed=self.seed, weights=self.weights.get(name) or self.default_weights)
-        from actors.engines.emulated import _variant
+        from actors.engines.emulated import resolve_variant
 
-        variant = _variant(model)
-        self._hw[model] = variant.input_hw if variant is not None else networks.input_hw(name)
+        # frames keep the requested model's own input size (a stand-in network takes any size)
+        variant = resolve_variant(model)
+        if variant is not None:
+            self._hw[model] = variant.input_hw
+        else:
+            self._hw[model] = MODELS[model].input_hw if model in MODELS else networks.input_hw(name)
         torch = self._torch
 
         def run(frames: np.ndarray) -> np.ndarray:
