@@ -22,6 +22,7 @@ _POLICY_MODULES = [
     "policies.overload",
     "policies.jellyfish",
     "policies.juggler",
+    "policies.variants",
 ]
 _FACTORIES: dict[str, PolicyFactory] = {}
 _loaded = False

@@ -1,0 +1,150 @@
+"""`juggler`: a Juggler-style baseline that spreads inference over heterogeneous devices by a weighted score
+of power efficiency, load and deadline headroom (after "Juggler", which distributes DNN inference over
+heterogeneous edge devices by power efficiency and accuracy and survives node failures).
+
+For each queued request (earliest deadline first) and each healthy device and model variant of its family,
+the option that would finish it in time at the device's top clock scores
+
+    score = w_efficiency * efficiency / best_efficiency        (accuracy-weighted frames per joule)
+          + w_load       * (1 - wait / slo)                      (how soon the device is free)
+          + w_headroom   * (deadline - finish) / slo             (slack left after it finishes)
+
+and the best-scoring (device, variant) takes it. Free devices then run their requests, same variant
+together, in batches of up to `max_batch` that still meet the earliest deadline among them. A request no
+option can finish in time is dropped (`deadline_unreachable`). Failed devices are simply never scored, so
+their re-queued requests move to the others. No DVFS: devices run at their top clock.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import islice
+
+import numpy as np
+
+from cluster.catalogue import get_kind
+from costmodel.base import CostModel
+from costmodel.variants import FAMILIES, Variant, family_variants, resolve
+from jetfleet.types import Decisions, DeviceState, Dispatch, Drop, DropReason, Request
+from policies.base import Policy
+from policies.queue import RequestQueue
+from policies.registry import register
+
+__all__ = ["JugglerPolicy", "JugglerWeights"]
+
+
+@dataclass(frozen=True)
+class JugglerWeights:
+    """Weights of the device score; they need not sum to one."""
+
+    efficiency: float = 0.5
+    load: float = 0.3
+    headroom: float = 0.2
+
+    def __post_init__(self) -> None:
+        if min(self.efficiency, self.load, self.headroom) < 0:
+            raise ValueError(f"juggler weights must be >= 0, got {self}")
+
+
+class JugglerPolicy(Policy):
+    """See the module docstring."""
+
+    name = "juggler"
+
+    def __init__(self, weights: JugglerWeights | None = None, *, max_batch: int = 4, window: int = 128) -> None:
+        if max_batch < 1 or window < 1:
+            raise ValueError(f"max_batch and window must be >= 1, got {max_batch}, {window}")
+        self.weights = weights or JugglerWeights()
+        self.max_batch, self.window = max_batch, window
+        self._cost: dict[tuple[int, str, str], tuple[np.ndarray, np.ndarray]] = {}
+
+    def decide(self, now_s: float, queue: RequestQueue, devices: Sequence[DeviceState], cost: CostModel) -> Decisions:
+        out = Decisions()
+        healthy = [d for d in devices if d.healthy]
+        if not queue or not healthy or all(d.in_flight for d in healthy):
+            return out
+        assigned: dict[tuple[str, str], list[Request]] = {}
+        unreachable: list[int] = []
+        for r in islice(queue.by_deadline(), self.window):
+            choice = self._choose(now_s, r, healthy, cost)
+            if choice is None:
+                unreachable.append(r.request_id)
+            else:
+                assigned.setdefault(choice, []).append(r)
+        if unreachable:
+            out.drops.append(Drop(tuple(unreachable), DropReason.DEADLINE_UNREACHABLE, "juggler: no device in time"))
+        by_name = {d.name: d for d in healthy}
+        for (name, variant), requests in sorted(assigned.items(), key=lambda kv: kv[1][0].deadline_s):
+            d = by_name[name]
+            if d.in_flight or name in {x.device for x in out.dispatches}:
+                continue
+            batch = requests[: self.max_batch]
+            lat, _ = self._arrays(d.kind, variant, cost)
+            while len(batch) > 1 and now_s + lat[len(batch) - 1] > batch[0].deadline_s:
+                batch.pop()
+            out.dispatches.append(
+                Dispatch(
+                    name,
+                    tuple(r.request_id for r in batch),
+                    get_kind(d.kind).max_freq_hz,
+                    variant,
+                    predicted_latency_s=float(lat[len(batch) - 1]),
+                    reason=f"juggler: {len(batch)} frames of {variant}",
+                )
+            )
+        return out
+
+    def _choose(
+        self, now_s: float, r: Request, devices: Sequence[DeviceState], cost: CostModel
+    ) -> tuple[str, str] | None:
+        options: list[tuple[str, str, float, float, float]] = []  # device, variant, efficiency, wait, finish
+        for d in devices:
+            ready_s = max(now_s, d.busy_until_s) if d.in_flight else now_s
+            for v in _variants(r.model):
+                lat, energy = self._arrays(d.kind, v.name, cost)
+                finish_s = ready_s + float(lat[0])
+                if finish_s <= r.deadline_s:
+                    options.append((d.name, v.name, v.accuracy_pct / float(energy[0]), ready_s - now_s, finish_s))
+        if not options:
+            return None
+        best_eff = max(o[2] for o in options)
+        w = self.weights
+
+        def score(o: tuple[str, str, float, float, float]) -> float:
+            load = 1.0 - min(1.0, o[3] / r.slo_s)
+            return w.efficiency * o[2] / best_eff + w.load * load + w.headroom * (r.deadline_s - o[4]) / r.slo_s
+
+        best = max(options, key=lambda o: (score(o), o[0], o[1]))
+        return best[0], best[1]
+
+    def _arrays(self, kind: str, model: str, cost: CostModel) -> tuple[np.ndarray, np.ndarray]:
+        key = (id(cost), kind, model)
+        hit = self._cost.get(key)
+        if hit is None:
+            k = get_kind(kind)
+            grid = cost.predict_grid(kind, model, np.array([k.max_freq_hz]), np.arange(1, self.max_batch + 1))
+            hit = self._cost[key] = (np.asarray(grid.latency_s[0]), np.asarray(grid.energy_j[0]))
+        return hit
+
+
+def _variants(model: str) -> tuple[Variant, ...]:
+    """The variants a request of `model` may be served with: its family's, or itself."""
+    if model in FAMILIES:
+        return family_variants(model)
+    v = resolve(model)
+    if v is not None:
+        return (v,)
+    return (Variant(model, model, model, 0, math.nan, 100.0, "none", "zoo model without variants"),)
+
+
+@register("juggler")
+def _make_juggler(arg: str | None) -> Policy:
+    """`juggler` or `juggler:E,L,H` (the efficiency, load and headroom weights)."""
+    if arg is None:
+        return JugglerPolicy()
+    parts = [float(x) for x in arg.split(",")]
+    if len(parts) != 3:
+        raise ValueError(f"juggler weights must be three numbers E,L,H, got {arg!r}")
+    return JugglerPolicy(JugglerWeights(*parts))

@@ -1,0 +1,282 @@
+"""The model-variant experiment: client streams on changing uplinks, served by jetfleet and by Jellyfish.
+
+Grid (issue #6): clients {1, 2, 4, 8} x fps {15, 25} x SLO {75, 100, 150} ms x traces {wifi, lte, step}.
+One run of one policy at one grid point:
+
+1. Every client gets an uplink trace (`workloads.network`; Wi-Fi and LTE traces seeded per client, the
+   step trace shared). Every `REPLAN_S` the policy re-plans each stream's variant from the bandwidth the
+   client measured over the last interval (its mean), the fps, the SLO and the fleet (`replan`).
+2. Each client captures frames at its fps (random phase). A frame is uploaded at the input resolution of
+   the variant planned for its stream at capture time; it reaches the queue after the upload, with what is
+   left of its SLO as `slo_s` (deadline = capture + SLO) and the upload time as `upload_s`. A frame whose
+   upload alone exceeds the SLO never reaches the server: a client-side drop.
+3. The simulator (`simulator.engine.simulate`) runs the policy over the fleet with the variant-aware
+   device models; the policy puts the variant it serves in `Dispatch.model`.
+
+Reported per run: miss rate (frames not completed within SLO, drops of either side included, over all
+captured frames), fps-weighted accuracy (mean credited accuracy of the frames served within SLO; every
+client of a grid point has the same fps), energy (J) and J per on-time frame, and the planner's decision
+time per re-plan. `python -m simulator.variants_experiment --help` runs the full grid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cluster.catalogue import get_kind
+from cluster.inventory import Fleet, load_fleet
+from costmodel.variants import VariantCostModel, get_variant, reference_variant, wrap_device_models
+from jetfleet.types import DeviceState, OutcomeStatus, Request
+from policies.variants import REPLAN_S, ClientInfo, credited_accuracy
+from workloads.network import BandwidthTrace, frame_bits, make_trace, upload_time_s
+
+CLIENTS = (1, 2, 4, 8)
+FPS = (15.0, 25.0)
+SLOS_S = (0.075, 0.100, 0.150)
+TRACES = ("wifi", "lte", "step")
+POLICIES = ("jetfleet-variants", "jellyfish")
+DEFAULT_FLEET = Path(__file__).resolve().parent.parent / "configs" / "fleet-variants.yaml"
+
+__all__ = ["CLIENTS", "FPS", "POLICIES", "SLOS_S", "TRACES", "GridPoint", "RunRow", "run_grid", "run_point"]
+
+
+@dataclass(frozen=True)
+class GridPoint:
+    clients: int
+    fps: float
+    slo_s: float
+    trace: str
+
+
+@dataclass
+class RunRow:
+    """One policy at one grid point."""
+
+    policy: str
+    clients: int
+    fps: float
+    slo_ms: float
+    trace: str
+    frames: int  # captured
+    within_slo: int
+    client_drops: int  # uploads longer than the SLO
+    server_drops: int
+    miss_rate: float  # 1 - within_slo / frames
+    accuracy_pct: float  # fps-weighted credited accuracy of on-time frames
+    energy_j: float
+    j_per_frame: float  # energy per on-time frame
+    decision_ms_mean: float  # planner time per re-plan (driver's clock)
+    decision_ms_max: float
+    variants: dict[str, int]  # frames served within SLO per variant
+
+
+def _make_policy(name: str, seed: int) -> Any:
+    from policies.jellyfish import JellyfishPlanner, JellyfishPolicy
+    from policies.variants import JetfleetVariantsPolicy
+
+    if name == "jellyfish":
+        return JellyfishPolicy(JellyfishPlanner(seed=seed))
+    if name == "jetfleet-variants":
+        return JetfleetVariantsPolicy()
+    from policies.registry import make_policy
+
+    return make_policy(name)
+
+
+def _traces(point: GridPoint, duration_s: float, seed: int) -> list[BandwidthTrace]:
+    return [make_trace(point.trace, duration_s, seed=seed * 1000 + i) for i in range(point.clients)]
+
+
+def _plan(policy: Any, point: GridPoint, family: str, traces: Sequence[BandwidthTrace], devices, cost, duration_s):
+    """Re-plan every REPLAN_S with what the clients measured; returns planner times in ms."""
+    times_ms: list[float] = []
+    if not hasattr(policy, "replan"):
+        return times_ms
+    for t in np.arange(0.0, duration_s, REPLAN_S):
+        clients = [
+            ClientInfo(f"c{i}", family, point.fps, point.slo_s, tr.mean_over(max(0.0, t - REPLAN_S), t))
+            for i, tr in enumerate(traces)
+        ]
+        started = time.perf_counter()
+        policy.replan(float(t), clients, devices, cost)
+        times_ms.append(1000.0 * (time.perf_counter() - started))
+    return times_ms
+
+
+def _frames(policy: Any, point: GridPoint, family: str, traces, duration_s: float, seed: int):
+    """Requests reaching the server, the variant each was uploaded at, and the client-side drops."""
+    rng = np.random.default_rng(seed)
+    timeline = getattr(policy, "timeline", None)
+    requests: list[Request] = []
+    uploaded: dict[int, str] = {}
+    captured = client_drops = 0
+    fallback = reference_variant(family).name
+    for i, trace in enumerate(traces):
+        stream = f"c{i}"
+        for t in np.arange(rng.uniform(0, 1.0 / point.fps), duration_s, 1.0 / point.fps):
+            captured += 1
+            variant = (timeline.variant_at(stream, float(t)) if timeline is not None else None) or fallback
+            up_s = upload_time_s(trace, float(t), frame_bits(get_variant(variant).input_hw))
+            left_s = point.slo_s - up_s
+            if left_s <= 1e-6:
+                client_drops += 1
+                continue
+            rid = len(requests)
+            requests.append(Request(rid, float(t) + up_s, 1, left_s, model=family, stream=stream, upload_s=up_s))
+            uploaded[rid] = variant
+    return requests, uploaded, captured, client_drops
+
+
+def run_point(
+    point: GridPoint,
+    policy_name: str,
+    *,
+    fleet: Fleet,
+    family: str = "mobilenetv2",
+    duration_s: float = 30.0,
+    seed: int = 0,
+) -> RunRow:
+    """Run one policy at one grid point (see module docstring)."""
+    from costmodel.device_models import OracleCostModel, device_model
+    from simulator.engine import simulate
+
+    cost = VariantCostModel(OracleCostModel())
+    truth = wrap_device_models({d.kind: device_model(d.kind) for d in fleet.devices})
+    devices = [DeviceState(d.name, d.kind, get_kind(d.kind).max_freq_hz) for d in fleet.devices]
+    policy = _make_policy(policy_name, seed)
+    traces = _traces(point, duration_s, seed)
+    times_ms = _plan(policy, point, family, traces, devices, cost, duration_s)
+    requests, uploaded, captured, client_drops = _frames(policy, point, family, traces, duration_s, seed)
+    result = simulate(requests, fleet, policy, cost, device_models=truth, seed=seed)
+    by_id = {r.request_id: r for r in requests}
+    within, acc, served = 0, 0.0, {}
+    server_drops = 0
+    for o in result.outcomes:
+        r = by_id[o.request_id]
+        if o.status is not OutcomeStatus.COMPLETED:
+            server_drops += 1
+        elif o.time_s <= r.deadline_s + 1e-9:
+            within += 1
+            acc += credited_accuracy(o.model, uploaded[o.request_id])
+            served[o.model] = served.get(o.model, 0) + 1
+    return RunRow(
+        policy=policy_name,
+        clients=point.clients,
+        fps=point.fps,
+        slo_ms=round(point.slo_s * 1000, 3),
+        trace=point.trace,
+        frames=captured,
+        within_slo=within,
+        client_drops=client_drops,
+        server_drops=server_drops,
+        miss_rate=1.0 - within / captured if captured else math.nan,
+        accuracy_pct=acc / within if within else math.nan,
+        energy_j=result.energy_j,
+        j_per_frame=result.energy_j / within if within else math.nan,
+        decision_ms_mean=float(np.mean(times_ms)) if times_ms else 0.0,
+        decision_ms_max=float(np.max(times_ms)) if times_ms else 0.0,
+        variants=dict(sorted(served.items())),
+    )
+
+
+def grid(
+    clients: Iterable[int] = CLIENTS,
+    fps: Iterable[float] = FPS,
+    slos_s: Iterable[float] = SLOS_S,
+    traces: Iterable[str] = TRACES,
+) -> list[GridPoint]:
+    return [GridPoint(c, f, s, t) for t in traces for c in clients for f in fps for s in slos_s]
+
+
+def run_grid(
+    points: Sequence[GridPoint],
+    policies: Sequence[str] = POLICIES,
+    *,
+    fleet: Fleet | None = None,
+    family: str = "mobilenetv2",
+    duration_s: float = 30.0,
+    seed: int = 0,
+    progress: bool = False,
+) -> list[RunRow]:
+    """Every policy at every point; rows in (point, policy) order."""
+    fleet = fleet or load_fleet(DEFAULT_FLEET)
+    rows: list[RunRow] = []
+    total = len(points) * len(policies)
+    for k, point in enumerate(points):
+        for name in policies:
+            rows.append(run_point(point, name, fleet=fleet, family=family, duration_s=duration_s, seed=seed))
+            if progress:
+                print(f"\r{len(rows)}/{total} runs (point {k + 1}/{len(points)})", end="", file=sys.stderr, flush=True)
+    if progress:
+        print(file=sys.stderr)
+    return rows
+
+
+def summarize(rows: Sequence[RunRow]) -> dict[str, dict[str, float]]:
+    """Per policy over the grid: mean miss rate, fps-weighted accuracy, total energy, decision time."""
+    out: dict[str, dict[str, float]] = {}
+    for name in dict.fromkeys(r.policy for r in rows):
+        mine = [r for r in rows if r.policy == name]
+        frames = sum(r.frames for r in mine)
+        within = sum(r.within_slo for r in mine)
+        weighted = sum(r.accuracy_pct * r.within_slo for r in mine if r.within_slo)
+        out[name] = {
+            "runs": len(mine),
+            "miss_rate": 1.0 - within / frames if frames else math.nan,
+            "mean_point_miss_rate": float(np.mean([r.miss_rate for r in mine])),
+            "accuracy_pct": weighted / within if within else math.nan,
+            "energy_j": sum(r.energy_j for r in mine),
+            "j_per_frame": sum(r.energy_j for r in mine) / within if within else math.nan,
+            "decision_ms_mean": float(np.mean([r.decision_ms_mean for r in mine])),
+            "decision_ms_max": float(np.max([r.decision_ms_max for r in mine])),
+        }
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Model-variant grid: jetfleet-variants vs jellyfish.")
+    parser.add_argument("--fleet", default=str(DEFAULT_FLEET), help="fleet name or inventory YAML")
+    parser.add_argument("--family", default="mobilenetv2", help="model family the clients request")
+    parser.add_argument("--duration-s", type=float, default=30.0, help="seconds of video per run")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--policy", action="append", help="policies (default: jetfleet-variants, jellyfish)")
+    parser.add_argument("--quick", action="store_true", help="a reduced grid (2 clients x 25 fps x 100 ms x 3 traces)")
+    parser.add_argument("--out", default="out/variants", help="folder for rows.csv, summary.json and plots")
+    args = parser.parse_args(argv)
+    points = grid(clients=(2,), fps=(25.0,), slos_s=(0.1,)) if args.quick else grid()
+    rows = run_grid(
+        points,
+        tuple(args.policy or POLICIES),
+        fleet=load_fleet(args.fleet),
+        family=args.family,
+        duration_s=args.duration_s,
+        seed=args.seed,
+        progress=True,
+    )
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    import pandas as pd
+
+    table = pd.DataFrame([{**asdict(r), "variants": json.dumps(r.variants)} for r in rows])
+    table.to_csv(out / "rows.csv", index=False)
+    summary = summarize(rows)
+    (out / "summary.json").write_text(
+        json.dumps({"family": args.family, "fleet": args.fleet, "summary": summary}, indent=2) + "\n"
+    )
+    print(json.dumps(summary, indent=2))
+    print(f"wrote {out / 'rows.csv'} and {out / 'summary.json'}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
