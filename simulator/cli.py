@@ -38,7 +38,9 @@ def simulate_command(
     ),
     json_out: Path | None = typer.Option(None, "--json", help="Write {'results': [...]} here."),
     plot: Path | None = typer.Option(None, "--plot", help="PNG: frames per joule against % frames within SLO."),
-    seed: int = typer.Option(0, "--seed", help="Seed of device noise and of seeded policies' defaults."),
+    seed: int = typer.Option(
+        0, "--seed", help="Seed of the device noise (--noise-cv); seeded policies take theirs in the spec (random:7)."
+    ),
     cost_model: str = typer.Option(
         "", "--cost-model", help="What policies consult: lgbm (default when available) or oracle."
     ),
