@@ -23,6 +23,7 @@ never runs `ray stop`, which would end every Ray process of the user, other clus
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -302,22 +303,18 @@ def down(state: ClusterState | None = None, *, timeout_s: float = 20.0) -> list[
 
 
 def _killpg(pgid: int, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _alive(pgid: int) -> bool:
     """True while any process of the group still runs."""
+    with contextlib.suppress(ChildProcessError):  # reap the leader first when it is our own exited child
+        os.waitpid(pgid, os.WNOHANG)
     try:
         os.killpg(pgid, 0)
     except (ProcessLookupError, PermissionError):
         return False
-    try:  # reap our own child if it is a zombie
-        os.waitpid(pgid, os.WNOHANG)
-    except ChildProcessError:
-        pass
     return True
 
 

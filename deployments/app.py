@@ -45,6 +45,7 @@ class ServiceConfig:
     max_body_bytes: int = 32 * 2**20
     max_frames: int = 256
     events_path: str | None = None  # write the scheduler's decision telemetry here (JSON lines)
+    device_speed_factor: float | None = None  # emulated devices' speed factor; None: time_scale (consistent time)
 
     def __post_init__(self) -> None:
         if not self.time_scale > 0:
@@ -149,7 +150,8 @@ def build_app(config: ServiceConfig) -> Any:
     """The bound Serve application: ingress -> scheduler -> one deployment per device."""
     from deployments.ingress import Ingress
 
-    devices = {d.name: device_app(d, config.time_scale) for d in config.fleet.devices}
+    speed = config.device_speed_factor or config.time_scale
+    devices = {d.name: device_app(d, speed if d.engine == "emulated" else None) for d in config.fleet.devices}
     scheduler = (
         serve.deployment(SchedulerDeployment)
         .options(
@@ -189,6 +191,14 @@ class Service:
     def token(self) -> str | None:
         return self.config.api_token
 
+    @property
+    def fleet(self) -> Fleet:
+        return self.config.fleet
+
+    @property
+    def time_scale(self) -> float:
+        return self.config.time_scale
+
     def scheduler(self) -> Any:
         """A Serve handle to the scheduler deployment."""
         return serve.get_deployment_handle(SCHEDULER_DEPLOYMENT, self.config.app_name)
@@ -199,7 +209,7 @@ class Service:
     def reset(self, policy: str) -> str:
         return self.scheduler().reset.remote(policy).result()
 
-    async def run_report(self) -> dict[str, Any]:
+    def run_report(self) -> dict[str, Any]:
         return self.scheduler().run_report.remote().result()
 
     def delete(self) -> None:

@@ -1,7 +1,100 @@
-"""Commands of this package, merged into the `jetfleet` CLI by `jetfleet.cli`."""
+"""`jetfleet serve` (the HTTP service, until Ctrl-C) and `jetfleet demo` (the whole system, measured live)."""
 
 from __future__ import annotations
+
+import time
+from pathlib import Path
 
 import typer
 
 app = typer.Typer()
+
+
+def _print_access(service: object) -> None:
+    url, token = service.url, service.token  # type: ignore[attr-defined]
+    auth = f' -H "Authorization: Bearer {token}"' if token else ""
+    typer.echo(f"  URL:   {url}   (OpenAPI docs: {url}/docs)")
+    typer.echo(f"  token: {token}" if token else "  token: none (auth off)")
+    typer.echo(f"  try:   curl -s{auth} {url}/v1/fleet")
+    typer.echo(
+        f"         curl -s{auth} -H 'Content-Type: application/json' "
+        f'-d \'{{"model": "inceptionv3", "slo_ms": 500, "frames": 2}}\' {url}/v1/infer'
+    )
+
+
+@app.command("serve")
+def serve_cmd(
+    fleet: str = typer.Option("demo", "--fleet", help="built-in fleet name or inventory YAML"),
+    policy: str = typer.Option("jetfleet", "--policy", help="scheduling policy"),
+    time_scale: float = typer.Option(1.0, "--time-scale", help="compress emulated devices' time by this factor"),
+    port: int = typer.Option(8000, "--port", help="HTTP port"),
+    host: str = typer.Option("127.0.0.1", "--host", help="HTTP host (0.0.0.0 to listen on every interface)"),
+    token: str = typer.Option(None, "--token", help="the API bearer token (default: a generated one)"),
+    no_auth: bool = typer.Option(False, "--no-auth", help="serve without a bearer token (trusted networks only)"),
+    events: Path = typer.Option(None, "--events", help="write the scheduler's decision telemetry (JSON lines)"),
+) -> None:
+    """Serve FLEET over HTTP until Ctrl-C (joins a `jetfleet up` cluster when one runs)."""
+    from cluster.inventory import load_fleet
+    from cluster.local import new_token
+    from deployments.app import ServiceConfig, deploy
+    from deployments.runner import ray_session
+
+    spec = load_fleet(fleet)
+    config = ServiceConfig(
+        spec,
+        policy=policy,
+        time_scale=time_scale,
+        api_token=None if no_auth else (token or new_token()),
+        events_path=str(events.resolve()) if events else None,
+    )
+    with ray_session(spec):
+        typer.echo(f"deploying fleet {spec.name!r} ({len(spec.devices)} devices), policy {policy} ...")
+        service = deploy(config, http_host=host, http_port=port)
+        typer.echo("jetfleet is serving (Ctrl-C to stop):")
+        _print_access(service)
+        try:
+            while True:
+                time.sleep(1.0)
+        except KeyboardInterrupt:
+            typer.echo("stopping ...")
+        finally:
+            service.delete()
+
+
+@app.command("demo")
+def demo(
+    fleet: str = typer.Option("demo", "--fleet", help="built-in fleet name or inventory YAML"),
+    scenario: list[Path] = typer.Option(None, "--scenario", help="LoudVA scenario CSV (default: exp1-id0 or shipped)"),
+    policies: str = typer.Option("jetfleet,transparent,loudva", "--policies", help="comma-separated policies"),
+    time_scale: float = typer.Option(20.0, "--time-scale", help="time compression of the emulated fleet"),
+    json_out: Path = typer.Option(None, "--json", help="also write the results as JSON"),
+) -> None:
+    """Bring up an emulated fleet, serve HTTP, replay a real workload per policy and print live results."""
+    import json
+
+    from cluster.inventory import load_fleet
+    from deployments.runner import open_service
+    from workloads.experiment import default_scenario, load_workload, print_table, run_policies
+
+    started = time.monotonic()
+    spec = load_fleet(fleet)
+    paths = scenario or [default_scenario()]
+    requests = load_workload(paths)
+    names = [p.strip() for p in policies.split(",") if p.strip()]
+    typer.echo(
+        f"jetfleet demo: fleet {spec.name!r} ({', '.join(f'{d.name}={d.kind}' for d in spec.devices)}), "
+        f"workload {', '.join(p.name for p in paths)} ({len(requests)} requests, "
+        f"{sum(r.n_frames for r in requests)} frames) replayed {time_scale:g}x faster over HTTP"
+    )
+    typer.echo("starting a local Ray cluster (token auth on) and the service ...")
+    with open_service(spec, policy=names[0], time_scale=time_scale) as service:
+        typer.echo(f"serving at {service.url} after {time.monotonic() - started:.0f} s")
+        rows = run_policies(service, requests, names)
+        print_table(rows, title=f"measured live on fleet {spec.name!r} (simulator beside it)")
+        typer.echo("try it by hand while it runs next time with `jetfleet serve`; this run's service was:")
+        _print_access(service)
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps({"results": rows}, indent=2, default=str) + "\n")
+        typer.echo(f"wrote {json_out}")
+    typer.echo(f"demo done in {time.monotonic() - started:.0f} s; Serve and Ray are shut down.")

@@ -115,6 +115,11 @@ class Ingress:
         self.max_frames = int(options.get("max_frames", 256))
         self.time_scale = float(options.get("time_scale", 1.0))
         self._submitter = _Submitter(scheduler)
+        self._fleet_dict = fleet
+
+    async def service_info(self) -> dict[str, Any]:
+        """For Ray-side tools (a handle call, not an HTTP route): fleet, time scale and the API token."""
+        return {"fleet": self._fleet_dict, "time_scale": self.time_scale, "token": self.token}
 
     # -- helpers ---------------------------------------------------------------------------------------
     def _auth(self, request: Request) -> JSONResponse | None:

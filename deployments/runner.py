@@ -1,0 +1,97 @@
+"""Getting a jetfleet service to talk to, whatever is already running.
+
+`open_service(...)` joins a Ray cluster — the one this process is already in, a Ray job's (`RAY_ADDRESS`), the
+one `jetfleet up` started, or else a one-node local cluster it starts itself with Ray token authentication
+on — and then uses the jetfleet application already running there (read back through its ingress) or deploys
+one. On exit it removes only what it created: its application, its Serve instance and its Ray cluster.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+
+from cluster.inventory import Fleet, fleet_from_dict, load_fleet
+from deployments.app import DEFAULT_APP, INGRESS_DEPLOYMENT, Service, ServiceConfig, _serve_port, deploy
+
+
+@contextlib.contextmanager
+def ray_session(fleet: Fleet, *, num_cpus: int = 2, object_store_mb: int = 200) -> Iterator[bool]:
+    """Be connected to a Ray cluster for the duration; yields True when this call started it."""
+    import ray
+
+    from cluster.local import connect, running_cluster, start_in_process
+
+    started = False
+    if not ray.is_initialized():
+        up_state = running_cluster()
+        if os.environ.get("RAY_ADDRESS"):
+            ray.init(log_to_driver=False, logging_level="warning")
+        elif up_state is not None:
+            connect(up_state)
+        else:
+            start_in_process(fleet, num_cpus=num_cpus, object_store_mb=object_store_mb)
+            started = True
+    try:
+        yield started
+    finally:
+        if started:
+            from ray import serve
+
+            with contextlib.suppress(Exception):
+                serve.shutdown()
+            ray.shutdown()
+
+
+def running_service(app_name: str = DEFAULT_APP) -> Service | None:
+    """The jetfleet application running on the connected cluster, or None."""
+    from ray import serve
+
+    try:
+        status = serve.status().applications.get(app_name)
+    except Exception:  # noqa: BLE001 - no Serve on this cluster
+        return None
+    if status is None or str(status.status) not in ("RUNNING", "ApplicationStatus.RUNNING"):
+        return None
+    info = serve.get_deployment_handle(INGRESS_DEPLOYMENT, app_name).service_info.remote().result(timeout_s=30)
+    config = ServiceConfig(
+        fleet_from_dict(info["fleet"], "<running service>"),
+        time_scale=info["time_scale"],
+        api_token=info["token"],
+        app_name=app_name,
+    )
+    return Service(config, f"http://127.0.0.1:{_serve_port(8000)}")
+
+
+@contextlib.contextmanager
+def open_service(
+    fleet: str | Fleet,
+    *,
+    policy: str = "jetfleet",
+    time_scale: float = 1.0,
+    port: int = 0,
+    api_token: str | None = None,
+    events_path: str | None = None,
+) -> Iterator[Service]:
+    """A jetfleet service for the duration (see the module docstring). `port` 0 picks a free one."""
+    from cluster.local import free_port, new_token
+
+    fleet_obj = fleet if isinstance(fleet, Fleet) else load_fleet(fleet)
+    with ray_session(fleet_obj):
+        existing = running_service()
+        if existing is not None:
+            yield existing
+            return
+        config = ServiceConfig(
+            fleet_obj,
+            policy=policy,
+            time_scale=time_scale,
+            api_token=api_token or new_token(),
+            events_path=events_path,
+        )
+        service = deploy(config, http_port=port or free_port())
+        try:
+            yield service
+        finally:
+            service.delete()

@@ -1,0 +1,211 @@
+"""Live experiments: replay a workload through the HTTP API once per policy and measure each run.
+
+    python -m workloads.experiment --fleet demo --policy jetfleet --policy transparent --time-scale 20 --json out.json
+    RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH=~/.jetfleet/ray_token \\
+        ray job submit --address http://127.0.0.1:<dashboard> --working-dir . -- python -m workloads.experiment ...
+
+It joins the Ray cluster it runs in (a Ray job's, a `jetfleet up` cluster, or, when there is none, a local one
+it starts), uses the running jetfleet service when there is one (else deploys one for the fleet and removes it
+afterwards), and for each policy: starts a fresh run on the scheduler (`reset`), replays the workload with
+`workloads.loadgen`, and reads the run's metrics from the scheduler — the simulator's own definitions of
+frames/J, % frames within SLO and latency, on the scheduler's clock. With `--compare-sim` (default) the same
+workload and policy also run in the simulator, side by side.
+
+The workload: `--scenario CSV` (LoudVA format), default LoudVA's `exp1-id0` when ../shared/data is there,
+else the seeded generated scenario shipped in `workloads/data/demo-scenario.csv` (same format).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import json
+import math
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from jetfleet.types import Request
+
+DATA_DIR = Path(__file__).parent / "data"
+DEMO_SCENARIO = DATA_DIR / "demo-scenario.csv"
+LIVE_KEYS = ("frames_per_joule", "pct_frames_within_slo", "p95_latency_s", "energy_j", "dropped_frames")
+
+
+def default_scenario() -> Path:
+    """LoudVA's exp1-id0 when the shared data is present, else the shipped generated scenario."""
+    from costmodel.profiles import loudva_data_dir
+
+    loudva = loudva_data_dir()
+    if loudva is not None and (loudva / "scenarios" / "exp1-id0.csv").exists():
+        return loudva / "scenarios" / "exp1-id0.csv"
+    return DEMO_SCENARIO
+
+
+def generate_scenario(seed: int = 0, duration_s: float = 240.0, cameras: int = 2) -> list[Request]:
+    """A LoudVA-like workload: per camera, bursty events of 1-6 frames with 1-16 s SLOs (seeded)."""
+    from workloads.arrivals import bursty
+
+    out: list[Request] = []
+    for cam in range(cameras):
+        reqs = bursty(1.0, duration_s, seed=seed * 100 + cam, frames=(1, 6), slo_s=(1.0, 16.0), start_s=2.0)
+        out += [Request(0, r.arrival_s, r.n_frames, round(r.slo_s, 3), stream=f"camera{cam}") for r in reqs]
+    out.sort(key=lambda r: r.arrival_s)
+    return [Request(i, r.arrival_s, r.n_frames, r.slo_s, stream=r.stream) for i, r in enumerate(out)]
+
+
+def write_scenario(requests: Sequence[Request], path: Path) -> None:
+    """Write requests in LoudVA's scenario format (Time, Frames After Filter, Camera Index, ...)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["Time", "Frames After Filter", "Camera Index", "Throughput", "latency_constraint"])
+        for r in requests:
+            w.writerow([f"{r.arrival_s:.6f}", r.n_frames, r.stream.removeprefix("camera"), 0, r.slo_s])
+
+
+def load_workload(paths: Sequence[str | Path]) -> list[Request]:
+    """One workload from one or more scenario files, played one after another."""
+    from workloads.scenarios import read_scenario
+
+    requests: list[Request] = []
+    offset_s = 0.0
+    for p in paths:
+        reqs = read_scenario(p, id_offset=len(requests))
+        shift = offset_s - min(r.arrival_s for r in reqs) + (1.0 if requests else 0.0)
+        requests += [Request(r.request_id, r.arrival_s + shift, r.n_frames, r.slo_s, stream=r.stream) for r in reqs]
+        offset_s = max(r.arrival_s for r in requests)
+    return requests
+
+
+def run_policies(
+    service: Any,
+    requests: Sequence[Request],
+    policies: Sequence[str],
+    *,
+    compare_sim: bool = True,
+    progress: bool = True,
+    payload: str = "frames",
+) -> list[dict[str, Any]]:
+    """Replay `requests` through `service` once per policy; one result row per policy."""
+    from workloads.loadgen import replay
+
+    rows = []
+    for policy in policies:
+        name = service.reset(policy)
+        load = asyncio.run(
+            replay(
+                service.url,
+                service.token,
+                requests,
+                time_scale=service.time_scale,
+                payload=payload,
+                progress=progress,
+                description=f"{policy:>12}",
+            )
+        )
+        live = service.run_report()
+        row: dict[str, Any] = {
+            "policy": name,
+            "live": live,
+            "client": load.summary(),
+        }
+        if compare_sim:
+            row["sim"] = simulate_policy(requests, service.fleet, policy)
+        rows.append(row)
+    return rows
+
+
+def simulate_policy(requests: Sequence[Request], fleet: Any, policy: str) -> dict[str, Any]:
+    """The same workload and policy in the simulator (oracle cost model, devices start at max clock)."""
+    from costmodel.device_models import OracleCostModel
+    from policies.registry import make_policy
+    from simulator.engine import simulate
+
+    return simulate(list(requests), fleet, make_policy(policy), OracleCostModel()).metrics.to_dict()
+
+
+def relative_gap(a: float | None, b: float | None) -> float | None:
+    """|a - b| / |b|, or None when either is missing."""
+    if a is None or b is None or not math.isfinite(a) or not math.isfinite(b) or b == 0:
+        return None
+    return abs(a - b) / abs(b)
+
+
+def print_table(rows: Sequence[dict[str, Any]], title: str = "measured live") -> None:
+    """One line per policy: live frames/J, % frames within SLO, p95 latency, and the simulator's."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in ("policy", "frames/J", "% frames in SLO", "p95 latency s", "dropped frames", "energy J"):
+        table.add_column(col, justify="right")
+    has_sim = any("sim" in r for r in rows)
+    if has_sim:
+        for col in ("sim frames/J", "sim % in SLO", "Δ frames/J", "Δ % in SLO"):
+            table.add_column(col, justify="right")
+    for r in rows:
+        live = r["live"]
+        cells = [
+            r["policy"],
+            _fmt(live.get("frames_per_joule"), 3),
+            _fmt(live.get("pct_frames_within_slo"), 1),
+            _fmt(live.get("p95_latency_s"), 2),
+            str(live.get("dropped_frames")),
+            _fmt(live.get("energy_j"), 0),
+        ]
+        if has_sim and "sim" in r:
+            sim = r["sim"]
+            gap_f = relative_gap(live.get("frames_per_joule"), sim.get("frames_per_joule"))
+            gap_s = relative_gap(live.get("pct_frames_within_slo"), sim.get("pct_frames_within_slo"))
+            cells += [
+                _fmt(sim.get("frames_per_joule"), 3),
+                _fmt(sim.get("pct_frames_within_slo"), 1),
+                "" if gap_f is None else f"{100 * gap_f:.1f} %",
+                "" if gap_s is None else f"{100 * gap_s:.1f} %",
+            ]
+        table.add_row(*cells)
+    Console().print(table)
+
+
+def _fmt(x: Any, digits: int) -> str:
+    return "—" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.{digits}f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m workloads.experiment", description=__doc__.splitlines()[0])
+    parser.add_argument("--fleet", default="demo", help="built-in fleet name or inventory YAML (new service only)")
+    parser.add_argument("--scenario", action="append", help="LoudVA scenario CSV (repeatable)")
+    parser.add_argument("--policy", action="append", help="policy to run (repeatable); default jetfleet, transparent")
+    parser.add_argument("--time-scale", type=float, default=20.0, help="time compression of emulated devices")
+    parser.add_argument("--payload", choices=("frames", "images"), default="frames")
+    parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--no-sim", action="store_true", help="do not run the simulator side by side")
+    parser.add_argument("--port", type=int, default=0, help="HTTP port of a new service (0: a free one)")
+    args = parser.parse_args(argv)
+
+    from deployments.runner import open_service
+
+    requests = load_workload(args.scenario or [default_scenario()])
+    policies = args.policy or ["jetfleet", "transparent"]
+    with open_service(args.fleet, policy=policies[0], time_scale=args.time_scale, port=args.port) as service:
+        print(f"service {service.url}  fleet {service.fleet.name}  time scale {service.time_scale:g}", flush=True)
+        rows = run_policies(service, requests, policies, compare_sim=not args.no_sim, payload=args.payload)
+    print_table(rows)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"results": rows}, indent=2, default=_json_default) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _json_default(x: Any) -> Any:
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return str(x)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
