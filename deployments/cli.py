@@ -66,7 +66,7 @@ def demo(
     fleet: str = typer.Option("demo", "--fleet", help="built-in fleet name or inventory YAML"),
     scenario: list[Path] = typer.Option(None, "--scenario", help="LoudVA scenario CSV (default: exp1-id0 or shipped)"),
     policies: str = typer.Option("jetfleet,transparent,loudva", "--policies", help="comma-separated policies"),
-    time_scale: float = typer.Option(20.0, "--time-scale", help="time compression of the emulated fleet"),
+    time_scale: float = typer.Option(10.0, "--time-scale", help="time compression of the emulated fleet"),
     json_out: Path = typer.Option(None, "--json", help="also write the results as JSON"),
 ) -> None:
     """Bring up an emulated fleet, serve HTTP, replay a real workload per policy and print live results."""

@@ -69,6 +69,7 @@ class _Submitter:
 
     def __init__(self, scheduler: Any) -> None:
         self.scheduler = scheduler
+        self._stream: Any = None  # the streaming handle, made once
         self._batch: list[tuple[InferItem, asyncio.Future[InferAnswer]]] = []
 
     def submit(self, item: InferItem) -> asyncio.Future[InferAnswer]:
@@ -85,7 +86,9 @@ class _Submitter:
 
     async def _send(self, batch: list[tuple[InferItem, asyncio.Future[InferAnswer]]]) -> None:
         try:
-            stream = self.scheduler.options(stream=True).submit_many.remote([item for item, _ in batch])
+            if self._stream is None:
+                self._stream = self.scheduler.options(stream=True)
+            stream = self._stream.submit_many.remote([item for item, _ in batch])
             async for group in stream:
                 for index, answer in group:
                     if not batch[index][1].done():
