@@ -298,6 +298,8 @@ class JetfleetVariantsPolicy(JetfleetPolicy):
         self.timeline = PlanTimeline()
         self._mirror = RequestQueue()
         self._current: StreamPlan | None = None
+        self._now_s = 0.0
+        self._settling: dict[str, float] = {}  # device -> when a clock change of `_keep_ready` settles
 
     def replan(
         self, now_s: float, clients: Sequence[ClientInfo], devices: Sequence[DeviceState], cost: CostModel
@@ -321,10 +323,13 @@ class JetfleetVariantsPolicy(JetfleetPolicy):
         kinds = self._current.kinds.get(family) if self._current is not None else None
         if kinds is not None and device.kind not in kinds:
             return None
+        if self._now_s < self._settling.get(device.name, -math.inf):
+            return None  # a clock change this layer asked for has not settled yet
         return super().variant_for(family, device)
 
     def decide(self, now_s: float, queue: RequestQueue, devices: Sequence[DeviceState], cost: CostModel) -> Decisions:
         self._current = self.timeline.at(now_s)
+        self._now_s = now_s
         gone = [r.request_id for r in self._mirror if r.request_id not in queue]
         if gone:
             self._mirror.remove(gone)
@@ -349,6 +354,7 @@ class JetfleetVariantsPolicy(JetfleetPolicy):
             if d.healthy and d.name not in busy and d.idle(now_s) and abs(d.freq_hz - target) >= 1.0:
                 why = "ready for the plan" if d.kind in needed else "not in the plan: rest"
                 out.frequency_changes.append(SetFrequency(d.name, target, f"jetfleet-variants: {why}"))
+                self._settling[d.name] = now_s + kind.freq_change_delay_s
         return out
 
 

@@ -207,19 +207,34 @@ def run_grid(
     duration_s: float = 30.0,
     seed: int = 0,
     progress: bool = False,
+    jobs: int = 1,
 ) -> list[RunRow]:
     """Every policy at every point; rows in (point, policy) order."""
     fleet = fleet or load_fleet(DEFAULT_FLEET)
-    rows: list[RunRow] = []
-    total = len(points) * len(policies)
-    for k, point in enumerate(points):
-        for name in policies:
-            rows.append(run_point(point, name, fleet=fleet, family=family, duration_s=duration_s, seed=seed))
-            if progress:
-                print(f"\r{len(rows)}/{total} runs (point {k + 1}/{len(points)})", end="", file=sys.stderr, flush=True)
+    tasks = [(point, name) for point in points for name in policies]
+    kwargs = {"fleet": fleet, "family": family, "duration_s": duration_s, "seed": seed}
+    if jobs > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(jobs) as pool:
+            futures = [pool.submit(run_point, point, name, **kwargs) for point, name in tasks]
+            rows = []
+            for f in futures:
+                rows.append(f.result())
+                _progress(progress, len(rows), len(tasks))
+    else:
+        rows = []
+        for point, name in tasks:
+            rows.append(run_point(point, name, **kwargs))
+            _progress(progress, len(rows), len(tasks))
     if progress:
         print(file=sys.stderr)
     return rows
+
+
+def _progress(on: bool, done: int, total: int) -> None:
+    if on:
+        print(f"\r{done}/{total} runs", end="", file=sys.stderr, flush=True)
 
 
 def summarize(rows: Sequence[RunRow]) -> dict[str, dict[str, float]]:
@@ -252,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--policy", action="append", help="policies (default: jetfleet-variants, jellyfish)")
     parser.add_argument("--quick", action="store_true", help="a reduced grid (2 clients x 25 fps x 100 ms x 3 traces)")
     parser.add_argument("--out", default="out/variants", help="folder for rows.csv, summary.json and plots")
+    parser.add_argument("--jobs", type=int, default=1, help="worker processes")
     args = parser.parse_args(argv)
     points = grid(clients=(2,), fps=(25.0,), slos_s=(0.1,)) if args.quick else grid()
     rows = run_grid(
@@ -262,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
         duration_s=args.duration_s,
         seed=args.seed,
         progress=True,
+        jobs=args.jobs,
     )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -273,9 +290,47 @@ def main(argv: list[str] | None = None) -> int:
     (out / "summary.json").write_text(
         json.dumps({"family": args.family, "fleet": args.fleet, "summary": summary}, indent=2) + "\n"
     )
+    plot_rows(rows, out / "accuracy_vs_miss.png", family=args.family)
     print(json.dumps(summary, indent=2))
-    print(f"wrote {out / 'rows.csv'} and {out / 'summary.json'}", file=sys.stderr)
+    print(f"wrote {out / 'rows.csv'}, {out / 'summary.json'} and {out / 'accuracy_vs_miss.png'}", file=sys.stderr)
     return 0
+
+
+def plot_rows(rows: Sequence[RunRow], path: Path, *, family: str = "") -> None:
+    """Two panels: fps-weighted accuracy against miss rate per grid point, and energy per policy and trace."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    policies = list(dict.fromkeys(r.policy for r in rows))
+    traces = list(dict.fromkeys(r.trace for r in rows))
+    markers = dict(zip(traces, "os^Dv", strict=False))
+    colors = dict(zip(policies, ["tab:green", "tab:blue", "tab:orange", "tab:red"], strict=False))
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 4.8))
+    for r in rows:
+        ax.scatter(100 * r.miss_rate, r.accuracy_pct, color=colors[r.policy], marker=markers[r.trace], alpha=0.6, s=28)
+    for name in policies:
+        ax.scatter([], [], color=colors[name], label=name)
+    for t in traces:
+        ax.scatter([], [], color="gray", marker=markers[t], label=f"trace: {t}")
+    ax.set_xlabel("SLO miss rate (% of captured frames, drops included)")
+    ax.set_ylabel("fps-weighted accuracy (% top-1)")
+    ax.set_title(f"Accuracy against miss rate, every grid point ({family})")
+    ax.legend(fontsize=8)
+    width = 0.8 / len(policies)
+    for i, name in enumerate(policies):
+        energy = [sum(r.energy_j for r in rows if r.policy == name and r.trace == t) / 1000 for t in traces]
+        bx.bar(np.arange(len(traces)) + i * width, energy, width, color=colors[name], label=name)
+    bx.set_xticks(np.arange(len(traces)) + width * (len(policies) - 1) / 2, traces)
+    bx.set_ylabel("fleet energy over the grid (kJ)")
+    bx.set_xlabel("bandwidth trace")
+    bx.set_title("Energy per trace, summed over the grid")
+    bx.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 if __name__ == "__main__":
