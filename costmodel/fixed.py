@@ -75,3 +75,10 @@ class FixedServiceCost:
         except KeyError:
             raise UnknownNameError("device kind of this fixed-service fleet", kind, self.models) from None
         return m.predict_grid(kind, model, freqs_hz, batches)
+
+    def idle_power_w(self, kind: str, freq_hz: float) -> float:
+        """Idle board power of `kind` (the signature policies use to ask a cost model for idle power)."""
+        try:
+            return self.models[kind].idle_power_w(freq_hz)
+        except KeyError:
+            raise UnknownNameError("device kind of this fixed-service fleet", kind, self.models) from None

@@ -553,11 +553,12 @@ class OverloadControl(Policy):
         due = []
         for stream, share in floors.items():
             got = self._served_by.get(stream, 0.0) / total_s
-            if stream in queued and got < share:
-                due.append((got - share, stream))
-                self._due_since.setdefault(stream, now_s)
-            else:
+            if got >= share:
                 self._due_since.pop(stream, None)
+                continue
+            self._due_since.setdefault(stream, now_s)  # owed its floor since then, queued work or not
+            if stream in queued:
+                due.append((got - share, stream))
         return [s for _, s in sorted(due)]
 
     def _next_change_s(self, now_s: float) -> float | None:
