@@ -29,6 +29,7 @@ Retry-After): accept, or reject with a reason and a retry-after. Nothing here re
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections import deque
 from collections.abc import Iterable, Sequence
@@ -225,7 +226,7 @@ class _Step:
         for d in drops:
             ids = tuple(i for i in d.request_ids if i not in self.taken)
             if ids:
-                self.out.drops.append(replace(d, request_ids=ids))
+                self.out.drops.append(d if len(ids) == len(d.request_ids) else replace(d, request_ids=ids))
                 self.taken.update(ids)
 
     def accept(self, dispatch: Dispatch, latency_s: float) -> None:
@@ -255,8 +256,10 @@ class OverloadControl(Policy):
     See the module docstring for the four steps. `streams` configures the queue bounds and floors; every
     other input (priority, budget) is each request's own. `max_batch` caps the frames of a dispatch
     (devices that run one frame at a time): a larger batch of the inner policy is cut to its first
-    requests. Keeps only its own memory: the last arrival of each stream, the device time dispatched per
-    stream over the share window, and since when each stream is owed its floor.
+    requests. One decision looks at the `window` earliest-deadline requests of each priority, so its cost
+    does not grow with a huge backlog; the rest is looked at as the head drains. Keeps only its own
+    memory: the last arrival of each stream, the device time dispatched per stream over the share window,
+    and since when each stream is owed its floor.
     """
 
     name = "overload"
@@ -268,9 +271,13 @@ class OverloadControl(Policy):
         *,
         label: str | None = None,
         max_batch: int | None = None,
+        window: int = 512,
     ) -> None:
         if max_batch is not None and max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        if window < 1:
+            raise ValueError(f"window must be >= 1, got {window}")
+        self.window = window  # requests per priority (earliest deadlines first) one decision looks at
         self.inner = inner
         self.streams = streams or StreamSet()
         self.name = label or f"overload:{inner.name}"
@@ -324,9 +331,10 @@ class OverloadControl(Policy):
             return self.inner.decide(now_s, queue, devices, cost)
         oracle = self._oracle_for(cost)
         step = _Step(now_s, devices)
-        step.by_id = {r.request_id: r for r in queue}
-        step.drop(self._unreachable(now_s, queue, step, oracle))
-        pending = [r for r in queue.by_deadline() if r.request_id not in step.taken]
+        head = self._head(queue)
+        step.by_id = {r.request_id: r for r in head}
+        step.drop(self._unreachable(now_s, head, step, oracle))
+        pending = [r for r in head if r.request_id not in step.taken]
         active = self.active_streams(now_s)
         due = self._floor_due(now_s, pending)
         verdict = plan(now_s, pending, step.devices, step.free, oracle, active, frozenset(due))
@@ -350,10 +358,21 @@ class OverloadControl(Policy):
         step.out.wake_at_s = min(wakes) if wakes else None
         return step.out
 
-    def _unreachable(self, now_s: float, queue: RequestQueue, step: _Step, oracle: CostOracle) -> list[Drop]:
+    def _head(self, queue: RequestQueue) -> list[Request]:
+        """The first `window` requests of each priority in deadline order: what this decision looks at."""
+        levels: dict[int, list[Request]] = {}
+        for r in queue.by_deadline():
+            level = levels.setdefault(r.priority, [])
+            if len(level) < self.window:
+                level.append(r)
+        if len(levels) == 1:
+            return next(iter(levels.values()))
+        return list(heapq.merge(*levels.values(), key=lambda r: r.deadline_s))
+
+    def _unreachable(self, now_s: float, head: list[Request], step: _Step, oracle: CostOracle) -> list[Drop]:
         drops = []
         best_by_model: dict[tuple[str, int], float] = {}
-        for r in queue:
+        for r in head:
             key = (r.model, r.n_frames)
             if key not in best_by_model:
                 best_by_model[key] = earliest_completion_s(now_s, r, step.devices, oracle)
