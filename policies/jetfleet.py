@@ -1,0 +1,499 @@
+"""`jetfleet`: the project's own policy, the default. Energy-aware like LoudVA, without LoudVA's blind spots.
+
+Each `decide`:
+
+1. **Candidates.** The earliest-deadline-first head of the queue (`candidates`), per model family. Requests
+   no healthy device can finish in time any more, counting each device's real `busy_until_s` and clock, are
+   *late*: they are served in spare capacity (`late="serve"`, the default) or dropped with
+   `DEADLINE_UNREACHABLE` (`late="drop"`). Nothing is dropped silently.
+2. **Assignment.** Free devices (healthy, fewer than `max_in_flight` batches) are grouped by (kind, model
+   variant, clock); twins in a group are used least-recently-used first, so no twin starves. Each group's
+   first device proposes a plan (`choose_batch`: `policies.planning.plan_batch`); the plan that costs
+   the fewest marginal joules per frame (above the idle floor) wins, is dispatched, and its requests leave
+   the candidate set; repeat while devices and candidates remain.
+3. **Waiting.** Before dispatching, `should_wait` keeps a plan back while the expected arrivals (an
+   exponentially weighted frame rate) would grow the batch enough to lower its marginal energy per frame,
+   and only until the plan's *latest safe start* (from the cost model, margins included). The policy asks
+   to be woken then; any arrival or completion re-plans earlier.
+4. **Parking.** An idle device clocked above its lowest-idle-power frequency is down-clocked after
+   `park_after_s` (the idle baseline is most of a Jetson's energy).
+
+Extension points for the overload and model-variant layers: override `candidates` (stream priorities,
+bounded queues), `handle_late` (shedding), `variant_for` (model variant per family and device), or
+`choose_batch` (the (device, frequency, batch) choice for a candidate set).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import Literal
+
+import numpy as np
+
+from cluster.catalogue import get_kind
+from costmodel.base import CostModel
+from jetfleet.errors import JetfleetError
+from jetfleet.types import Decisions, DeviceState, Dispatch, Drop, DropReason, Request, SetFrequency
+from policies.base import Policy
+from policies.planning import BatchPlan, GridCache, GridTables, IdlePowerFn, Margins, plan_batch
+from policies.queue import RequestQueue
+from policies.registry import register
+
+LateMode = Literal["serve", "drop"]
+
+
+@dataclass(frozen=True)
+class JetfleetConfig:
+    """Knobs of the jetfleet policy (keyword-only, validated at construction)."""
+
+    max_in_flight: int = 1  # batches committed to one device (running + queued on it)
+    margins: Margins = field(default_factory=Margins)  # slack kept against predictor error
+    window: int = 128  # EDF candidates looked at per decision, plus the free devices' batch capacity
+    lookahead: int = 64  # candidates behind a device's largest batch that its plan keeps safe
+    late: LateMode = "serve"  # what to do with requests no device can finish in time
+    late_batch_max_s: float = 1.0  # a batch of late requests may hold a device at most this long
+    min_wait_s: float = 0.01  # never hold a batch back for less than this
+    wait_gain: float = 0.02  # hold a batch back only for at least this relative saving per frame
+    park_after_s: float = 0.5  # down-clock an idle device after this long
+    rate_halflife_s: float = 10.0  # memory of the arrival-rate estimate
+    guard_window_s: float = 60.0  # a batch leaves room for the tightest SLO that arrived this recently
+    late_expire_s: float = 60.0  # a late request this far past its deadline is dropped (DEADLINE_EXPIRED)
+    max_late_per_decision: int = 4096  # bounds one decision's work when a huge backlog turns late
+
+    def __post_init__(self) -> None:
+        if self.max_in_flight < 1:
+            raise ValueError(f"max_in_flight must be >= 1, got {self.max_in_flight}")
+        if self.late not in ("serve", "drop"):
+            raise ValueError(f"late must be 'serve' or 'drop', got {self.late!r}")
+        if self.window < 1:
+            raise ValueError(f"window must be >= 1, got {self.window}")
+
+
+class ArrivalStats:
+    """What arrivals tell the policy, per model family: the frame rate (an exponentially decaying sum) and the
+    tightest SLO seen lately (a sliding-window minimum), which a batch must leave room for."""
+
+    def __init__(self, halflife_s: float, window_s: float) -> None:
+        self._decay = math.log(2.0) / halflife_s
+        self._window_s = window_s
+        self._rate: dict[str, tuple[float, float]] = {}  # family -> (rate at t, t)
+        self._tight: dict[str, deque[tuple[float, float, int]]] = {}  # family -> (arrival, slo, frames), slo rising
+
+    def observe(self, request: Request, now_s: float) -> None:
+        family = request.model
+        self._rate[family] = (self.frames_per_s(family, now_s) + request.n_frames * self._decay, now_s)
+        tight = self._tight.setdefault(family, deque())
+        while tight and tight[-1][1] >= request.slo_s:
+            tight.pop()
+        tight.append((now_s, request.slo_s, request.n_frames))
+
+    def frames_per_s(self, family: str, now_s: float) -> float:
+        rate, t = self._rate.get(family, (0.0, now_s))
+        return rate * math.exp(-self._decay * max(0.0, now_s - t))
+
+    def tightest(self, family: str, now_s: float) -> tuple[float, int] | None:
+        """(slo_s, n_frames) of the arrival with the smallest SLO in the last `window_s`, or None."""
+        tight = self._tight.get(family)
+        while tight and tight[0][0] < now_s - self._window_s:
+            tight.popleft()
+        return (tight[0][1], tight[0][2]) if tight else None
+
+
+@dataclass
+class _Candidates:
+    """Candidate requests of one model family in EDF order, as arrays."""
+
+    requests: list[Request]
+    ids: np.ndarray
+    frames: np.ndarray
+    deadlines_s: np.ndarray
+
+    @classmethod
+    def of(cls, requests: list[Request]) -> _Candidates:
+        n = len(requests)
+        return cls(
+            requests,
+            np.fromiter((r.request_id for r in requests), np.int64, n),
+            np.fromiter((r.n_frames for r in requests), np.int64, n),
+            np.fromiter((r.deadline_s for r in requests), np.float64, n),
+        )
+
+
+@dataclass
+class DeviceGroup:
+    """Healthy devices of one (kind, model variant, clock): interchangeable for planning."""
+
+    kind: str
+    variant: str
+    freq_hz: float
+    tables: GridTables
+    change_delay_s: float
+    freq_index: int  # index of the group's clock in tables.freqs_hz (-1: not a catalogue frequency)
+    free: list[DeviceState] = field(default_factory=list)  # may take a batch now; least recently used first
+    ready_min_s: float = math.inf  # earliest any device of the group can start new work
+    frames_per_s: float = 0.0  # the group's best sustained throughput, all devices together
+
+
+@dataclass
+class _Step:
+    """One decision's working state."""
+
+    now_s: float
+    cost: CostModel
+    out: Decisions
+    taken: set[str] = field(default_factory=set)  # devices dispatched to in this decision
+    held: dict[str, float] = field(default_factory=dict)  # device -> latest start of a plan held back for it
+    late: list[Request] = field(default_factory=list)  # requests found unreachable in the window
+    wake_s: float = math.inf
+
+    def wake(self, t_s: float) -> None:
+        self.wake_s = min(self.wake_s, t_s)
+
+
+class JetfleetPolicy(Policy):
+    """See the module docstring. `idle_power_w(kind, freq_hz)` overrides where idle board power comes from."""
+
+    name = "jetfleet"
+
+    def __init__(self, config: JetfleetConfig | None = None, *, idle_power_w: IdlePowerFn | None = None) -> None:
+        self.config = config or JetfleetConfig()
+        self._idle_power_override = idle_power_w
+        self._grids: GridCache | None = None
+        self._grids_cost: int | None = None  # id() of the cost model the grid cache belongs to
+        self.arrivals = ArrivalStats(self.config.rate_halflife_s, self.config.guard_window_s)
+        self._use_seq = 0
+        self._last_use: dict[str, int] = {}  # device -> sequence number of its last dispatch
+        self._settle_s: dict[str, float] = {}  # device -> when a clock change this policy asked for settles
+        self._park: dict[str, tuple[float, dict[float, float]]] = {}  # kind -> (park freq, idle W per freq)
+
+    # -- the Policy contract ----------------------------------------------------------------------
+    def admit(self, now_s: float, request: Request, queue: RequestQueue) -> list[Drop]:
+        self.arrivals.observe(request, now_s)
+        return []
+
+    def decide(self, now_s: float, queue: RequestQueue, devices: Sequence[DeviceState], cost: CostModel) -> Decisions:
+        step = _Step(now_s, cost, Decisions())
+        healthy = [d for d in devices if d.healthy]
+        if queue and healthy:
+            on_time, past_due = self.candidates(now_s, queue, healthy)
+            for family, requests in _by_family(on_time).items():
+                self._serve_family(step, family, requests, healthy)
+            late = past_due + step.late
+            if late:
+                self.handle_late(step, late, healthy)
+        self._park_idle(step, healthy)
+        step.out.wake_at_s = step.wake_s if math.isfinite(step.wake_s) else None
+        return step.out
+
+    # -- extension points -------------------------------------------------------------------------
+    def candidates(
+        self, now_s: float, queue: RequestQueue, devices: Sequence[DeviceState]
+    ) -> tuple[list[Request], list[Request]]:
+        """(candidates not yet due, EDF order; requests already past their deadline), both bounded in size.
+
+        Past-due requests are fetched only as far as this decision can act on them: all (bounded) when they
+        are dropped, else as many as the free devices could run plus those old enough to expire.
+        """
+        cfg = self.config
+        free_frames = sum(get_kind(d.kind).max_batch for d in devices if d.in_flight < cfg.max_in_flight)
+        on_time = list(islice(queue.by_deadline(now_s), cfg.window + free_frames))
+        n_due = queue.count_due_before(now_s)
+        if not n_due:
+            return on_time, []
+        expiring = queue.count_due_before(now_s - cfg.late_expire_s)
+        take = n_due if cfg.late == "drop" else max(free_frames, expiring)
+        return on_time, list(islice(queue.by_deadline(), min(n_due, take, cfg.max_late_per_decision)))
+
+    def variant_for(self, family: str, device: DeviceState) -> str | None:
+        """The model (variant) `device` would run for `family`; None when it cannot serve the family."""
+        return family if not device.models or family in device.models else None
+
+    def choose_batch(
+        self,
+        step: _Step,
+        group: DeviceGroup,
+        device: DeviceState,
+        cands: _Candidates,
+        alive: np.ndarray,
+        fleet_fps: float,
+        guard: tuple[float, int] | None = None,
+    ) -> BatchPlan | None:
+        """The (frequency, batch) `device` of `group` should run from the alive candidates; None if none fits.
+
+        `fleet_fps` is the whole fleet's best throughput, frames per second. `guard` = (slo_s, n_frames) of a
+        request that may arrive any moment with nothing else free to take it: the batch then must end early
+        enough for the device to serve that request in time as well.
+        """
+        t = group.tables
+        pos = np.flatnonzero(alive)[: t.cap + self.config.lookahead]
+        ready_s = self._ready_s(step.now_s, device)
+        budget_s = None  # (F,) longest batch that leaves room for the guard request
+        per_frame = t.per_frame_s
+        if guard is not None:
+            slo_s, n = guard
+            n = min(n, t.max_frames)
+            budget_s = slo_s - np.minimum(t.padded_s[:, n - 1], group.change_delay_s + t.fastest_padded_s[n - 1])
+            # Behind this batch the device runs batches no longer than the guard allows.
+            per_frame = np.where(t.padded_s[:, : t.cap] <= budget_s[:, None], per_frame, np.inf)
+            per_frame[:, 0] = t.per_frame_s[:, 0]
+        # How fast the work left behind drains: this device at the clock it picks, plus the others at their best.
+        best = per_frame.min(axis=1)
+        others_fps = max(0.0, fleet_fps - 1.0 / t.s_per_frame)
+        return plan_batch(
+            t,
+            ready_s=ready_s,
+            freq_index=group.freq_index,
+            change_delay_s=group.change_delay_s,
+            frames=cands.frames[pos],
+            deadlines_s=cands.deadlines_s[pos],
+            positions=pos,
+            behind_s_per_frame=1.0 / (1.0 / best + others_fps),
+            behind_overhead_s=t.padded_s[:, 0] - best,
+            finish_limit_s=None if budget_s is None else ready_s + budget_s,
+        )
+
+    def should_wait(self, step: _Step, plan: BatchPlan, tables: GridTables, family: str) -> bool:
+        """Hold `plan` back while arrivals expected before its latest safe start would make it cheaper per frame."""
+        horizon_s = plan.latest_dispatch_s - max(step.now_s, plan.start_s)
+        if plan.overloaded or horizon_s < self.config.min_wait_s or plan.n_frames >= tables.cap:
+            return False
+        grown = min(tables.cap, plan.n_frames + int(self.arrivals.frames_per_s(family, step.now_s) * horizon_s))
+        if grown <= plan.n_frames:
+            return False
+        return tables.marginal_epf_j[plan.freq_index, grown - 1] < plan.marginal_epf_j * (1.0 - self.config.wait_gain)
+
+    def handle_late(self, step: _Step, late: list[Request], devices: Sequence[DeviceState]) -> None:
+        """Requests no device can finish in time: drop them, or run them on devices with nothing better to do."""
+        expire_s = step.now_s - self.config.late_expire_s
+        expired = [r for r in late if r.deadline_s < expire_s]
+        if self.config.late == "drop" or expired:
+            gone = late if self.config.late == "drop" else expired
+            reason = DropReason.DEADLINE_UNREACHABLE if self.config.late == "drop" else DropReason.DEADLINE_EXPIRED
+            step.out.drops.append(Drop(tuple(r.request_id for r in gone), reason, "no device can finish it in time"))
+            if self.config.late == "drop":
+                return
+            late = [r for r in late if r.deadline_s >= expire_s]
+        for family, requests in _by_family(late).items():
+            self._serve_late(step, family, requests, devices)
+
+    # -- on-time work -----------------------------------------------------------------------------
+    def _serve_family(self, step: _Step, family: str, requests: list[Request], devices: Sequence[DeviceState]) -> None:
+        cands = _Candidates.of(requests)
+        groups = self._groups(step, family, devices, int(cands.frames.max()))
+        if not groups:
+            step.out.drops.append(Drop(tuple(cands.ids.tolist()), DropReason.NO_DEVICE, f"nothing serves {family}"))
+            return
+        alive = self._reachable(step.now_s, cands, groups)
+        if not alive.all():
+            step.late += [r for r, ok in zip(requests, alive.tolist(), strict=True) if not ok]
+        fleet_fps = sum(g.frames_per_s for g in groups)
+        free = [g for g in groups if g.free]
+        tightest = self.arrivals.tightest(family, step.now_s)
+        capable = self._guard_capable(step.now_s, free, tightest)
+        while free and alive.any():
+            best: tuple[tuple, BatchPlan, DeviceGroup] | None = None
+            for group in free:
+                # Keep one free device able to serve the tightest request that may arrive next.
+                guard = tightest if tightest is not None and not (capable - {group.free[0].name}) else None
+                plan = self.choose_batch(step, group, group.free[0], cands, alive, fleet_fps, guard)
+                if plan is not None:
+                    key = _plan_key(plan, self._last_use.get(group.free[0].name, -1))
+                    if best is None or key < best[0]:
+                        best = (key, plan, group)
+            if best is None:
+                return
+            _, plan, group = best
+            device = group.free[0]
+            if self.should_wait(step, plan, group.tables, family):
+                # Hold the batch for this device; other devices may still take what it leaves.
+                step.wake(plan.latest_dispatch_s)
+                step.held[device.name] = plan.latest_dispatch_s
+            else:
+                self._dispatch(step, device, group.variant, plan, cands, "on time")
+            alive[plan.positions] = False
+            capable.discard(device.name)
+            group.free.pop(0)
+            free = [g for g in free if g.free]
+
+    def _guard_capable(self, now_s: float, groups: list[DeviceGroup], guard: tuple[float, int] | None) -> set[str]:
+        """Free devices that could serve the guard request (slo_s, n_frames) in time if it arrived now."""
+        if guard is None:
+            return set()
+        slo_s, n = guard
+        out = set()
+        for g in groups:
+            b = min(n, g.tables.max_frames) - 1
+            serve_s = g.change_delay_s + float(g.tables.fastest_padded_s[b])
+            if g.freq_index >= 0:
+                serve_s = min(serve_s, float(g.tables.padded_s[g.freq_index, b]))
+            out.update(d.name for d in g.free if self._ready_s(now_s, d) + serve_s <= now_s + slo_s)
+        return out
+
+    def _reachable(self, now_s: float, cands: _Candidates, groups: list[DeviceGroup]) -> np.ndarray:
+        """Which candidates some healthy device (busy ones included, at their real free time) can finish in time."""
+        ok = np.zeros(len(cands.ids), dtype=bool)
+        for g in groups:
+            b = cands.frames - 1
+            finish = g.ready_min_s + g.change_delay_s + g.tables.fastest_padded_s[b]
+            if g.freq_index >= 0:
+                finish = np.minimum(finish, g.ready_min_s + g.tables.padded_s[g.freq_index, b])
+            ok |= finish <= cands.deadlines_s + 1e-6
+        return ok
+
+    def _groups(self, step: _Step, family: str, devices: Sequence[DeviceState], min_frames: int) -> list[DeviceGroup]:
+        """Healthy devices able to serve `family`, grouped by (kind, variant, clock); free ones LRU-sorted."""
+        grids = self._grid_cache(step.cost)
+        groups: dict[tuple[str, str, float], DeviceGroup] = {}
+        unusable: set[tuple[str, str]] = set()
+        for d in devices:
+            variant = self.variant_for(family, d)
+            if variant is None or (d.kind, variant) in unusable:
+                continue
+            key = (d.kind, variant, d.freq_hz)
+            group = groups.get(key)
+            if group is None:
+                try:
+                    tables = grids.get(step.cost, d.kind, variant, min_frames)
+                except JetfleetError:  # the cost model knows nothing of this (kind, variant)
+                    unusable.add((d.kind, variant))
+                    continue
+                delay_s = get_kind(d.kind).freq_change_delay_s
+                group = DeviceGroup(d.kind, variant, d.freq_hz, tables, delay_s, tables.freq_index(d.freq_hz))
+                groups[key] = group
+            ready_s = self._ready_s(step.now_s, d)
+            group.ready_min_s = min(group.ready_min_s, ready_s)
+            group.frames_per_s += 1.0 / group.tables.s_per_frame
+            if d.in_flight < self.config.max_in_flight and d.name not in step.taken:
+                group.free.append(d)
+        for group in groups.values():
+            group.free.sort(key=lambda d: (self._last_use.get(d.name, -1), d.name))
+        return list(groups.values())
+
+    def _dispatch(
+        self, step: _Step, device: DeviceState, variant: str, plan: BatchPlan, cands: _Candidates, why: str
+    ) -> None:
+        ids = tuple(cands.ids[plan.positions].tolist())
+        mode = "overload: max throughput" if plan.overloaded else f"{plan.marginal_epf_j:.3f} J/frame above idle"
+        step.out.dispatches.append(
+            Dispatch(
+                device.name,
+                ids,
+                plan.freq_hz,
+                variant,
+                predicted_latency_s=plan.latency_s,
+                predicted_energy_j=plan.energy_j,
+                reason=f"jetfleet {why}: {plan.n_frames} frames, {mode}",
+            )
+        )
+        step.taken.add(device.name)
+        self._use_seq += 1
+        self._last_use[device.name] = self._use_seq
+        if abs(plan.freq_hz - device.freq_hz) >= 1.0:
+            self._settle_s.pop(device.name, None)
+
+    # -- late work --------------------------------------------------------------------------------
+    def _serve_late(self, step: _Step, family: str, requests: list[Request], devices: Sequence[DeviceState]) -> None:
+        """Run late requests on free devices, in batches short enough not to block on-time work."""
+        late = sorted(requests, key=lambda r: (r.deadline_s, r.request_id))
+        cands = _Candidates.of(late)
+        alive = np.ones(len(late), dtype=bool)
+        for group in self._groups(step, family, devices, int(cands.frames.max())):
+            for device in list(group.free):
+                if not alive.any():
+                    return
+                until_s = min(step.now_s + self.config.late_batch_max_s, step.held.get(device.name, math.inf))
+                pos = np.flatnonzero(alive)
+                plan = plan_batch(
+                    group.tables,
+                    ready_s=self._ready_s(step.now_s, device),
+                    freq_index=group.freq_index,
+                    change_delay_s=group.change_delay_s,
+                    frames=cands.frames[pos],
+                    deadlines_s=np.full(len(pos), until_s),
+                    positions=pos,
+                    behind_s_per_frame=group.tables.per_frame_s[:, 0],
+                )
+                if plan is not None:
+                    self._dispatch(step, device, group.variant, plan, cands, "late")
+                    alive[plan.positions] = False
+
+    # -- idle devices -----------------------------------------------------------------------------
+    def _park_idle(self, step: _Step, devices: Sequence[DeviceState]) -> None:
+        """Down-clock devices idle for `park_after_s` to their lowest-idle-power frequency."""
+        for d in devices:
+            if d.name in step.taken or d.name in step.held or not d.idle(step.now_s):
+                continue
+            park_hz, idle_w = self._park_point(step.cost, d.kind)
+            if abs(d.freq_hz - park_hz) < 1.0 or idle_w.get(d.freq_hz, math.inf) - idle_w[park_hz] < 1e-3:
+                continue
+            idle_since_s = max(d.last_busy_s, d.busy_until_s)
+            if step.now_s - idle_since_s >= self.config.park_after_s:
+                step.out.frequency_changes.append(SetFrequency(d.name, park_hz, "jetfleet: park idle device"))
+                self._settle_s[d.name] = step.now_s + get_kind(d.kind).freq_change_delay_s
+            else:
+                step.wake(idle_since_s + self.config.park_after_s)
+
+    def _park_point(self, cost: CostModel, kind: str) -> tuple[float, dict[float, float]]:
+        hit = self._park.get(kind)
+        if hit is None:
+            idle = self._idle_power(cost)
+            idle_w = {f: idle(kind, f) for f in get_kind(kind).freqs_hz}
+            hit = self._park[kind] = (min(idle_w, key=lambda f: (idle_w[f], f)), idle_w)
+        return hit
+
+    # -- helpers ----------------------------------------------------------------------------------
+    def _ready_s(self, now_s: float, device: DeviceState) -> float:
+        busy_s = device.busy_until_s if device.in_flight else now_s
+        return max(now_s, busy_s, self._settle_s.get(device.name, -math.inf))
+
+    def _grid_cache(self, cost: CostModel) -> GridCache:
+        if self._grids is None or self._grids_cost != id(cost):
+            self._grids = GridCache(self._idle_power(cost), self.config.margins)
+            self._grids_cost = id(cost)
+            self._park.clear()
+        return self._grids
+
+    def _idle_power(self, cost: CostModel) -> IdlePowerFn:
+        if self._idle_power_override is not None:
+            return self._idle_power_override
+        from_cost = getattr(cost, "idle_power_w", None)
+        return from_cost if callable(from_cost) else default_idle_power_w
+
+
+def default_idle_power_w(kind: str, freq_hz: float) -> float:
+    """Idle board power of `kind` at `freq_hz`: the calibrated device curve, else the catalogue's figure."""
+    try:
+        from costmodel.device_models import device_model
+
+        return float(device_model(kind).idle_power_w(freq_hz))
+    except (JetfleetError, ImportError, OSError):
+        return get_kind(kind).idle_power_w
+
+
+def _plan_key(plan: BatchPlan, last_use: int) -> tuple:
+    """Order plans: protecting the requests behind beats not; then fewest marginal J/frame (or, overloaded,
+    most frames per second); then the least recently used device, so twins share the load."""
+    if plan.overloaded:
+        return (1, -round(plan.n_frames / plan.latency_s, 6), last_use)
+    return (0, round(plan.marginal_epf_j, 6), last_use)
+
+
+def _by_family(requests: list[Request]) -> dict[str, list[Request]]:
+    out: dict[str, list[Request]] = {}
+    for r in requests:
+        out.setdefault(r.model, []).append(r)
+    return out
+
+
+@register("jetfleet")
+def _make_jetfleet(arg: str | None) -> Policy:
+    """`jetfleet` (late requests served in spare capacity) or `jetfleet:drop` (late ones dropped)."""
+    if arg is None:
+        return JetfleetPolicy()
+    if arg in ("serve", "drop"):
+        return JetfleetPolicy(JetfleetConfig(late=arg))
+    raise ValueError(f"unknown jetfleet option {arg!r}; expected 'serve' or 'drop'")

@@ -1,0 +1,268 @@
+"""Vectorised batch planning for the `jetfleet` policy: which (frequency, batch) a device should run now.
+
+The planner answers one question for one device: given the queued requests this device could serve (in
+earliest-deadline-first order), the time it is free and its current clock, which prefix of those requests
+should it run as one batch, at which catalogue frequency, so that
+
+1. every request in the batch meets its deadline, with a safety margin against predictor error;
+2. the requests *behind* the batch can still meet theirs if the fleet serves them at full speed afterwards
+   (LoudVA checks the tightest slack only);
+3. the batch costs the fewest *marginal* joules per frame. On a Jetson the idle baseline is a large part of
+   the board power, and the board draws it whether or not a batch runs, so the planner charges a batch only
+   the energy above the device's lowest idle power. A slow clock with a big batch therefore wins whenever
+   the deadlines allow it (LoudVA minimises total energy per frame, idle included, which favours racing
+   at a high clock and idling afterwards; the board idles anyway).
+
+When (2) cannot hold for any choice the fleet is overloaded: the planner then takes the configuration that
+clears frames fastest (the largest batch at the best frames per second) instead of falling back to batch 1.
+
+Everything is numpy over a (frequencies x prefixes) grid; the cost model is asked once per (kind, model)
+and cached in `GridCache`. No clock, no I/O.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from cluster.catalogue import get_kind
+from costmodel.base import CostModel
+
+_EPS_S = 1e-6  # comparisons of predicted times tolerate this much rounding
+IdlePowerFn = Callable[[str, float], float]  # (device kind, GPU frequency in Hz) -> idle board watts
+
+
+@dataclass(frozen=True)
+class Margins:
+    """How much slack the planner keeps against predictor error: finish = start + latency * (1 + rel) + abs."""
+
+    abs_s: float = 0.05
+    rel: float = 0.10
+
+    def padded(self, latency_s: np.ndarray) -> np.ndarray:
+        return latency_s * (1.0 + self.rel) + self.abs_s
+
+
+@dataclass(frozen=True)
+class GridTables:
+    """One (device kind, model)'s predicted costs, with what the planner derives from them once.
+
+    Batch axis: index i is a batch of i + 1 frames, up to `max_frames`. Arrays are read-only.
+    """
+
+    kind: str
+    model: str
+    freqs_hz: np.ndarray  # (F,) the kind's catalogue frequencies, ascending
+    latency_s: np.ndarray  # (F, B) predicted seconds per batch
+    energy_j: np.ndarray  # (F, B) predicted board joules per batch (idle baseline included)
+    padded_s: np.ndarray  # (F, B) latency with the safety margins
+    fastest_padded_s: np.ndarray  # (B,) min over frequencies of padded_s
+    marginal_epf_j: np.ndarray  # (F, B) joules per frame above the floor idle power
+    per_frame_s: np.ndarray  # (F, cap) latency_s / batch: device time per frame
+    idle_w: np.ndarray  # (F,) idle board power at each frequency
+    floor_w: float  # the kind's lowest idle power: what the board draws anyway
+    cap: int  # largest batch worth running (catalogue max_batch)
+    s_per_frame: float  # best sustained seconds per frame (max throughput over the grid up to cap)
+    margins: Margins
+
+    @property
+    def max_frames(self) -> int:
+        return int(self.latency_s.shape[1])
+
+    def freq_index(self, freq_hz: float) -> int:
+        """Index of `freq_hz` in `freqs_hz`, or -1 when it is not a catalogue frequency."""
+        i = int(np.searchsorted(self.freqs_hz, freq_hz - 1.0))
+        return i if i < len(self.freqs_hz) and abs(self.freqs_hz[i] - freq_hz) < 1.0 else -1
+
+
+class GridCache:
+    """Cost grids per (cost model, kind, model), asked once and kept; grows when a larger batch shows up."""
+
+    def __init__(self, idle_power_w: IdlePowerFn, margins: Margins) -> None:
+        self._idle_power_w = idle_power_w
+        self._margins = margins
+        self._tables: dict[tuple[int, str, str], GridTables] = {}
+
+    def get(self, cost: CostModel, kind: str, model: str, min_frames: int = 1) -> GridTables:
+        """The tables of (kind, model) covering batches up to at least `min_frames` frames."""
+        key = (id(cost), kind, model)
+        tables = self._tables.get(key)
+        if tables is None or tables.max_frames < min_frames:
+            cap = get_kind(kind).max_batch
+            size = max(cap, min_frames, 2 * tables.max_frames if tables is not None else 0)
+            tables = build_tables(cost, kind, model, size, self._idle_power_w, self._margins)
+            self._tables[key] = tables
+        return tables
+
+
+def build_tables(
+    cost: CostModel, kind: str, model: str, max_frames: int, idle_power_w: IdlePowerFn, margins: Margins
+) -> GridTables:
+    """Ask `cost` for the (catalogue frequency x 1..max_frames) grid of (kind, model) and derive the rest."""
+    dk = get_kind(kind)
+    freqs = np.asarray(dk.freqs_hz, dtype=float)
+    batches = np.arange(1, max_frames + 1)
+    grid = cost.predict_grid(kind, model, freqs, batches)
+    latency = np.maximum(np.asarray(grid.latency_s, dtype=float), 1e-6)
+    energy = np.maximum(np.asarray(grid.energy_j, dtype=float), 0.0)
+    idle_w = np.array([idle_power_w(kind, f) for f in freqs], dtype=float)
+    floor_w = float(idle_w.min())
+    # Board energy above the floor the device draws anyway; a predictor may dip below it, so clip.
+    marginal = np.maximum(energy - floor_w * latency, 0.0) / batches[None, :]
+    padded = margins.padded(latency)
+    cap = min(dk.max_batch, max_frames)
+    per_frame = latency[:, :cap] / batches[None, :cap]
+    arrays = (freqs, latency, energy, padded, padded.min(axis=0), marginal, per_frame, idle_w)
+    for a in arrays:
+        a.flags.writeable = False
+    return GridTables(kind, model, *arrays[:7], idle_w, floor_w, cap, float(per_frame.min()), margins)
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """The planner's answer for one device: run `positions` of the candidate window as one batch."""
+
+    positions: np.ndarray  # indices into the candidate window, EDF order
+    n_frames: int
+    freq_index: int
+    freq_hz: float
+    start_s: float  # predicted start (after the device is free and any clock change settled)
+    latency_s: float  # predicted batch latency (no margin)
+    energy_j: float  # predicted board energy of the batch
+    marginal_epf_j: float  # predicted joules per frame above the floor idle power
+    latest_dispatch_s: float  # dispatching the same batch this late would still meet every deadline checked
+    overloaded: bool  # the requests behind could not all be protected; chosen for throughput
+
+    @property
+    def finish_s(self) -> float:
+        return self.start_s + self.latency_s
+
+
+def plan_batch(
+    tables: GridTables,
+    *,
+    ready_s: float,
+    freq_index: int,
+    change_delay_s: float,
+    frames: np.ndarray,
+    deadlines_s: np.ndarray,
+    positions: np.ndarray,
+    behind_s_per_frame: np.ndarray,
+    behind_overhead_s: np.ndarray | float = 0.0,
+    finish_limit_s: np.ndarray | None = None,
+    cap: int | None = None,
+    lookahead: int = 64,
+    tie_tolerance: float = 0.02,
+) -> BatchPlan | None:
+    """Choose the batch and frequency for one device; None when it can serve none of the candidates in time.
+
+    `frames`, `deadlines_s` and `positions` describe the candidates this device may take, in EDF order
+    (`positions` maps them back to the caller's window). `ready_s` is when the device is free; a frequency
+    other than its clock now (`freq_index`, -1 if none) starts `change_delay_s` later. The look-behind
+    check (rule 2 in the module docstring) assumes the frames left behind drain at `behind_s_per_frame`
+    (per frequency: the device keeps the clock it picks, or switches to its fastest paying the delay)
+    after `behind_overhead_s` (per frequency) for the next batch's fixed cost and margin.
+    `finish_limit_s` (per frequency, optional) keeps the device free early enough for work not queued yet;
+    like the look-behind check it yields when no choice can honour it. The look-behind check covers
+    `lookahead` candidates past the largest batch.
+    """
+    if len(frames) == 0:
+        return None
+    cap = tables.cap if cap is None else cap
+    start = np.full(len(tables.freqs_hz), ready_s + change_delay_s)
+    if freq_index >= 0:
+        start[freq_index] = ready_s
+    # Drop candidates this device cannot finish in time even alone at its best frequency.
+    earliest = ready_s + change_delay_s + tables.fastest_padded_s[frames - 1]
+    if freq_index >= 0:
+        earliest = np.minimum(earliest, ready_s + tables.padded_s[freq_index, frames - 1])
+    reachable = earliest <= deadlines_s + _EPS_S
+    if not reachable.all():
+        frames, deadlines_s, positions = frames[reachable], deadlines_s[reachable], positions[reachable]
+        if len(frames) == 0:
+            return None
+    cum = np.cumsum(frames)
+    k_max = max(1, int(np.searchsorted(cum, cap, side="right")))  # whole requests up to the cap
+    batch = cum[:k_max]  # frames of prefix k (k = 1..k_max)
+    n_behind = min(len(cum), k_max + lookahead)
+    cum, deadlines_s = cum[:n_behind], deadlines_s[:n_behind]
+    finish = start[:, None] + tables.padded_s[:, batch - 1]  # (F, K)
+    head_deadline = np.minimum.accumulate(deadlines_s[:k_max])
+    fits = finish <= head_deadline + _EPS_S
+    if not fits.any():
+        return None
+    behind = _behind_limit(cum, deadlines_s, k_max, behind_s_per_frame, behind_overhead_s, change_delay_s)
+    protected = fits & (finish <= behind + _EPS_S)
+    if finish_limit_s is not None and protected.any():
+        # Honour the limit where possible; otherwise come as close to it as the queued work allows.
+        limit = np.maximum(finish_limit_s, finish[protected].min())
+        protected &= finish <= limit[:, None] + _EPS_S
+    if protected.any():
+        fi, k = _cheapest(tables.marginal_epf_j[:, batch - 1], protected, tie_tolerance)
+        slack = min(head_deadline[k], behind[fi, k]) - finish[fi, k]
+        overloaded = False
+    else:
+        fi, k = _fastest(tables.latency_s[:, batch - 1], batch, fits)
+        slack, overloaded = 0.0, True
+    n = int(batch[k])
+    return BatchPlan(
+        positions=positions[: k + 1],
+        n_frames=n,
+        freq_index=fi,
+        freq_hz=float(tables.freqs_hz[fi]),
+        start_s=float(start[fi]),
+        latency_s=float(tables.latency_s[fi, n - 1]),
+        energy_j=float(tables.energy_j[fi, n - 1]),
+        marginal_epf_j=float(tables.marginal_epf_j[fi, n - 1]),
+        latest_dispatch_s=float(ready_s + max(0.0, slack)),
+        overloaded=overloaded,
+    )
+
+
+def _behind_limit(
+    cum: np.ndarray,
+    deadlines_s: np.ndarray,
+    k_max: int,
+    s_per_frame: np.ndarray,
+    overhead_s: np.ndarray | float,
+    change_delay_s: float,
+) -> np.ndarray:
+    """(F, K): for each frequency and prefix k, the latest finish that lets every later candidate j meet its deadline.
+
+    Request j behind a batch of prefix k completes no earlier than finish + overhead[f] + s_per_frame[f] *
+    (cum[j] - cum[k]), so finish <= min_{j > k} (deadline_j - s_per_frame[f] * cum[j]) + s_per_frame[f] *
+    cum[k] - overhead[f]. The device may instead switch to its fastest rate for the rest, paying the delay.
+    """
+    n = len(cum)
+    overhead = np.broadcast_to(overhead_s, s_per_frame.shape)
+    fastest = int(np.argmin(s_per_frame))
+    rates = np.append(s_per_frame, s_per_frame[fastest])  # last row: switch to the fastest clock
+    extra = np.append(overhead, overhead[fastest] + change_delay_s)
+    out = np.full((len(rates), k_max), math.inf)
+    upto = min(k_max, n - 1)
+    if upto > 0:
+        g = deadlines_s[None, 1:] - rates[:, None] * cum[None, 1:]  # (F+1, n-1)
+        suffix_min = np.minimum.accumulate(g[:, ::-1], axis=1)[:, ::-1]  # suffix_min[:, j] = min(g[:, j:])
+        out[:, :upto] = suffix_min[:, :upto]
+    out += rates[:, None] * cum[None, :k_max] - extra[:, None]
+    return np.maximum(out[:-1], out[-1])
+
+
+def _cheapest(score: np.ndarray, mask: np.ndarray, tolerance: float) -> tuple[int, int]:
+    """(freq index, prefix index) of the lowest score under `mask`; near-ties go to the larger batch."""
+    masked = np.where(mask, score, np.inf)
+    best = float(masked.min())
+    near = masked <= best * (1.0 + tolerance) + 1e-12
+    k = int(np.flatnonzero(near.any(axis=0))[-1])  # the largest batch among the near-best
+    fi = int(np.argmin(masked[:, k]))
+    return fi, k
+
+
+def _fastest(lat: np.ndarray, batch: np.ndarray, mask: np.ndarray) -> tuple[int, int]:
+    """(freq index, prefix index) clearing the most frames per second under `mask` (overload mode)."""
+    rate = np.where(mask, batch[None, :] / lat, -np.inf)
+    fi, k = np.unravel_index(int(np.argmax(rate)), rate.shape)
+    return int(fi), int(k)
