@@ -144,6 +144,7 @@ def admission_decision(
     active: Iterable[ActiveStream] = (),
     min_retry_after_s: float = 1.0,
     oracle: CostOracle | None = None,
+    window: int = 512,
 ) -> AdmissionDecision:
     """Accept `request` (not yet queued), or reject it with a reason and a retry-after.
 
@@ -151,6 +152,7 @@ def admission_decision(
     with nothing of lower priority queued) -> `queue_full`; with devices and a cost model, no device can
     finish it in time -> `deadline_unreachable`; it would only make its deadline by making higher-priority
     work (queued, or of the `active` streams) late -> `shed`. drop_oldest never rejects: the oldest goes.
+    The shedding check looks at the `window` earliest-deadline requests of each priority, as `decide` does.
     """
     bound = streams.bound_of(request.stream)
     if bound is not None:
@@ -181,10 +183,12 @@ def admission_decision(
             f"earliest completion {done_s - now_s:.3f} s after now exceeds its {request.slo_s:.3f} s budget",
         )
     free = {d.name: max(now_s, d.busy_until_s) for d in healthy}
-    verdict = plan(now_s, [*queue, request], healthy, free, oracle, active)
+    head = queue_head(queue, window)
+    verdict = plan(now_s, [*head, request], healthy, free, oracle, active)
     for r, protected in verdict.shed:
         if r.request_id == request.request_id:
-            ahead = [c for rid, c in verdict.completion_s.items() if queue.get(rid).priority > request.priority]
+            higher = {r.request_id for r in head if r.priority > request.priority}
+            ahead = [c for rid, c in verdict.completion_s.items() if rid in higher]
             wait_s = max(ahead, default=now_s) - now_s
             return AdmissionDecision(
                 False,
@@ -194,6 +198,19 @@ def admission_decision(
                 protected,
             )
     return AdmissionDecision.accept()
+
+
+def queue_head(queue: Iterable[Request] | RequestQueue, window: int) -> list[Request]:
+    """The first `window` requests of each priority in deadline order: what one decision looks at."""
+    ordered = queue.by_deadline() if isinstance(queue, RequestQueue) else sorted(queue, key=lambda r: r.deadline_s)
+    levels: dict[int, list[Request]] = {}
+    for r in ordered:
+        level = levels.setdefault(r.priority, [])
+        if len(level) < window:
+            level.append(r)
+    if len(levels) == 1:
+        return next(iter(levels.values()))
+    return list(heapq.merge(*levels.values(), key=lambda r: r.deadline_s))
 
 
 def _drain_s(requests: Sequence[Request], devices: Sequence[DeviceState], oracle: CostOracle | None) -> float:
@@ -320,6 +337,7 @@ class OverloadControl(Policy):
             cost,
             active=self.active_streams(now_s),
             oracle=self._oracle_for(cost),
+            window=self.window,
         )
 
     def observe(self, result: BatchResult) -> None:
@@ -331,7 +349,7 @@ class OverloadControl(Policy):
             return self.inner.decide(now_s, queue, devices, cost)
         oracle = self._oracle_for(cost)
         step = _Step(now_s, devices)
-        head = self._head(queue)
+        head = queue_head(queue, self.window)
         step.by_id = {r.request_id: r for r in head}
         step.drop(self._unreachable(now_s, head, step, oracle))
         pending = [r for r in head if r.request_id not in step.taken]
@@ -357,17 +375,6 @@ class OverloadControl(Policy):
         wakes = [w for w in step.wakes if w is not None and w > now_s]
         step.out.wake_at_s = min(wakes) if wakes else None
         return step.out
-
-    def _head(self, queue: RequestQueue) -> list[Request]:
-        """The first `window` requests of each priority in deadline order: what this decision looks at."""
-        levels: dict[int, list[Request]] = {}
-        for r in queue.by_deadline():
-            level = levels.setdefault(r.priority, [])
-            if len(level) < self.window:
-                level.append(r)
-        if len(levels) == 1:
-            return next(iter(levels.values()))
-        return list(heapq.merge(*levels.values(), key=lambda r: r.deadline_s))
 
     def _unreachable(self, now_s: float, head: list[Request], step: _Step, oracle: CostOracle) -> list[Drop]:
         drops = []

@@ -158,6 +158,13 @@ def test_max_batch_cuts_the_inner_batch_to_its_first_requests():
     assert out.dispatches[0].request_ids == (0, 1) and "cut to 2 frames" in out.dispatches[0].reason
 
 
+def test_each_priority_keeps_its_own_window_so_a_low_priority_backlog_cannot_hide_high_priority():
+    policy = OverloadControl(EdfDispatch(), _streams(), window=2)
+    q = RequestQueue([_req(i, 0.0, "lo", 20, slo=0.1 + i) for i in range(5)] + [_req(9, 0.0, slo=6.0)])
+    out = policy.decide(0.0, q, [_dev()], COST)
+    assert [d.request_ids for d in out.dispatches] == [(9,)]
+
+
 # -- admission (the HTTP path) ------------------------------------------------------------------------
 def test_admission_rejects_a_full_drop_newest_queue_with_a_retry_after():
     streams = _streams(queue_limit=2, drop_policy="drop_newest")
