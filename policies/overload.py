@@ -15,29 +15,31 @@
    order; a request below the top priority that would be late there and cannot run now without making
    higher-priority work late is shed (`shed`, naming the stream it protects);
 3. *the floor*: a stream with `min_share` > 0 that got less than that share of the device time dispatched
-   over the last `share_window_s` while it had work queued is served next on an idle device, whatever its
-   priority: low priority is degraded, never starved;
+   over the last `share_window_s` is served on an idle device, whatever its priority, at the first moment
+   that makes no top-priority request late, or after `floor_max_wait_s` anyway (aging): low priority is
+   degraded, never starved;
 4. *dispatch*: the inner policy sees the top-priority requests (and all devices) and chooses freely; then,
    on devices still idle, it sees the next priority's requests, and each batch it proposes is kept only if
    the virtual schedule says no higher-priority request — queued, or one of an active stream arriving
    right now — becomes late because of it. When the inner proposes nothing acceptable, the earliest-deadline
    request runs alone at maximum frequency if that is safe.
 
-`admission_decision` is the same reasoning for a request not yet queued, for the HTTP path (429 with
-Retry-After): accept, or reject with a reason and a retry-after. Nothing here reads a clock.
+`admission_decision` (`policies.admission`, re-exported here) is the same reasoning for a request not yet
+queued, for the HTTP path (429 with Retry-After); `OverloadControl.admission` calls it with the policy's
+own state. Nothing here reads a clock.
 """
 
 from __future__ import annotations
 
-import heapq
 import math
 from collections import deque
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 
 from cluster.catalogue import get_kind
 from costmodel.base import CostModel
 from jetfleet.types import BatchResult, Decisions, DeviceState, Dispatch, Drop, DropReason, Request
+from policies.admission import AdmissionDecision, admission_decision, queue_head
 from policies.base import Policy
 from policies.queue import RequestQueue
 from policies.registry import register
@@ -50,9 +52,19 @@ from policies.shedding import (
     plan,
     shed_drops,
 )
-from policies.streams import DropPolicy, StreamSet
+from policies.streams import StreamSet
+
+__all__ = [
+    "AdmissionDecision",
+    "EdfDispatch",
+    "FifoPolicy",
+    "OverloadControl",
+    "admission_decision",
+    "make_inner",
+]
 
 _EPS_S = 1e-9
+Check = Callable[[Dispatch, float], bool]  # (dispatch, its latency_s) -> keep it?
 
 
 # -- simple dispatchers ---------------------------------------------------------------------------------
@@ -115,113 +127,6 @@ def _single(device: DeviceState, request: Request, oracle: CostOracle, reason: s
         predicted_latency_s=latency_s if math.isfinite(latency_s) else math.nan,
         reason=reason,
     )
-
-
-# -- admission (HTTP) -----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class AdmissionDecision:
-    """Whether to take a request now; when not, why and when to try again (HTTP 429 + Retry-After)."""
-
-    accepted: bool
-    reason: DropReason | None = None  # queue_full, deadline_unreachable or shed when rejected
-    retry_after_s: float = 0.0  # seconds; 0 when accepted
-    detail: str = ""
-    protected_stream: str = ""  # the stream a `shed` rejection protects
-
-    @classmethod
-    def accept(cls) -> AdmissionDecision:
-        return cls(True)
-
-
-def admission_decision(
-    now_s: float,
-    request: Request,
-    queue: RequestQueue,
-    streams: StreamSet,
-    devices: Sequence[DeviceState] = (),
-    cost: CostModel | None = None,
-    *,
-    active: Iterable[ActiveStream] = (),
-    min_retry_after_s: float = 1.0,
-    oracle: CostOracle | None = None,
-    window: int = 512,
-) -> AdmissionDecision:
-    """Accept `request` (not yet queued), or reject it with a reason and a retry-after.
-
-    Rejected: its bounded queue is full and would drop the newcomer (drop_newest, or drop_low_priority
-    with nothing of lower priority queued) -> `queue_full`; with devices and a cost model, no device can
-    finish it in time -> `deadline_unreachable`; it would only make its deadline by making higher-priority
-    work (queued, or of the `active` streams) late -> `shed`. drop_oldest never rejects: the oldest goes.
-    The shedding check looks at the `window` earliest-deadline requests of each priority, as `decide` does.
-    """
-    bound = streams.bound_of(request.stream)
-    if bound is not None:
-        members = [r for r in queue if r.stream in bound.streams]
-        full = len(members) >= bound.limit
-        loses = bound.drop_policy is DropPolicy.DROP_NEWEST or (
-            bound.drop_policy is DropPolicy.DROP_LOW_PRIORITY and request.priority < min(m.priority for m in members)
-        )
-        if full and loses:
-            wait_s = _drain_s(members[:1], devices, oracle or (CostOracle(cost) if cost else None))
-            return AdmissionDecision(
-                False,
-                DropReason.QUEUE_FULL,
-                max(min_retry_after_s, wait_s),
-                f"{bound.scope} full ({len(members)}/{bound.limit}), {bound.drop_policy.value}",
-            )
-    healthy = [d for d in devices if d.healthy]
-    if not healthy or cost is None:
-        return AdmissionDecision.accept()
-    oracle = oracle or CostOracle(cost)
-    done_s = earliest_completion_s(now_s, request, healthy, oracle)
-    if done_s > request.deadline_s + _EPS_S:
-        free_s = min(max(now_s, d.busy_until_s) for d in healthy)
-        return AdmissionDecision(
-            False,
-            DropReason.DEADLINE_UNREACHABLE,
-            max(min_retry_after_s, free_s - now_s),
-            f"earliest completion {done_s - now_s:.3f} s after now exceeds its {request.slo_s:.3f} s budget",
-        )
-    free = {d.name: max(now_s, d.busy_until_s) for d in healthy}
-    head = queue_head(queue, window)
-    verdict = plan(now_s, [*head, request], healthy, free, oracle, active)
-    for r, protected in verdict.shed:
-        if r.request_id == request.request_id:
-            higher = {r.request_id for r in head if r.priority > request.priority}
-            ahead = [c for rid, c in verdict.completion_s.items() if rid in higher]
-            wait_s = max(ahead, default=now_s) - now_s
-            return AdmissionDecision(
-                False,
-                DropReason.SHED,
-                max(min_retry_after_s, wait_s),
-                f"higher-priority work would be late; protects {protected}",
-                protected,
-            )
-    return AdmissionDecision.accept()
-
-
-def queue_head(queue: Iterable[Request] | RequestQueue, window: int) -> list[Request]:
-    """The first `window` requests of each priority in deadline order: what one decision looks at."""
-    ordered = queue.by_deadline() if isinstance(queue, RequestQueue) else sorted(queue, key=lambda r: r.deadline_s)
-    levels: dict[int, list[Request]] = {}
-    for r in ordered:
-        level = levels.setdefault(r.priority, [])
-        if len(level) < window:
-            level.append(r)
-    if len(levels) == 1:
-        return next(iter(levels.values()))
-    return list(heapq.merge(*levels.values(), key=lambda r: r.deadline_s))
-
-
-def _drain_s(requests: Sequence[Request], devices: Sequence[DeviceState], oracle: CostOracle | None) -> float:
-    """Optimistic time to serve `requests` on the healthy devices (0 without a cost model)."""
-    healthy = [d for d in devices if d.healthy]
-    if oracle is None or not healthy:
-        return 0.0
-    work_s = 0.0
-    for r in requests:
-        work_s += min(oracle.frame_time_s(d.kind, r.model) for d in healthy) * r.n_frames
-    return work_s / len(healthy) if math.isfinite(work_s) else 0.0
 
 
 # -- the overload layer ---------------------------------------------------------------------------------
@@ -395,7 +300,7 @@ class OverloadControl(Policy):
         devices: list[DeviceState],
         step: _Step,
         cost: CostModel,
-        check: object,
+        check: Check | None,
         tag: str = "",
     ) -> int:
         """Ask the inner policy about `requests` on `devices`; keep what `check` allows. Returns dispatches kept."""
@@ -413,7 +318,7 @@ class OverloadControl(Policy):
                 continue
             d = self._cap(d, step)
             latency_s = self._latency(d, step)
-            if check is not None and not check(d, latency_s):  # type: ignore[operator]
+            if check is not None and not check(d, latency_s):
                 continue
             step.accept(replace(d, reason=f"{tag}{d.reason}") if tag else d, latency_s)
             kept += 1
@@ -495,7 +400,7 @@ class OverloadControl(Policy):
         )
         return verdict.final_slack_s >= -_EPS_S
 
-    def _fallback(self, requests: list[Request], step: _Step, oracle: CostOracle, check: object, tag: str) -> None:
+    def _fallback(self, requests: list[Request], step: _Step, oracle: CostOracle, check: Check, tag: str) -> None:
         """Run requests alone at maximum frequency, earliest deadline first, where `check` allows."""
         failed: set[tuple[str, int]] = set()
         for r in requests:
@@ -510,7 +415,7 @@ class OverloadControl(Policy):
             for device in options:
                 dispatch = _single(device, r, oracle, f"{tag}batch 1 at max frequency")
                 latency_s = dispatch.predicted_latency_s
-                if math.isfinite(latency_s) and check(dispatch, latency_s):  # type: ignore[operator]
+                if math.isfinite(latency_s) and check(dispatch, latency_s):
                     step.accept(dispatch, latency_s)
                     break
             else:
