@@ -133,7 +133,7 @@ class DeviceGroup:
     tables: GridTables
     change_delay_s: float
     freq_index: int  # index of the group's clock in tables.freqs_hz (-1: not a catalogue frequency)
-    free: list[DeviceState] = field(default_factory=list)  # may take a batch now; least recently used first
+    free: list[DeviceState] = field(default_factory=list)  # may take a batch: earliest ready, then LRU, first
     ready_min_s: float = math.inf  # earliest any device of the group can start new work
     frames_per_s: float = 0.0  # the group's best sustained throughput, all devices together
 
@@ -345,7 +345,8 @@ class JetfleetPolicy(Policy):
         return ok
 
     def _groups(self, step: _Step, family: str, devices: Sequence[DeviceState], min_frames: int) -> list[DeviceGroup]:
-        """Healthy devices able to serve `family`, grouped by (kind, variant, clock); free ones LRU-sorted."""
+        """Healthy devices able to serve `family`, grouped by (kind, variant, clock); free ones earliest-ready
+        first, then least recently used."""
         grids = self._grid_cache(step.cost)
         groups: dict[tuple[str, str, float], DeviceGroup] = {}
         unusable: set[tuple[str, str]] = set()
@@ -370,7 +371,7 @@ class JetfleetPolicy(Policy):
             if d.in_flight < self.config.max_in_flight and d.name not in step.taken:
                 group.free.append(d)
         for group in groups.values():
-            group.free.sort(key=lambda d: (self._last_use.get(d.name, -1), d.name))
+            group.free.sort(key=lambda d: (self._ready_s(step.now_s, d), self._last_use.get(d.name, -1), d.name))
         return list(groups.values())
 
     def _dispatch(

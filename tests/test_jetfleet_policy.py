@@ -1,0 +1,255 @@
+"""The `jetfleet` policy: its invariants (property tests) and the behaviours that beat LoudVA."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sim_fakes import FakeCost, FakeDeviceModel, fake_models, make_fleet, req
+
+from cluster.catalogue import get_kind
+from jetfleet.errors import ConfigError
+from jetfleet.types import DeviceState, DropReason, OutcomeStatus
+from policies.core import SchedulerCore
+from policies.jetfleet import JetfleetConfig, JetfleetPolicy
+from policies.loudva import LoudVA
+from policies.planning import Margins
+from policies.queue import RequestQueue
+from policies.registry import make_policy
+from simulator.engine import simulate
+from workloads.scenarios import read_scenario
+
+COST = FakeCost()
+KINDS = ("agx-xavier", "xavier-nx", "jetson-nano")
+
+
+def _idle_w(kind: str, freq_hz: float) -> float:
+    return FakeDeviceModel(kind).idle_power_w(freq_hz)
+
+
+def _policy(**config: object) -> JetfleetPolicy:
+    return JetfleetPolicy(JetfleetConfig(**config), idle_power_w=_idle_w)  # type: ignore[arg-type]
+
+
+def _dev(name: str, kind: str = "agx-xavier", freq_hz: float | None = None, **kw: object) -> DeviceState:
+    return DeviceState(name, kind, freq_hz or get_kind(kind).max_freq_hz, **kw)  # type: ignore[arg-type]
+
+
+def _frames(queue: RequestQueue, ids: tuple[int, ...]) -> int:
+    return sum(queue.get(i).n_frames for i in ids)
+
+
+# -- invariants ------------------------------------------------------------------------------------
+_device = st.tuples(
+    st.sampled_from(KINDS),
+    st.integers(0, 20),  # frequency index (clipped to the kind's list)
+    st.floats(0.0, 3.0),  # busy for this long after now
+    st.integers(0, 2),  # batches in flight
+    st.booleans(),  # healthy
+)
+_request = st.tuples(st.integers(1, 12), st.floats(0.0, 5.0), st.floats(0.05, 20.0))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    devices=st.lists(_device, min_size=1, max_size=4),
+    requests=st.lists(_request, min_size=0, max_size=30),
+    late=st.sampled_from(["serve", "drop"]),
+    max_in_flight=st.integers(1, 2),
+)
+def test_decisions_always_apply_cleanly(devices, requests, late, max_in_flight):
+    """Healthy devices only, catalogue clocks only, whole queued requests at most once, the in-flight limit."""
+    now_s = 5.0
+    states = []
+    for i, (kind, fi, busy_s, in_flight, healthy) in enumerate(devices):
+        freqs = get_kind(kind).freqs_hz
+        busy_until = now_s + busy_s if in_flight else now_s - 1.0
+        states.append(_dev(f"d{i}", kind, freqs[min(fi, len(freqs) - 1)], busy_until_s=busy_until,
+                           in_flight=in_flight, healthy=healthy))  # fmt: skip
+    policy = _policy(late=late, max_in_flight=max_in_flight)
+    core = SchedulerCore(policy, COST, states)
+    for i, (frames, t, slo) in enumerate(requests):
+        core.submit(min(t, now_s), req(i, t=t, frames=frames, slo=slo))
+    before = {s.name: (s.healthy, s.in_flight) for s in states}
+    decisions = policy.decide(now_s, core.queue, states, COST)
+    seen: set[int] = set()
+    for d in decisions.dispatches:
+        healthy, in_flight = before[d.device]
+        assert healthy and in_flight < max_in_flight
+        assert d.request_ids and not seen & set(d.request_ids)
+        seen |= set(d.request_ids)
+        assert all(i in core.queue for i in d.request_ids)
+        kind = next(s.kind for s in states if s.name == d.device)
+        assert get_kind(kind).check_frequency(d.freq_hz) == d.freq_hz
+    assert len({d.device for d in decisions.dispatches}) == len(decisions.dispatches)  # one batch per device
+    for drop in decisions.drops:
+        assert not seen & set(drop.request_ids) and all(i in core.queue for i in drop.request_ids)
+        seen |= set(drop.request_ids)
+    for change in decisions.frequency_changes:
+        assert before[change.device][0] and change.device not in {d.device for d in decisions.dispatches}
+    assert decisions.wake_at_s is None or decisions.wake_at_s > now_s
+    core.step(now_s)  # the core applies the same decisions without a contract error
+
+
+def test_every_request_gets_one_outcome_on_a_mixed_fleet():
+    """A busy heterogeneous fleet: each request is completed or dropped with a reason, exactly once."""
+    fleet = make_fleet("agx-xavier", "xavier-nx", "xavier-nx", "jetson-nano")
+    rng = np.random.default_rng(3)
+    times = np.cumsum(rng.exponential(0.02, 400))
+    requests = [req(i, t=float(t), frames=int(rng.integers(1, 6)), slo=float(rng.uniform(0.1, 3))) for i, t in
+                enumerate(times)]  # fmt: skip
+    result = simulate(requests, fleet, _policy(), COST, device_models=fake_models(fleet))
+    assert len(result.outcomes) == len(requests)
+    assert {o.request_id for o in result.outcomes} == {r.request_id for r in requests}
+    assert all(o.reason for o in result.outcomes if o.status is OutcomeStatus.DROPPED)
+
+
+# -- what LoudVA gets wrong ------------------------------------------------------------------------
+def test_a_busy_twin_is_not_treated_as_idle():
+    """A request that the busy twin would finish too late goes to the idle twin."""
+    q = RequestQueue([req(1, frames=4, slo=1.0)])
+    busy = _dev("d0", busy_until_s=3.0, in_flight=1, last_busy_s=0.0)
+    out = _policy(max_in_flight=2).decide(0.0, q, [busy, _dev("d1")], COST)
+    assert [d.device for d in out.dispatches] == ["d1"]
+
+
+def test_completion_time_counts_the_work_already_on_the_device():
+    """Queued behind a batch, the plan fits the deadline from busy_until, not from now."""
+    q = RequestQueue([req(1, frames=8, slo=3.0)])
+    device = _dev("d0", busy_until_s=2.5, in_flight=1)
+    (d,) = _policy(max_in_flight=2).decide(0.0, q, [device], COST).dispatches
+    assert 2.5 + d.predicted_latency_s <= 3.0
+
+
+def test_twins_share_the_load():
+    """Two identical devices both serve a steady stream of tight requests (LoudVA keeps picking one)."""
+    fleet = make_fleet("xavier-nx", "xavier-nx")
+    requests = [req(i, t=0.05 * i, frames=2, slo=0.4) for i in range(200)]
+    result = simulate(requests, fleet, _policy(), COST, device_models=fake_models(fleet))
+    assert min(result.device_batches.values()) >= 0.3 * sum(result.device_batches.values())
+    assert result.metrics.pct_frames_within_slo == 100.0
+
+
+def test_overload_runs_large_batches_not_batch_one():
+    """More work than fits: the batch is the highest-throughput one, not a single request."""
+    q = RequestQueue([req(i, frames=1, slo=0.25) for i in range(300)])
+    (d,) = _policy().decide(0.0, q, [_dev("d0")], COST).dispatches
+    assert len(d.request_ids) > 10
+    assert d.predicted_latency_s * 1.1 + 0.05 <= 0.25 + 1e-9  # still in time for the requests it takes
+
+
+def test_the_requests_behind_the_batch_keep_their_deadlines():
+    """A slow, cheap batch for the head must not make the next request late."""
+    q = RequestQueue([req(1, frames=4, slo=2.0), req(2, frames=40, slo=2.3)])
+    device = _dev("d0", freq_hz=get_kind("agx-xavier").min_freq_hz)
+    out = _policy().decide(0.0, q, [device], COST)
+    first = out.dispatches[0]
+    behind_s = (
+        0.0
+        if 2 in first.request_ids
+        else COST.predict_grid(
+            "agx-xavier", "inceptionv3", np.array([get_kind("agx-xavier").max_freq_hz]), np.array([40])
+        ).latency_s[0, 0]
+    )
+    assert first.predicted_latency_s + behind_s <= 2.3
+
+
+def test_waits_for_a_bigger_batch_only_while_it_is_safe():
+    """With arrivals expected and slack to spare it holds back until the latest safe dispatch."""
+    policy = _policy()
+    q = RequestQueue()
+    for i in range(40):  # a steady 10 frames/s history
+        r = req(i, t=0.1 * i, frames=1, slo=0.05 if i < 39 else 6.0)
+        policy.admit(r.arrival_s, r, q)
+    q.add(req(100, t=3.9, frames=1, slo=6.0))
+    out = policy.decide(3.9, q, [_dev("d0")], COST)
+    assert not out.dispatches
+    assert 3.9 < out.wake_at_s < 9.9
+    assert policy.decide(out.wake_at_s, q, [_dev("d0")], COST).dispatches  # then it goes
+
+
+def test_no_wait_without_expected_arrivals():
+    q = RequestQueue([req(1, frames=1, slo=6.0)])
+    policy = _policy()
+    policy.admit(0.0, q.get(1), q)
+    assert policy.decide(0.0, q, [_dev("d0")], COST).dispatches
+
+
+def test_leaves_room_for_the_tightest_recent_slo():
+    """After a 0.3 s SLO arrived, the only device does not start a batch it could not interrupt in time."""
+    policy = _policy()
+    q = RequestQueue()
+    tight = req(0, t=0.0, frames=1, slo=0.3)
+    policy.admit(0.0, tight, q)
+    for i in range(1, 60):
+        q.add(req(i, t=0.5, frames=2, slo=20.0))
+    (d,) = policy.decide(0.5, q, [_dev("d0")], COST).dispatches
+    assert d.predicted_latency_s <= 0.3
+
+
+# -- late work, idle clocks, configuration ---------------------------------------------------------
+def test_late_requests_are_dropped_with_a_reason_or_served():
+    q = RequestQueue([req(1, t=0.0, frames=2, slo=0.5), req(2, t=0.0, frames=1, slo=30.0)])
+    out = _policy(late="drop").decide(1.0, q, [_dev("d0")], COST)
+    assert [(d.request_ids, d.reason) for d in out.drops] == [((1,), DropReason.DEADLINE_UNREACHABLE)]
+    out = _policy(late="serve").decide(1.0, q, [_dev("d0"), _dev("d1")], COST)
+    assert not out.drops and 1 in {i for d in out.dispatches for i in d.request_ids}
+
+
+def test_late_requests_expire_eventually():
+    q = RequestQueue([req(1, t=0.0, frames=2, slo=0.5)])
+    out = _policy(late="serve", late_expire_s=10.0).decide(20.0, q, [_dev("d0", in_flight=1)], COST)
+    assert [(d.request_ids, d.reason) for d in out.drops] == [((1,), DropReason.DEADLINE_EXPIRED)]
+
+
+def test_idle_device_is_parked_at_its_lowest_idle_power_clock():
+    agx = get_kind("agx-xavier")
+    out = _policy(park_after_s=0.5).decide(1.0, RequestQueue(), [_dev("d0", last_busy_s=0.0)], COST)
+    assert [(c.device, c.freq_hz) for c in out.frequency_changes] == [("d0", agx.min_freq_hz)]
+    out = _policy(park_after_s=0.5).decide(0.2, RequestQueue(), [_dev("d0", last_busy_s=0.0)], COST)
+    assert not out.frequency_changes and out.wake_at_s == pytest.approx(0.5)
+
+
+def test_unhealthy_devices_get_nothing():
+    q = RequestQueue([req(1, frames=1, slo=2.0)])
+    out = _policy().decide(0.0, q, [_dev("d0", healthy=False), _dev("d1")], COST)
+    assert [d.device for d in out.dispatches] == ["d1"]
+    assert not _policy().decide(0.0, q, [_dev("d0", healthy=False)], COST)
+
+
+def test_registry_names_and_bad_options():
+    assert isinstance(make_policy("jetfleet"), JetfleetPolicy)
+    assert make_policy("jetfleet:drop").config.late == "drop"
+    with pytest.raises(ConfigError, match="jetfleet"):
+        make_policy("jetfleet:sometimes")
+    with pytest.raises(ValueError, match="max_in_flight"):
+        JetfleetConfig(max_in_flight=0)
+
+
+def test_same_inputs_same_run():
+    fleet = make_fleet("agx-xavier", "xavier-nx", "jetson-nano")
+    rng = np.random.default_rng(7)
+    requests = [req(i, t=float(t), frames=int(rng.integers(1, 9)), slo=float(rng.uniform(0.3, 8))) for i, t in
+                enumerate(np.cumsum(rng.exponential(0.1, 300)))]  # fmt: skip
+    runs = [simulate(requests, fleet, _policy(), COST, device_models=fake_models(fleet)) for _ in range(2)]
+    assert runs[0].outcomes == runs[1].outcomes and runs[0].energy_j == runs[1].energy_j
+
+
+def test_margins_are_configurable():
+    policy = JetfleetPolicy(JetfleetConfig(margins=Margins(0.0, 0.0)), idle_power_w=_idle_w)
+    q = RequestQueue([req(1, frames=1, slo=0.05)])
+    assert policy.decide(0.0, q, [_dev("d0")], COST).dispatches  # fits only without the default margins
+
+
+def test_beats_loudva_on_a_measured_workload(loudva_dir):
+    """LoudVA's scenario exp1-id6 on one AGX Xavier (calibrated device model, oracle predictions)."""
+    from cluster.inventory import load_fleet
+    from costmodel.device_models import OracleCostModel
+
+    requests = read_scenario(loudva_dir / "scenarios" / "exp1-id6.csv")
+    fleet, cost = load_fleet("agx"), OracleCostModel()
+    ours = simulate(requests, fleet, make_policy("jetfleet"), cost).metrics
+    theirs = simulate(requests, fleet, LoudVA(), cost).metrics
+    assert ours.frames_per_joule > theirs.frames_per_joule
+    assert ours.pct_frames_within_slo >= theirs.pct_frames_within_slo
