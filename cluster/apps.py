@@ -20,6 +20,7 @@ ConfigError naming the file, the app and the field.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +124,25 @@ class AppsConfig(BaseModel):
 
         dm = VariantDeviceModel(device_model(kind))
         return float(dm.latency_s(model, 1, get_kind(kind).max_freq_hz))
+
+    def batch_curve(self, kind: str, model: str) -> Callable[[int], float]:
+        """Isolated time of a batch of b requests: the one-request time (`service_time_s`) scaled by the
+        shape of the device model's batch curve for that kind and model (`latency(b) / latency(1)`)."""
+        from costmodel.device_models import device_model
+        from costmodel.variants import VariantDeviceModel
+
+        dm = VariantDeviceModel(device_model(kind))
+        f = get_kind(kind).max_freq_hz
+        one_s = self.service_time_s(kind, model)
+        base_s = float(dm.latency_s(model, 1, f))
+        cache: dict[int, float] = {}
+
+        def latency_s(batch: int) -> float:
+            if batch not in cache:
+                cache[batch] = one_s * float(dm.latency_s(model, batch, f)) / base_s
+            return cache[batch]
+
+        return latency_s
 
 
 class AppSpec:

@@ -28,7 +28,7 @@ from typing import Any
 from cluster.apps import AppsConfig, AppSpec
 from cluster.catalogue import get_kind
 from cluster.inventory import Fleet
-from costmodel.colocation import Tenant, engine_ps_response_s
+from costmodel.colocation import Tenant, engine_ps_response_s, engine_work
 from jetfleet.errors import UnknownNameError
 from simulator.colocation import CoEngine, CoStream, simulate_colocation
 
@@ -45,6 +45,7 @@ class Host:
     kind: str
     usable_mb: float
     shared_engines: bool  # model method: one engine per model; knapsack: one per app
+    max_batch: int = 1  # engines batch up to this many waiting requests
     apps: list[AppSpec] = field(default_factory=list)
     used_mb: float = 0.0
 
@@ -67,7 +68,12 @@ class Host:
             key = a.model if self.shared_engines else a.name
             rates[key] = rates.get(key, 0.0) + a.rate_hz
             models[key] = a.model
-        return [Tenant(k, config.service_time_s(self.kind, models[k]), rates[k]) for k in rates]
+        out = []
+        for key, rate in rates.items():
+            service_s = config.service_time_s(self.kind, models[key])
+            curve = config.batch_curve(self.kind, models[key]) if self.max_batch > 1 else None
+            out.append(Tenant(key, service_s, rate, self.max_batch, curve))
+        return out
 
 
 @dataclass
@@ -108,8 +114,8 @@ class PlacementResult:
         return d
 
 
-def _hosts(config: AppsConfig, fleet: Fleet, shared: bool) -> list[Host]:
-    return [Host(d.name, d.kind, config.memory.usable_mb(d.kind), shared) for d in fleet.devices]
+def _hosts(config: AppsConfig, fleet: Fleet, shared: bool, max_batch: int) -> list[Host]:
+    return [Host(d.name, d.kind, config.memory.usable_mb(d.kind), shared, max_batch) for d in fleet.devices]
 
 
 def _predicted_s(host: Host, config: AppsConfig, extra: AppSpec | None = None) -> dict[str, float]:
@@ -120,8 +126,7 @@ def _predicted_s(host: Host, config: AppsConfig, extra: AppSpec | None = None) -
 
 
 def _feasible_by_model(host: Host, app: AppSpec, config: AppsConfig, margin: float, max_util: float) -> bool:
-    tenants = host.tenants(config, app)
-    if sum(t.rate_hz * t.service_s for t in tenants) > max_util:
+    if engine_work(host.tenants(config, app)) > max_util:
         return False
     predicted = _predicted_s(host, config, app)
     slo = {a.name: a.slo_s for a in [*host.apps, app]}
@@ -129,12 +134,18 @@ def _feasible_by_model(host: Host, app: AppSpec, config: AppsConfig, margin: flo
 
 
 def place(
-    config: AppsConfig, fleet: Fleet, method: str, *, margin: float = 0.1, max_utilisation: float = 0.8
+    config: AppsConfig,
+    fleet: Fleet,
+    method: str,
+    *,
+    margin: float = 0.1,
+    max_utilisation: float = 0.8,
+    max_batch: int = 8,
 ) -> list[Host]:
     """Place the config's apps on the fleet with `method`; returns the hosts with their apps."""
     if method not in METHODS:
         raise UnknownNameError("placement method", method, METHODS)
-    hosts = _hosts(config, fleet, shared=(method == "model"))
+    hosts = _hosts(config, fleet, shared=(method == "model"), max_batch=max_batch)
     for app in config.expand():
         fits = [h for h in hosts if h.used_mb + h.memory_for(app, config) <= h.usable_mb + 1e-9]
         if method == "model":
@@ -173,7 +184,7 @@ def check_placement(
             continue
         engines, streams = [], []
         for t in host.tenants(config):
-            engines.append(CoEngine(t.name, t.service_s))
+            engines.append(CoEngine(t.name, t.service_s, t.max_batch, t.batch_latency_s))
         for a in host.apps:
             key = a.model if host.shared_engines else a.name
             streams.append(CoStream(a.name, key, a.rate_hz, a.slo_s, offset_s=a.overhead_s))
@@ -198,7 +209,7 @@ def check_placement(
 
 def _device_summary(host: Host, config: AppsConfig) -> dict[str, Any]:
     tenants = host.tenants(config) if host.apps else []
-    load = sum(t.rate_hz * t.service_s for t in tenants)
+    load = engine_work(tenants) if tenants else 0.0
     return {
         "device": host.name,
         "kind": host.kind,
@@ -232,11 +243,12 @@ def run_placement(
     apps_file: str = "",
     margin: float = 0.1,
     max_utilisation: float = 0.8,
+    max_batch: int = 8,
     duration_s: float = 300.0,
     seed: int = 0,
 ) -> PlacementResult:
     """Place, then check by simulation; the result `jetfleet place --json` writes."""
-    hosts = place(config, fleet, method, margin=margin, max_utilisation=max_utilisation)
+    hosts = place(config, fleet, method, margin=margin, max_utilisation=max_utilisation, max_batch=max_batch)
     checked = check_placement(hosts, config, duration_s=duration_s, seed=seed)
     apps = config.expand()
     outcomes = [checked.get(a.name) or AppOutcome(a.name, a.model, a.rate_hz, a.slo_s * 1000, None) for a in apps]
@@ -253,7 +265,13 @@ def run_placement(
         assignment={o.app: o.device for o in outcomes},
         devices=[_device_summary(h, config) for h in hosts],
         outcomes=outcomes,
-        settings={"margin": margin, "max_utilisation": max_utilisation, "duration_s": duration_s, "seed": seed},
+        settings={
+            "margin": margin,
+            "max_utilisation": max_utilisation,
+            "max_batch": max_batch,
+            "duration_s": duration_s,
+            "seed": seed,
+        },
     )
 
 

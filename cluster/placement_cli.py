@@ -19,7 +19,10 @@ def place_command(
     ),
     json_out: Path | None = typer.Option(None, "--json", help="Write the result (one method) or {'results': [...]}."),
     margin: float = typer.Option(0.1, "--margin", help="model: keep predicted latency this fraction under the SLO."),
-    max_utilisation: float = typer.Option(0.8, "--max-utilisation", help="model: cap on a device's offered load."),
+    max_utilisation: float = typer.Option(
+        0.8, "--max-utilisation", help="model: cap on the fraction of time a device computes (Ibis: 0.8)."
+    ),
+    max_batch: int = typer.Option(8, "--max-batch", help="Engines batch up to this many waiting requests (1: off)."),
     duration_s: float = typer.Option(300.0, "--duration-s", help="Simulated seconds per device for the check."),
     seed: int = typer.Option(0, "--seed", help="Seed of the simulated arrivals."),
     plot: Path | None = typer.Option(None, "--plot", help="PNG: apps hosted (and violating) per method."),
@@ -50,6 +53,7 @@ def place_command(
                     apps_file=str(apps),
                     margin=margin,
                     max_utilisation=max_utilisation,
+                    max_batch=max_batch,
                     duration_s=duration_s,
                     seed=seed,
                 )

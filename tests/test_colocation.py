@@ -111,3 +111,14 @@ def test_unknown_discipline_and_engine_are_config_errors():
         simulate_colocation([CoEngine("a", 0.01)], [], discipline="lifo")
     with pytest.raises(ConfigError, match="unknown engine"):
         simulate_colocation([CoEngine("a", 0.01)], [CoStream("x", "b", 1.0)])
+
+
+def test_batching_engines_model_tracks_the_simulation():
+    """Dynamic batching on a shared engine: the fixed-point model stays within 10 % of the simulation."""
+    curve = lambda b: 0.0108 * (1.0 + 0.75 * (b - 1))  # noqa: E731
+    tenants = [Tenant("a", 0.0108, 60.0, 8, curve), Tenant("b", 0.0294, 10.0)]
+    engines = [CoEngine("a", 0.0108, 8, curve), CoEngine("b", 0.0294)]
+    sim = simulate_colocation(engines, [CoStream(t.name, t.name, t.rate_hz) for t in tenants], duration_s=600, seed=4)
+    model = engine_ps_response_s(tenants)
+    for t in tenants:
+        assert sim[t.name].mean_s == pytest.approx(model[t.name], rel=0.1)
