@@ -26,6 +26,9 @@ from cluster.inventory import Fleet, fleet_from_dict
 from deployments.devices import ServeDeviceClient, deployment_name, device_app
 from jetfleet.errors import ConfigError
 
+# The scheduler and the ingress reserve no CPU but must live on the head node (the controller), never on a
+# device's node: a device's node may die, the control plane must not die with it.
+ON_HEAD = {"num_cpus": 0, "resources": {"node:__internal_head__": 0.001}}
 SCHEDULER_DEPLOYMENT = "scheduler"
 INGRESS_DEPLOYMENT = "ingress"
 DEFAULT_APP = "jetfleet"
@@ -158,7 +161,7 @@ def build_app(config: ServiceConfig) -> Any:
             name=SCHEDULER_DEPLOYMENT,
             num_replicas=1,
             max_ongoing_requests=100_000,
-            ray_actor_options={"num_cpus": 0},
+            ray_actor_options=ON_HEAD,
         )
         .bind(
             config.fleet.model_dump(mode="json"),
@@ -175,7 +178,7 @@ def build_app(config: ServiceConfig) -> Any:
         "max_frames": config.max_frames,
         "time_scale": config.time_scale,
     }
-    return Ingress.options(name=INGRESS_DEPLOYMENT, max_ongoing_requests=4096, ray_actor_options={"num_cpus": 0}).bind(
+    return Ingress.options(name=INGRESS_DEPLOYMENT, max_ongoing_requests=4096, ray_actor_options=ON_HEAD).bind(
         scheduler, config.fleet.model_dump(mode="json"), ingress_options
     )
 

@@ -12,8 +12,9 @@
       "frames": 4                                                       synthetic frames (load tests)
     }
 
-Images are decoded with Pillow, converted to RGB, resized to the model's input side and normalised with the
-ImageNet mean and standard deviation into float32 (3, H, W) frames. Everything wrong with a body raises
+Images are decoded with Pillow, converted to RGB, resized and centre-cropped to the model's input side
+(torchvision's classification preset) and normalised with the ImageNet mean and standard deviation into
+float32 (3, H, W) frames. Everything wrong with a body raises
 `PayloadError` with the HTTP status it deserves (400 undecodable, 404 unknown model, 422 invalid field)
 and a message naming the field.
 """
@@ -151,13 +152,27 @@ def decode_image(b64: str, input_hw: int, where: str = "image") -> np.ndarray:
                 raise PayloadError(400, f"{where}: {im.format} image; send JPEG or PNG")
             if im.width * im.height > MAX_IMAGE_PIXELS:
                 raise PayloadError(413, f"{where}: {im.width}x{im.height} pixels is too large")
-            rgb = im.convert("RGB").resize((input_hw, input_hw), Image.Resampling.BILINEAR)
+            rgb = _resize_centre_crop(im.convert("RGB"), input_hw)
     except PayloadError:
         raise
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
         raise PayloadError(400, f"{where}: cannot decode the image: {e}") from None
     x = np.asarray(rgb, dtype=np.float32).transpose(2, 0, 1) / 255.0
-    return (x - IMAGENET_MEAN) / IMAGENET_STD
+    return np.ascontiguousarray((x - IMAGENET_MEAN) / IMAGENET_STD)
+
+
+def _resize_centre_crop(image: Any, hw: int) -> Any:
+    """torchvision's classification preset (as `actors.networks.image_to_chw`): shorter side to hw*256/224,
+    bilinear, then the centre hw x hw crop."""
+    from PIL import Image
+
+    short = round(hw * 256 / 224)
+    w, h = image.size
+    scale = short / min(w, h)
+    image = image.resize((max(hw, round(w * scale)), max(hw, round(h * scale))), Image.Resampling.BILINEAR)
+    w, h = image.size
+    left, top = (w - hw) // 2, (h - hw) // 2
+    return image.crop((left, top, left + hw, top + hw))
 
 
 def decode_tensor(t: TensorIn, where: str = "tensor") -> np.ndarray:

@@ -25,3 +25,68 @@ def ibis_dir(loudva_dir: Path) -> Path:
     if not path.exists():
         pytest.skip("../shared/data/ibis is not present")
     return path
+
+
+# -- the shared local Ray cluster (live-system tests) ------------------------------------------------------
+# ONE cluster per test session, started on first use: a head node offering the devices of the `demo` fleet
+# (device:agx0, device:nx0, device:nano0, device:nano1) and 2 CPUs, a 200 MB object store, no dashboard,
+# Serve's HTTP proxy on a free port. Ray's token authentication is set explicitly (RAY_AUTH_MODE=token with
+# a token of the session's own), never left to Ray 2.60's default. Tests that need a node per device add
+# nodes with `ray_cluster.add_device_node(name)` and remove them when done.
+RAY_HEAD_DEVICES = ("agx0", "nx0", "nano0", "nano1")
+
+
+class RayTestCluster:
+    """The session's Ray cluster: `cluster` (ray.cluster_utils.Cluster), `http_port`, device-node helpers."""
+
+    def __init__(self, cluster, http_port: int) -> None:
+        self.cluster, self.http_port = cluster, http_port
+
+    def add_device_node(self, name: str):
+        """A new Ray node offering only `device:<name>` (no CPU); returns its node object."""
+        return self.cluster.add_node(num_cpus=0, resources={f"device:{name}": 1}, object_store_memory=80 * 2**20)
+
+    def remove_node(self, node) -> None:
+        self.cluster.remove_node(node, allow_graceful=False)
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """The shared local Ray cluster with Serve running (see the comment above)."""
+    import os
+
+    ray = pytest.importorskip("ray")
+    from ray import serve
+    from ray.cluster_utils import Cluster
+
+    from cluster.local import AUTH_ENV_VARS, _refresh_ray_auth, enable_ray_auth, free_port, new_token
+
+    if ray.is_initialized():
+        pytest.skip("Ray is already initialised in this process by another fixture")
+    saved = {k: os.environ.get(k) for k in AUTH_ENV_VARS}
+    enable_ray_auth(token=new_token())
+    resources = {f"device:{name}": 1.0 for name in RAY_HEAD_DEVICES}
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={
+            "num_cpus": 2,
+            "resources": resources,
+            "object_store_memory": 200 * 2**20,
+            "include_dashboard": False,
+        },
+    )
+    ray.init(address=cluster.address, log_to_driver=False, logging_level="ERROR")
+    port = free_port()
+    serve.start(proxy_location="HeadOnly", http_options={"host": "127.0.0.1", "port": port})
+    try:
+        yield RayTestCluster(cluster, port)
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+        cluster.shutdown()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        _refresh_ray_auth()

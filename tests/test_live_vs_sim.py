@@ -1,0 +1,67 @@
+"""Live agrees with simulated: the same workload and policy, replayed over HTTP on the emulated `demo` fleet
+and run in the simulator, give frames/J and % frames within SLO within 5 % of each other.
+
+The live run is time-compressed 10x (devices sleep a tenth of their modelled latency, the scheduler's clock
+runs 10x, the load generator sends 10x faster with SLOs divided by 10), which keeps latencies, SLOs and
+energies in the scenario's own seconds on both sides. The workload is the first 120 s of LoudVA's exp1-id0
+when ../shared/data is present, else of the generated scenario shipped in workloads/data/.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+TIME_SCALE = 10.0
+WINDOW_S = 120.0
+TOLERANCE = 0.05
+
+
+@pytest.fixture(scope="module")
+def workload():
+    from workloads.experiment import default_scenario
+    from workloads.scenarios import read_scenario
+
+    requests = read_scenario(default_scenario())
+    t0 = requests[0].arrival_s
+    return [r for r in requests if r.arrival_s - t0 <= WINDOW_S]
+
+
+@pytest.fixture(scope="module")
+def service(ray_cluster):
+    from cluster.inventory import load_fleet
+    from deployments.app import ServiceConfig, deploy
+
+    config = ServiceConfig(
+        load_fleet("demo"), policy="transparent", time_scale=TIME_SCALE, app_name="live-vs-sim", route_prefix="/lvs"
+    )
+    svc = deploy(config, http_port=ray_cluster.http_port)
+    yield svc
+    svc.delete()
+
+
+@pytest.mark.parametrize("policy", ["jetfleet", "loudva", "transparent"])
+def test_live_matches_the_simulator_within_5_percent(service, workload, policy):
+    from jetfleet.errors import UnknownNameError
+    from policies.registry import make_policy
+    from workloads.experiment import relative_gap, simulate_policy
+    from workloads.loadgen import replay
+
+    try:
+        make_policy(policy)
+    except UnknownNameError:
+        pytest.skip(f"policy {policy!r} is not registered in this build")
+    service.reset(policy)
+    load = asyncio.run(replay(service.url, service.token, workload, time_scale=TIME_SCALE, progress=False))
+    live = service.run_report()
+    sim = simulate_policy(workload, service.fleet, policy)
+    summary = {
+        k: (round(live[k], 4), round(sim[k], 4)) for k in ("frames_per_joule", "pct_frames_within_slo", "energy_j")
+    }
+    print(f"{policy}: (live, sim) {summary}; client {load.summary()['completed']}/{len(workload)} completed")
+    assert live["requests"] == len(workload) and live["open_requests"] == 0
+    assert relative_gap(live["frames_per_joule"], sim["frames_per_joule"]) <= TOLERANCE, summary
+    assert relative_gap(live["pct_frames_within_slo"], sim["pct_frames_within_slo"]) <= TOLERANCE, summary
