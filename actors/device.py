@@ -245,6 +245,7 @@ class DeviceRuntime:
         self, model: str, frames: np.ndarray | None, n_frames: int
     ) -> tuple[EngineRun, float, float]:
         self._busy = True
+        self._busy_power_w = self._estimated_busy_power_w(model, n_frames)
         run: EngineRun | None = None
         try:
             self.power.start()
@@ -263,7 +264,6 @@ class DeviceRuntime:
                 reading = self.power.stop(wall_s, hint)
         finally:
             self._busy = False
-        self._busy_power_w = reading.power_w
         self.batches_run += 1
         self.frames_run += n_frames
         self.energy_j += reading.energy_j
@@ -302,8 +302,20 @@ class DeviceRuntime:
         return BatchRun(result, None)
 
     # -- status and profiling --------------------------------------------------------------------------
+    def _estimated_busy_power_w(self, model: str, n_frames: int) -> float:
+        """An emulated meter's modelled busy power for the batch about to run (NaN for real meters, which
+        report live power)."""
+        busy = getattr(self.power, "busy_power_w", None)
+        if busy is None:
+            return math.nan
+        try:
+            return float(busy(model, n_frames, self._freq_hz))
+        except JetfleetError:
+            return math.nan
+
     def status(self) -> DeviceStatus:
-        """Name, kind, frequency, power now, busy flag and counters."""
+        """Name, kind, frequency, power now (a real meter's live reading; an emulated device's modelled
+        busy or idle power), busy flag and counters."""
         if self._busy and not math.isnan(self._busy_power_w):
             power_w = self._busy_power_w
         else:

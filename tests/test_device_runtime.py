@@ -163,3 +163,25 @@ def test_torch_device_measures_wall_time_and_prices_it_with_the_cpu_power_model(
     assert run.result.latency_s > 0 and run.device_latency_s == run.result.latency_s
     power = dm.busy_power_w("mobilenetv2", 2, f)
     assert run.result.energy_j == pytest.approx(power * run.result.latency_s)
+
+
+def test_status_while_busy_reports_the_batchs_modelled_power():
+    """During a batch an emulated device reports its modelled busy power, not idle power."""
+    dm = LinearDeviceModel("jetson-nano", a_s=0.05)  # 50 ms: the batch surely sleeps
+    spec = DeviceSpec(name="nano0", kind="jetson-nano")
+    rt = DeviceRuntime(spec, speed_factor=1.0, device_model=dm)
+    f = NANO.max_freq_hz
+
+    async def peek():
+        task = asyncio.create_task(rt.run_batch(_batch(f)))
+        for _ in range(1000):
+            if rt.status().busy:
+                break
+            await asyncio.sleep(0)
+        seen = rt.status()
+        await task
+        return seen
+
+    seen = asyncio.run(peek())
+    assert seen.busy and seen.power_w == pytest.approx(dm.busy_power_w("mobilenetv2", 3, f))
+    assert rt.status().power_w == NANO.idle_power_w
