@@ -6,10 +6,11 @@ For each queued request (earliest deadline first) and each healthy device and mo
 the option that would finish it in time at the device's top clock scores
 
     score = w_efficiency * efficiency / best_efficiency        (accuracy-weighted frames per joule)
-          + w_load       * (1 - wait / slo)                      (how soon the device is free)
+          + w_load       * (1 - wait / slo)                      (how soon the device could start it)
           + w_headroom   * (deadline - finish) / slo             (slack left after it finishes)
 
-and the best-scoring (device, variant) takes it. Free devices then run their requests, same variant
+and the best-scoring (device, variant) takes it; `wait` counts the requests this decision already gave the
+device, so load spreads over the fleet. Free devices then run their requests, same variant
 together, in batches of up to `max_batch` that still meet the earliest deadline among them. A request no
 option can finish in time is dropped (`deadline_unreachable`). Failed devices are simply never scored, so
 their re-queued requests move to the others. No DVFS: devices run at their top clock.
@@ -67,12 +68,15 @@ class JugglerPolicy(Policy):
             return out
         assigned: dict[tuple[str, str], list[Request]] = {}
         unreachable: list[int] = []
+        # When each device could start one more request, counting what this decision already gave it.
+        ready = {d.name: (max(now_s, d.busy_until_s) if d.in_flight else now_s) for d in healthy}
         for r in islice(queue.by_deadline(), self.window):
-            choice = self._choose(now_s, r, healthy, cost)
+            choice = self._choose(now_s, r, healthy, cost, ready)
             if choice is None:
                 unreachable.append(r.request_id)
-            else:
-                assigned.setdefault(choice, []).append(r)
+                continue
+            assigned.setdefault(choice[:2], []).append(r)
+            ready[choice[0]] = choice[2]
         if unreachable:
             out.drops.append(Drop(tuple(unreachable), DropReason.DEADLINE_UNREACHABLE, "juggler: no device in time"))
         by_name = {d.name: d for d in healthy}
@@ -80,33 +84,41 @@ class JugglerPolicy(Policy):
             d = by_name[name]
             if d.in_flight or name in {x.device for x in out.dispatches}:
                 continue
-            batch = requests[: self.max_batch]
             lat, _ = self._arrays(d.kind, variant, cost)
-            while len(batch) > 1 and now_s + lat[len(batch) - 1] > batch[0].deadline_s:
-                batch.pop()
+            batch, frames = [], 0
+            for r in requests:  # up to max_batch requests, within the kind's largest batch of frames
+                if len(batch) == self.max_batch or (batch and frames + r.n_frames > len(lat)):
+                    break
+                batch.append(r)
+                frames += r.n_frames
+            while len(batch) > 1 and now_s + lat[min(frames, len(lat)) - 1] > batch[0].deadline_s:
+                frames -= batch.pop().n_frames
             out.dispatches.append(
                 Dispatch(
                     name,
                     tuple(r.request_id for r in batch),
                     get_kind(d.kind).max_freq_hz,
                     variant,
-                    predicted_latency_s=float(lat[len(batch) - 1]),
+                    predicted_latency_s=float(lat[min(frames, len(lat)) - 1]),
                     reason=f"juggler: {len(batch)} frames of {variant}",
                 )
             )
         return out
 
     def _choose(
-        self, now_s: float, r: Request, devices: Sequence[DeviceState], cost: CostModel
-    ) -> tuple[str, str] | None:
+        self, now_s: float, r: Request, devices: Sequence[DeviceState], cost: CostModel, ready: dict[str, float]
+    ) -> tuple[str, str, float] | None:
+        """The best (device, variant) for `r` and when that device would finish it; None if none in time."""
         options: list[tuple[str, str, float, float, float]] = []  # device, variant, efficiency, wait, finish
         for d in devices:
-            ready_s = max(now_s, d.busy_until_s) if d.in_flight else now_s
+            ready_s = ready[d.name]
             for v in _variants(r.model):
                 lat, energy = self._arrays(d.kind, v.name, cost)
-                finish_s = ready_s + float(lat[0])
+                n = min(r.n_frames, len(lat))
+                finish_s = ready_s + float(lat[n - 1]) * r.n_frames / n
                 if finish_s <= r.deadline_s:
-                    options.append((d.name, v.name, v.accuracy_pct / float(energy[0]), ready_s - now_s, finish_s))
+                    efficiency = v.accuracy_pct * n / float(energy[n - 1])
+                    options.append((d.name, v.name, efficiency, ready_s - now_s, finish_s))
         if not options:
             return None
         best_eff = max(o[2] for o in options)
@@ -117,14 +129,14 @@ class JugglerPolicy(Policy):
             return w.efficiency * o[2] / best_eff + w.load * load + w.headroom * (r.deadline_s - o[4]) / r.slo_s
 
         best = max(options, key=lambda o: (score(o), o[0], o[1]))
-        return best[0], best[1]
+        return best[0], best[1], best[4]
 
     def _arrays(self, kind: str, model: str, cost: CostModel) -> tuple[np.ndarray, np.ndarray]:
         key = (id(cost), kind, model)
         hit = self._cost.get(key)
         if hit is None:
             k = get_kind(kind)
-            grid = cost.predict_grid(kind, model, np.array([k.max_freq_hz]), np.arange(1, self.max_batch + 1))
+            grid = cost.predict_grid(kind, model, np.array([k.max_freq_hz]), np.arange(1, k.max_batch + 1))
             hit = self._cost[key] = (np.asarray(grid.latency_s[0]), np.asarray(grid.energy_j[0]))
         return hit
 
