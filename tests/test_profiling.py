@@ -165,6 +165,7 @@ def ray_with_devices():
     os.environ.pop("RAY_AUTH_TOKEN_PATH", None)
     _refresh_ray_auth()
     ray.init(
+        address="local",  # a cluster of our own even when another one runs on this machine
         resources={"device:nano0": 1, "device:nx0": 1},
         num_cpus=2,
         include_dashboard=False,
