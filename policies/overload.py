@@ -20,8 +20,9 @@
    degraded, never starved;
 4. *dispatch*: the inner policy sees the top-priority requests (and all devices) and chooses freely; then,
    on devices still idle, it sees the next priority's requests, and each batch it proposes is kept only if
-   the virtual schedule says no higher-priority request — queued, or one of an active stream arriving
-   right now — becomes late because of it. When the inner proposes nothing acceptable, the earliest-deadline
+   the higher-priority streams' arrival rates leave the fleet spare capacity and the virtual schedule says
+   no higher-priority request — queued, or one of an active stream arriving right now — becomes late
+   because of it. When the inner proposes nothing acceptable, the earliest-deadline
    request runs alone at maximum frequency if that is safe.
 
 `admission_decision` (`policies.admission`, re-exported here) is the same reasoning for a request not yet
@@ -49,6 +50,7 @@ from policies.shedding import (
     bound_victims,
     can_run,
     earliest_completion_s,
+    load_of,
     plan,
     shed_drops,
 )
@@ -64,6 +66,7 @@ __all__ = [
 ]
 
 _EPS_S = 1e-9
+_MIN_RATE_SPAN_S = 0.1  # a stream's rate is counted over at least this long (its first arrivals)
 Check = Callable[[Dispatch, float], bool]  # (dispatch, its latency_s) -> keep it?
 
 
@@ -81,6 +84,8 @@ class _SingleDispatch(Policy):
     def _order(self, queue: RequestQueue) -> Iterable[Request]:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    skip_late = False  # pass over requests this device would finish after their deadline
+
     def decide(self, now_s: float, queue: RequestQueue, devices: Sequence[DeviceState], cost: CostModel) -> Decisions:
         out = Decisions()
         if not queue:
@@ -91,12 +96,20 @@ class _SingleDispatch(Policy):
         for d in devices:
             if not d.healthy or d.in_flight:
                 continue
-            r = next((r for r in self._order(queue) if r.request_id not in taken and can_run(d, r.model)), None)
+            r = next((r for r in self._order(queue) if r.request_id not in taken and self._fits(now_s, d, r)), None)
             if r is None:
                 continue
             taken.add(r.request_id)
             out.dispatches.append(_single(d, r, self._oracle, self.name))
         return out
+
+    def _fits(self, now_s: float, device: DeviceState, r: Request) -> bool:
+        if not can_run(device, r.model):
+            return False
+        if not self.skip_late:
+            return True
+        assert self._oracle is not None
+        return now_s + self._oracle.batch_latency_s(device.kind, r.model, r.n_frames) <= r.deadline_s + _EPS_S
 
 
 class FifoPolicy(_SingleDispatch):
@@ -109,9 +122,11 @@ class FifoPolicy(_SingleDispatch):
 
 
 class EdfDispatch(_SingleDispatch):
-    """Earliest deadline first, batch 1 at maximum frequency: a plain inner policy for `OverloadControl`."""
+    """Earliest deadline first, batch 1 at maximum frequency, skipping what the device would finish late:
+    a plain inner policy for `OverloadControl`."""
 
     name = "edf"
+    skip_late = True
 
     def _order(self, queue: RequestQueue) -> Iterable[Request]:
         return queue.by_deadline()
@@ -206,6 +221,8 @@ class OverloadControl(Policy):
         self.max_batch = max_batch  # frames per batch the devices can run (None: the inner's choice)
         self._due_since: dict[str, float] = {}  # stream -> since when it is owed its floor
         self._last: dict[str, ActiveStream] = {}
+        self._arrivals: dict[str, deque[tuple[float, int]]] = {}  # stream -> (arrival_s, frames) in the window
+        self._first_seen: dict[str, float] = {}
         self._served: deque[tuple[float, str, float]] = deque()  # (dispatched_s, stream, device seconds)
         self._served_by: dict[str, float] = {}
         self._oracle: CostOracle | None = None
@@ -213,7 +230,7 @@ class OverloadControl(Policy):
     # -- arrivals -----------------------------------------------------------------------------------
     def admit(self, now_s: float, request: Request, queue: RequestQueue) -> list[Drop]:
         """Remember the stream as active, then keep its bounded queue within its limit."""
-        self._last[request.stream] = ActiveStream(request.stream, request.priority, request.slo_s, request.model, now_s)
+        self._note_arrival(now_s, request)
         drops = bound_victims(request, queue, self.streams)
         dropped = {i for d in drops for i in d.request_ids}
         if request.request_id not in dropped:
@@ -224,8 +241,20 @@ class OverloadControl(Policy):
                     dropped.update(ids)
         return drops
 
+    def _note_arrival(self, now_s: float, request: Request) -> None:
+        recent = self._arrivals.setdefault(request.stream, deque())
+        recent.append((now_s, request.n_frames))
+        while recent and recent[0][0] < now_s - self.streams.active_window_s:
+            recent.popleft()
+        first_s = self._first_seen.setdefault(request.stream, now_s)
+        span_s = min(self.streams.active_window_s, max(now_s - first_s, _MIN_RATE_SPAN_S))
+        fps = sum(n for _, n in recent) / span_s
+        self._last[request.stream] = ActiveStream(
+            request.stream, request.priority, request.slo_s, request.model, now_s, fps
+        )
+
     def active_streams(self, now_s: float) -> list[ActiveStream]:
-        """Streams with an arrival within the last `active_window_s`."""
+        """Streams with an arrival within the last `active_window_s`, with their arrival rate over it."""
         window_s = self.streams.active_window_s
         return [a for a in self._last.values() if now_s - a.last_arrival_s <= window_s]
 
@@ -387,16 +416,28 @@ class OverloadControl(Policy):
         active: list[ActiveStream],
         protected: frozenset[str],
     ) -> bool:
-        """True when running `d` now leaves every request above `level` (and a new one of each active
-        stream above it) on time in the virtual schedule, and `d` itself finishes in time."""
+        """True when `d` itself finishes in time, the active streams above `level` leave the fleet spare
+        capacity at their arrival rates, and running `d` now leaves every request above `level` on time in
+        the (pessimistic) virtual schedule: those queued, and those the active streams above send while `d` runs."""
         end_s = self._end_s(d, latency_s, step)
         if end_s > min(step.by_id[i].deadline_s for i in d.request_ids) + _EPS_S:
             return False
         free = dict(step.free)
         free[d.device] = end_s
         above = [r for r in pending if r.priority > level and r.request_id not in step.taken]
+        higher = [a for a in active if a.priority > level]
+        if load_of(higher, step.devices, oracle) >= 1.0 - _EPS_S:
+            return False  # the streams above need the whole fleet: a lower batch now takes from their next frames
         verdict = plan(
-            step.now_s, above, step.devices, free, oracle, [a for a in active if a.priority > level], protected
+            step.now_s,
+            above,
+            step.devices,
+            free,
+            oracle,
+            higher,
+            protected,
+            pessimistic=True,
+            horizon_s=end_s - step.now_s,
         )
         return verdict.final_slack_s >= -_EPS_S
 

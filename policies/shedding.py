@@ -77,6 +77,7 @@ class CostOracle:
         self.cost = cost
         self._lat: dict[tuple[str, str], np.ndarray | None] = {}
         self._frame: dict[tuple[str, str], float] = {}
+        self._within: dict[tuple[str, str, float], float] = {}
 
     def _latencies(self, kind: str, model: str) -> np.ndarray | None:
         key = (kind, model)
@@ -106,6 +107,21 @@ class CostOracle:
             lat = self._latencies(kind, model)
             self._frame[key] = INF if lat is None else float(np.min(lat / np.arange(1, len(lat) + 1)))
         return self._frame[key]
+
+    def frame_time_within_s(self, kind: str, model: str, limit_s: float) -> float:
+        """Best time per frame over the batches whose latency fits in `limit_s` (batch 1 when none does)."""
+        key = (kind, model, round(limit_s, 6))
+        hit = self._within.get(key)
+        if hit is None:
+            lat = self._latencies(kind, model)
+            if lat is None:
+                hit = INF
+            else:
+                per_frame = lat / np.arange(1, len(lat) + 1)
+                fits = lat <= limit_s
+                hit = float(per_frame[fits].min()) if fits.any() else float(lat[0])
+            self._within[key] = hit
+        return hit
 
     def latency_at_s(self, kind: str, model: str, n_frames: int, freq_hz: float) -> float:
         """Latency of one batch of `n_frames` at `freq_hz` (for checking another policy's dispatch)."""
@@ -141,6 +157,25 @@ class ActiveStream:
     budget_s: float
     model: str
     last_arrival_s: float
+    frames_per_s: float = 0.0  # its recent arrival rate, frames per second
+
+
+def load_of(streams: Iterable[ActiveStream], devices: Sequence[DeviceState], oracle: CostOracle) -> float:
+    """The fraction of the fleet's capacity these streams' arrivals need.
+
+    A stream's frames are counted at the best time per frame of batches that fit in half its budget (what
+    a policy meeting that budget can batch), on all healthy devices that run its model together.
+    """
+    load = 0.0
+    for a in streams:
+        if a.frames_per_s <= 0:
+            continue
+        capacity_fps = 0.0
+        for d in devices:
+            if can_run(d, a.model):
+                capacity_fps += 1.0 / oracle.frame_time_within_s(d.kind, a.model, a.budget_s / 2)
+        load += a.frames_per_s / capacity_fps if capacity_fps > 0 else INF
+    return load
 
 
 @dataclass
@@ -169,13 +204,14 @@ class _Groups:
                 groups.setdefault((d.kind, d.models), []).append(free_s[d.name])
         self.groups = [(kind, models, sorted(times)) for (kind, models), times in groups.items()]
 
-    def best(self, model: str, cost_of: Callable[[str], float]) -> tuple[int, float]:
-        """(group index, completion) of the group finishing a job of `model` first; (-1, inf) if none can."""
+    def best(self, model: str, cost_of: Callable[[str], float], release_s: float = -INF) -> tuple[int, float]:
+        """(group index, completion) of the group finishing a job of `model`, available from `release_s`,
+        first; (-1, inf) if none can."""
         best_i, best_c = -1, INF
         for i, (kind, models, heap) in enumerate(self.groups):
             if models and model not in models:
                 continue
-            c = heap[0] + cost_of(kind)
+            c = max(heap[0], release_s) + cost_of(kind)
             if c < best_c:
                 best_i, best_c = i, c
         return best_i, best_c
@@ -192,6 +228,9 @@ def plan(
     oracle: CostOracle,
     active: Iterable[ActiveStream] = (),
     protected: frozenset[str] = frozenset(),
+    *,
+    pessimistic: bool = False,
+    horizon_s: float = 0.0,
 ) -> Plan:
     """Serve `requests` virtually in priority order; see the module docstring.
 
@@ -199,6 +238,15 @@ def plan(
     completion misses its deadline is *insertable* when running it now on a device would delay the work
     above it by no more than that work's slack, and *shed* otherwise (streams in `protected`, e.g. those
     owed their floor, are never shed). `active` streams count as if a request of each had just arrived.
+
+    By default each request takes its frames times the kind's best time per frame (batching assumed
+    perfect: completions are lower bounds, so shedding by them is cautious). `pessimistic` runs each request
+    as its own batch instead (no batching with others: completions are upper bounds for a policy that batches
+    only to save time or energy), which is how a check that *protects* work should count it.
+
+    With `horizon_s` > 0 each active stream also sends a frame every 1 / `frames_per_s` seconds until
+    now + `horizon_s`, and these take device time like queued work: what a device busy for that long
+    leaves the others to absorb.
     """
     active = list(active)
     by_level: dict[int, list[Request]] = {}
@@ -215,7 +263,7 @@ def plan(
         result.slack_above[level] = (slack, binding)
         level_slack, level_binding = INF, ""
         for r in by_level.get(level, ()):
-            i, c = groups.best(r.model, lambda kind, r=r: oracle.frame_time_s(kind, r.model) * r.n_frames)
+            i, c = groups.best(r.model, lambda kind, r=r: _job_s(oracle, kind, r, pessimistic))
             if i < 0:
                 continue
             if c > r.deadline_s and level < result.top_priority and r.stream not in protected:
@@ -229,13 +277,30 @@ def plan(
             if r.deadline_s - c < level_slack:
                 level_slack, level_binding = r.deadline_s - c, r.stream
         for a in fresh.get(level, ()):
-            _, c = groups.best(a.model, lambda kind, a=a: oracle.batch_latency_s(kind, a.model, 1))
-            if now_s + a.budget_s - c < level_slack:
-                level_slack, level_binding = now_s + a.budget_s - c, a.name
+            for t in _fresh_arrivals(now_s, a, horizon_s):
+                i, c = groups.best(a.model, lambda kind, a=a: oracle.batch_latency_s(kind, a.model, 1), t)
+                if t + a.budget_s - c < level_slack:
+                    level_slack, level_binding = t + a.budget_s - c, a.name
+                if horizon_s > 0 and i >= 0:
+                    groups.consume(i, c)
         if level_slack < slack:
             slack, binding = level_slack, level_binding
     result.final_slack_s = slack
     return result
+
+
+def _fresh_arrivals(now_s: float, a: ActiveStream, horizon_s: float, most: int = 1000) -> list[float]:
+    """When an active stream's next frames arrive: now, then at its rate until now + horizon_s."""
+    if horizon_s <= 0 or a.frames_per_s <= 0:
+        return [now_s]
+    n = min(most, int(horizon_s * a.frames_per_s))
+    return [now_s + k / a.frames_per_s for k in range(n + 1)]
+
+
+def _job_s(oracle: CostOracle, kind: str, r: Request, pessimistic: bool) -> float:
+    if pessimistic:
+        return oracle.batch_latency_s(kind, r.model, r.n_frames)
+    return oracle.frame_time_s(kind, r.model) * r.n_frames
 
 
 def _insertable(

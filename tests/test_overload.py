@@ -144,6 +144,20 @@ def test_low_priority_waits_when_a_new_high_priority_arrival_could_not_make_its_
     assert out.wake_at_s == pytest.approx(1.0)  # when the detector stream stops counting as active
 
 
+def test_low_priority_waits_when_the_other_devices_cannot_absorb_the_high_priority_rate_meanwhile():
+    """One new arrival could go to the second device, but 200 fps of 8 ms frames cannot, for 200 ms."""
+    cost = FixedServiceModel("cpu", {"hi": 0.008, "long": 0.2, "short": 0.01})
+    policy = OverloadControl(EdfDispatch(), _streams(), max_batch=1)
+    for k in range(200):  # the detector stream: 200 fps over the last second, all served already
+        hi = _req(1000 + k, k * 0.005)
+        policy.admit(k * 0.005, hi, RequestQueue([hi]))
+    devices = [_dev(name="a"), _dev(name="b")]
+    long = RequestQueue([_req(1, 1.0, "lo", 20, slo=5.0, model="long")])
+    assert not policy.decide(1.0, long, devices, cost).dispatches
+    short = RequestQueue([_req(2, 1.0, "lo", 20, slo=5.0, model="short")])
+    assert [d.request_ids for d in policy.decide(1.0, short, devices, cost).dispatches] == [(2,)]
+
+
 def test_max_batch_cuts_the_inner_batch_to_its_first_requests():
     class Everything(EdfDispatch):
         def decide(self, now_s, queue, devices, cost):
@@ -238,7 +252,9 @@ def test_the_events_explain_every_drop_and_agree_with_the_outcomes(two_task):
         assert {s: st.to_dict() for s, st in from_events.items()} == out[label]
 
 
-@pytest.mark.parametrize("name", ["overload-sustained", "overload-3stream"])
+@pytest.mark.parametrize(
+    "name", ["overload-sustained", "overload-3stream", pytest.param("overload-fleet", marks=pytest.mark.slow)]
+)
 def test_the_other_configs_meet_the_target_too(name):
     out = compare(load_experiment(CONFIGS / f"{name}.json"))
     assert out["target"]["met"], out["target"]
