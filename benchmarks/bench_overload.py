@@ -19,7 +19,7 @@ CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 def _configs(quick: bool) -> dict:
     from simulator.overload import compare, load_experiment
 
-    names = ["overload-2task", "overload-3stream"] + ([] if quick else ["overload-sustained"])
+    names = ["overload-2task", "overload-3stream"] + ([] if quick else ["overload-sustained", "overload-fleet"])
     out = {}
     for name in names:
         experiment = load_experiment(CONFIGS / f"{name}.json")
