@@ -1,0 +1,263 @@
+"""Reproduce LoudVA's Experiment 1 in the simulator and write the reproduction report with its plots.
+
+    python -m simulator.reproduce --out docs/              # LightGBM (headline) and oracle, both fleets
+    python -m simulator.reproduce --out /tmp/r --quick     # two scenarios, oracle only: a smoke run
+
+What it runs (every run seeded and deterministic; the device models are the calibrated truth):
+
+- fleet `agx` (LoudVA's testbed, one AGX Xavier): the six Experiment 1 scenarios, every LoudVA baseline
+  and `jetfleet`, once per cost model the policies consult (`lgbm`, what the live system uses, and the
+  `oracle`, a perfect predictor), with energy integrated from the first arrival (DESIGN.md); and once more
+  with the headline cost model and energy integrated from each scenario's time 0, as LoudVA measured it;
+- fleet `loudva-cluster` (1 AGX Xavier, 2 Xavier NX, 2 Nano): the same scenarios, the cluster baselines,
+  LoudVA and `jetfleet`, per cost model.
+
+It reads LoudVA's measured table (`experiment1_report_aggregated.csv`) from the shared data folder at run
+time (never copied into the repository) and writes, under `--out`:
+`reproduction-loudva.md` (the report), `reproduction-loudva.json` (every number in it, one record per
+run) and `img/reproduction-loudva-{agx,cluster}.png`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from jetfleet.errors import DataError
+
+SCENARIOS = ("exp1-id0", "exp1-id1", "exp1-id2", "exp1-id3", "exp1-id4", "exp1-id6")
+AGX_POLICIES = (
+    "transparent",
+    "fixed-batch:8",
+    "fixed-batch:16",
+    "fixed-batch:32",
+    "interval:0.2",
+    "interval:0.5",
+    "interval:1.0",
+    "round-robin",
+    "loudva",
+    "jetfleet",
+    "jetfleet:drop",
+)
+CLUSTER_POLICIES = ("transparent", "round-robin", "random", "loudva", "jetfleet")
+# LoudVA's row names in experiment1_report_aggregated.csv -> our policy names.
+MEASURED_POLICY = {
+    "No Scheduler": "transparent",
+    "Fixed Batch (8)": "fixed-batch:8",
+    "Fixed Batch (16)": "fixed-batch:16",
+    "Fixed Batch (32)": "fixed-batch:32",
+    "Interval (0.2)": "interval:0.2",
+    "Interval (0.5)": "interval:0.5",
+    "Interval (1.0)": "interval:1.0",
+    "Our Scheduler (pred)": "loudva",  # LoudVA with its XGBoost predictor
+    "Our Scheduler (prof)": "loudva",  # LoudVA looking up its profiles
+}
+WINDOWS = {"first-arrival": None, "from-zero": 0.0}  # energy window -> simulate(start_s=)
+
+
+@dataclass(frozen=True)
+class SimRow:
+    """One policy's aggregate over the scenarios, on one fleet, with one cost model and energy window."""
+
+    fleet: str
+    cost_model: str  # what the policy consulted: "lgbm" or "oracle"
+    window: str  # "first-arrival" (DESIGN.md) or "from-zero" (LoudVA's measurement window)
+    policy: str
+    requests: int
+    frames: int
+    frames_within_slo: int
+    pct_frames_within_slo: float
+    energy_j: float
+    frames_per_joule: float
+    p50_latency_s: float
+    p95_latency_s: float
+    dropped_frames: int
+    bound_fraction: float
+    energy_bound_j: float
+    completed_frames: int
+    duration_s: float
+
+
+@dataclass(frozen=True)
+class MeasuredRow:
+    """One row of LoudVA's measured Experiment 1 table (one AGX Xavier, the six scenarios aggregated)."""
+
+    name: str  # LoudVA's scheduler name
+    policy: str  # ours
+    frames: int
+    energy_j: float
+    frames_per_joule: float
+    pct_frames_within_slo: float
+    pct_requests_timed_out: float
+
+
+def read_measured(path: Path) -> list[MeasuredRow]:
+    """LoudVA's `experiment1_report_aggregated.csv` as rows (the columns this report quotes)."""
+    try:
+        with path.open(newline="") as fh:
+            raw = list(csv.DictReader(fh))
+    except OSError as e:
+        raise DataError(f"{path}: cannot read LoudVA's measured table: {e}") from None
+    rows = []
+    for r in raw:
+        name = r.get("scheduler", "").strip()
+        if name not in MEASURED_POLICY:
+            continue
+        try:
+            rows.append(
+                MeasuredRow(
+                    name=name,
+                    policy=MEASURED_POLICY[name],
+                    frames=int(r["num_frames"]),
+                    energy_j=float(r["total_energy_j"]),
+                    frames_per_joule=float(r["frames_per_joule"]),
+                    pct_frames_within_slo=float(r["percent_frames_within_constraint"]),
+                    pct_requests_timed_out=float(r["percent_time_out"]),
+                )
+            )
+        except (KeyError, ValueError) as e:
+            raise DataError(f"{path}: row {name!r}: missing or bad column: {e}") from None
+    if not rows:
+        raise DataError(f"{path}: no known scheduler rows; expected some of {sorted(MEASURED_POLICY)}")
+    return rows
+
+
+def cost_models(names: Sequence[str]) -> dict[str, Any]:
+    """The cost models by name; `lgbm` is left out (with a note) when this checkout has none."""
+    out: dict[str, Any] = {}
+    for name in names:
+        if name == "lgbm":
+            try:
+                from costmodel.lgbm import default_cost_model
+            except ImportError:
+                continue
+            out[name] = default_cost_model()
+        elif name == "oracle":
+            from costmodel.device_models import OracleCostModel
+
+            out[name] = OracleCostModel()
+        else:
+            raise typer.BadParameter(f"unknown cost model {name!r}; known: lgbm, oracle")
+    return out
+
+
+def run_grid(
+    loudva_dir: Path,
+    costs: dict[str, Any],
+    *,
+    scenarios: Sequence[str] = SCENARIOS,
+    on_run: Callable[[str], None] | None = None,
+) -> list[SimRow]:
+    """Every (fleet, cost model, window, policy) this report shows, aggregated over `scenarios`."""
+    from workloads.scenarios import read_scenario
+
+    workloads = [read_scenario(loudva_dir / "scenarios" / f"{s}.csv") for s in scenarios]
+    headline = next(iter(costs))
+    plan = [("agx", c, "first-arrival", AGX_POLICIES) for c in costs]
+    plan.append(("agx", headline, "from-zero", AGX_POLICIES))
+    plan += [("loudva-cluster", c, "first-arrival", CLUSTER_POLICIES) for c in costs]
+    rows = []
+    for fleet, cost_name, window, policies in plan:
+        for policy in policies:
+            if on_run is not None:
+                on_run(f"{policy} on {fleet} ({cost_name}, {window})")
+            rows.append(_run_policy(workloads, fleet, policy, cost_name, costs[cost_name], window))
+    return rows
+
+
+def _run_policy(workloads: list, fleet: str, policy: str, cost_name: str, cost: Any, window: str) -> SimRow:
+    from cluster.inventory import load_fleet
+    from policies.registry import make_policy
+    from simulator.engine import aggregate, simulate
+
+    fleet_obj = load_fleet(fleet)
+    runs = [simulate(w, fleet_obj, make_policy(policy), cost, start_s=WINDOWS[window]) for w in workloads]
+    m = aggregate(runs, policy)
+    return SimRow(
+        fleet=fleet,
+        cost_model=cost_name,
+        window=window,
+        policy=policy,
+        requests=m.requests,
+        frames=m.frames,
+        frames_within_slo=m.frames_within_slo,
+        pct_frames_within_slo=m.pct_frames_within_slo,
+        energy_j=m.energy_j,
+        frames_per_joule=m.frames_per_joule,
+        p50_latency_s=m.p50_latency_s,
+        p95_latency_s=m.p95_latency_s,
+        dropped_frames=m.dropped_frames,
+        bound_fraction=m.bound_fraction,
+        energy_bound_j=m.energy_bound_j,
+        completed_frames=m.completed_frames,
+        duration_s=m.duration_s,
+    )
+
+
+def write_json(path: Path, rows: Sequence[SimRow], measured: Sequence[MeasuredRow], meta: dict[str, Any]) -> None:
+    """Every number of the report: simulated rows, LoudVA's measured rows (quoted), and how they were made."""
+    doc = {"meta": meta, "simulated": [asdict(r) for r in rows], "measured": [asdict(r) for r in measured]}
+    path.write_text(json.dumps(doc, indent=1, allow_nan=False, default=float) + "\n")
+
+
+app = typer.Typer(add_completion=False)
+
+
+@app.command()
+def main(
+    out: Path = typer.Option(Path("docs"), "--out", help="Folder for the report, its JSON and img/ plots."),
+    cost_model: list[str] = typer.Option(
+        ["lgbm", "oracle"], "--cost-model", help="Cost models the policies consult (repeatable); first = headline."
+    ),
+    quick: bool = typer.Option(False, "--quick", help="Two scenarios and the oracle only: a smoke run."),
+    data: Path | None = typer.Option(None, "--data", help="LoudVA's data folder (default: ../shared/data/loudva)."),
+) -> None:
+    """Run LoudVA's Experiment 1 in the simulator and write the reproduction report."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from costmodel.profiles import loudva_data_dir
+    from simulator.reproduce_report import render_report
+
+    console = Console(stderr=True)
+    loudva_dir = data or loudva_data_dir()
+    if loudva_dir is None or not (loudva_dir / "scenarios").is_dir():
+        raise typer.BadParameter("LoudVA's data folder not found; give --data PATH (…/shared/data/loudva)")
+    measured = read_measured(loudva_dir / "experiment1_report_aggregated.csv")
+    names = ["oracle"] if quick else cost_model
+    costs = cost_models(names)
+    if not costs:
+        raise typer.BadParameter(f"none of the cost models {names} is available")
+    if "lgbm" in names and "lgbm" not in costs:
+        console.print("[yellow]note:[/] costmodel.lgbm is not available; the report uses the oracle only")
+    scenarios = SCENARIOS[:2] if quick else SCENARIOS
+    n_runs = (len(costs) + 1) * len(AGX_POLICIES) + len(costs) * len(CLUSTER_POLICIES)
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("simulating", total=n_runs)
+
+        def step(label: str) -> None:
+            progress.update(task, description=label, advance=1)
+
+        rows = run_grid(loudva_dir, costs, scenarios=scenarios, on_run=step)
+    meta = {
+        "scenarios": list(scenarios),
+        "cost_models": list(costs),
+        "headline_cost_model": next(iter(costs)),
+        "measured_source": "LoudVA experiment1_report_aggregated.csv (github.com/iloudaros/LoudVA @ 2b4b15e, MIT)",
+        "command": "python -m simulator.reproduce --out " + str(out) + (" --quick" if quick else ""),
+    }
+    (out / "img").mkdir(parents=True, exist_ok=True)
+    write_json(out / "reproduction-loudva.json", rows, measured, meta)
+    report = render_report(rows, measured, meta, img_dir=out / "img")
+    (out / "reproduction-loudva.md").write_text(report)
+    console.print(f"wrote {out / 'reproduction-loudva.md'}, {out / 'reproduction-loudva.json'} and {out / 'img'}/")
+
+
+if __name__ == "__main__":
+    app()
