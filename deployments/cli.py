@@ -22,6 +22,22 @@ def _print_access(service: object) -> None:
     )
 
 
+def _print_comparison(rows: list[dict]) -> None:
+    """One line: our policy against each baseline, on the live figures."""
+    live = {r["policy"]: r["live"] for r in rows}
+    ours = live.get("jetfleet")
+    if ours is None or not ours.get("frames_per_joule"):
+        return
+    for name, other in live.items():
+        if name == "jetfleet" or not other.get("frames_per_joule"):
+            continue
+        gain = ours["frames_per_joule"] / other["frames_per_joule"] - 1
+        typer.echo(
+            f"jetfleet vs {name}: {gain:+.1%} frames/J, "
+            f"{ours['pct_frames_within_slo']:.1f} % vs {other['pct_frames_within_slo']:.1f} % frames within SLO"
+        )
+
+
 @app.command("serve")
 def serve_cmd(
     fleet: str = typer.Option("demo", "--fleet", help="built-in fleet name or inventory YAML"),
@@ -88,11 +104,12 @@ def demo(
     )
     typer.echo("starting a local Ray cluster (token auth on) and the service ...")
     with open_service(spec, policy=names[0], time_scale=time_scale) as service:
-        typer.echo(f"serving at {service.url} after {time.monotonic() - started:.0f} s")
-        rows = run_policies(service, requests, names)
-        print_table(rows, title=f"measured live on fleet {spec.name!r} (simulator beside it)")
-        typer.echo("try it by hand while it runs next time with `jetfleet serve`; this run's service was:")
+        typer.echo(f"serving after {time.monotonic() - started:.0f} s; try it by hand while the replay runs:")
         _print_access(service)
+        rows = run_policies(service, requests, names)
+        print_table(rows, title=f"measured live over HTTP on fleet {spec.name!r}, the simulator beside it")
+        _print_comparison(rows)
+        typer.echo("the service above stops with the demo; `jetfleet serve --fleet demo` keeps one running.")
     if json_out:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps({"results": rows}, indent=2, default=str) + "\n")

@@ -9,6 +9,7 @@ one. On exit it removes only what it created: its application, its Serve instanc
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Iterator
 
@@ -23,6 +24,7 @@ def ray_session(fleet: Fleet, *, num_cpus: int = 2, object_store_mb: int = 200) 
 
     from cluster.local import connect, running_cluster, start_in_process
 
+    logging.getLogger("ray.serve").setLevel(logging.WARNING)  # Serve's INFO lines would drown the CLI's output
     started = False
     if not ray.is_initialized():
         up_state = running_cluster()
@@ -36,11 +38,7 @@ def ray_session(fleet: Fleet, *, num_cpus: int = 2, object_store_mb: int = 200) 
     try:
         yield started
     finally:
-        if started:
-            from ray import serve
-
-            with contextlib.suppress(Exception):
-                serve.shutdown()
+        if started:  # the whole cluster goes: no need to stop Serve's actors one by one first
             ray.shutdown()
 
 

@@ -140,12 +140,12 @@ def print_table(rows: Sequence[dict[str, Any]], title: str = "measured live") ->
     from rich.table import Table
 
     table = Table(title=title)
-    for col in ("policy", "frames/J", "% frames in SLO", "p95 latency s", "dropped frames", "energy J"):
-        table.add_column(col, justify="right")
+    for col in ("policy", "frames/J", "% in SLO", "p95 s", "dropped", "energy J"):
+        table.add_column(col, justify="right", no_wrap=True)
     has_sim = any("sim" in r for r in rows)
     if has_sim:
         for col in ("sim frames/J", "sim % in SLO", "Δ frames/J", "Δ % in SLO"):
-            table.add_column(col, justify="right")
+            table.add_column(col, justify="right", no_wrap=True)
     for r in rows:
         live = r["live"]
         cells = [
@@ -167,7 +167,10 @@ def print_table(rows: Sequence[dict[str, Any]], title: str = "measured live") ->
                 "" if gap_s is None else f"{100 * gap_s:.1f} %",
             ]
         table.add_row(*cells)
-    Console().print(table)
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=max(console.width, 132))
+    console.print(table)
 
 
 def _fmt(x: Any, digits: int) -> str:
