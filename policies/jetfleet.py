@@ -7,16 +7,22 @@ Each `decide`:
    *late*: they are served in spare capacity (`late="serve"`, the default) or dropped with
    `DEADLINE_UNREACHABLE` (`late="drop"`). Nothing is dropped silently.
 2. **Assignment.** Free devices (healthy, fewer than `max_in_flight` batches) are grouped by (kind, model
-   variant, clock); twins in a group are used least-recently-used first, so no twin starves. Each group's
-   first device proposes a plan (`choose_batch`: `policies.planning.plan_batch`); the plan that costs
-   the fewest marginal joules per frame (above the idle floor) wins, is dispatched, and its requests leave
-   the candidate set; repeat while devices and candidates remain.
-3. **Waiting.** Before dispatching, `should_wait` keeps a plan back while the expected arrivals (an
-   exponentially weighted frame rate) would grow the batch enough to lower its marginal energy per frame,
-   and only until the plan's *latest safe start* (from the cost model, margins included). The policy asks
-   to be woken then; any arrival or completion re-plans earlier.
-4. **Parking.** An idle device clocked above its lowest-idle-power frequency is down-clocked after
+   variant, clock); within a group the earliest-free, then least-recently-used twin goes first, so no twin
+   starves. Each group's first device proposes a plan (`choose_batch`: `policies.planning.plan_batch`,
+   every request in the batch and the ones behind it in time); the plan that costs the fewest marginal
+   joules per frame (above the idle floor) wins, its requests leave the candidate set; repeat while devices
+   and candidates remain.
+3. **Guard.** When no other free device could take it, a batch must end early enough for the device to
+   serve the tightest request that may arrive meanwhile: the tightest SLO seen in `guard_window_s`, or a
+   1-frame request with SLO `guard_slo_s` until something tighter was seen.
+4. **Waiting.** `should_wait` holds a plan back while the expected arrivals (an exponentially weighted frame
+   rate) would grow the batch enough to lower its marginal energy per frame, only until the plan's *latest
+   safe dispatch* (from the cost model, margins included), and not once the stream has been quiet for
+   `quiet_after_s`. Any arrival or completion re-plans earlier.
+5. **Parking.** An idle device clocked above its lowest-idle-power frequency is down-clocked after
    `park_after_s` (the idle baseline is most of a Jetson's energy).
+6. **Learning.** `observe` compares each finished batch's latency with the cost model's prediction and
+   corrects later predictions for that batch size (`policies.planning.LatencyCorrection`).
 
 Extension points for the overload and model-variant layers: override `candidates` (stream priorities,
 bounded queues), `handle_late` (shedding), `variant_for` (model variant per family and device), or
@@ -37,7 +43,7 @@ import numpy as np
 from cluster.catalogue import get_kind
 from costmodel.base import CostModel
 from jetfleet.errors import JetfleetError
-from jetfleet.types import Decisions, DeviceState, Dispatch, Drop, DropReason, Request, SetFrequency
+from jetfleet.types import BatchResult, Decisions, DeviceState, Dispatch, Drop, DropReason, Request, SetFrequency
 from policies.base import Policy
 from policies.planning import BatchPlan, GridCache, GridTables, IdlePowerFn, Margins, plan_batch
 from policies.queue import RequestQueue
@@ -60,9 +66,12 @@ class JetfleetConfig:
     wait_gain: float = 0.02  # hold a batch back only for at least this relative saving per frame
     park_after_s: float = 0.5  # down-clock an idle device after this long
     rate_halflife_s: float = 10.0  # memory of the arrival-rate estimate
-    guard_window_s: float = 60.0  # a batch leaves room for the tightest SLO that arrived this recently
+    quiet_after_s: float = 3.0  # no arrival for this long: stop holding batches back for more
+    guard_window_s: float = 300.0  # a batch leaves room for the tightest SLO that arrived this recently ...
+    guard_slo_s: float | None = 1.5  # ... or for a 1-frame request with this SLO, if tighter (None: no prior)
     late_expire_s: float = 60.0  # a late request this far past its deadline is dropped (DEADLINE_EXPIRED)
     max_late_per_decision: int = 4096  # bounds one decision's work when a huge backlog turns late
+    learn_latency: bool = True  # correct the cost model's latency with what finished batches measured
 
     def __post_init__(self) -> None:
         if self.max_in_flight < 1:
@@ -90,6 +99,10 @@ class ArrivalStats:
         while tight and tight[-1][1] >= request.slo_s:
             tight.pop()
         tight.append((now_s, request.slo_s, request.n_frames))
+
+    def last_arrival_s(self, family: str) -> float:
+        """When the last request of `family` arrived (-inf before any)."""
+        return self._rate.get(family, (0.0, -math.inf))[1]
 
     def frames_per_s(self, family: str, now_s: float) -> float:
         rate, t = self._rate.get(family, (0.0, now_s))
@@ -169,11 +182,20 @@ class JetfleetPolicy(Policy):
         self._last_use: dict[str, int] = {}  # device -> sequence number of its last dispatch
         self._settle_s: dict[str, float] = {}  # device -> when a clock change this policy asked for settles
         self._park: dict[str, tuple[float, dict[float, float]]] = {}  # kind -> (park freq, idle W per freq)
+        self._flying: dict[tuple[str, int], tuple[str, str]] = {}  # (device, first request) -> (kind, model)
 
     # -- the Policy contract ----------------------------------------------------------------------
     def admit(self, now_s: float, request: Request, queue: RequestQueue) -> list[Drop]:
         self.arrivals.observe(request, now_s)
         return []
+
+    def observe(self, result: BatchResult) -> None:
+        """Learn from the measured latency of a finished batch how far the cost model is off (`learn_latency`)."""
+        if not result.request_ids:
+            return
+        flying = self._flying.pop((result.device, result.request_ids[0]), None)
+        if flying is not None and result.ok and self._grids is not None:
+            self._grids.observe(*flying, result.freq_hz, result.n_frames, result.latency_s)
 
     def decide(self, now_s: float, queue: RequestQueue, devices: Sequence[DeviceState], cost: CostModel) -> Decisions:
         step = _Step(now_s, cost, Decisions())
@@ -261,6 +283,8 @@ class JetfleetPolicy(Policy):
         horizon_s = plan.latest_dispatch_s - max(step.now_s, plan.start_s)
         if plan.overloaded or horizon_s < self.config.min_wait_s or plan.n_frames >= tables.cap:
             return False
+        if step.now_s - self.arrivals.last_arrival_s(family) >= self.config.quiet_after_s:
+            return False  # the stream went quiet: nothing is coming to share the batch
         grown = min(tables.cap, plan.n_frames + int(self.arrivals.frames_per_s(family, step.now_s) * horizon_s))
         if grown <= plan.n_frames:
             return False
@@ -292,7 +316,7 @@ class JetfleetPolicy(Policy):
             step.late += [r for r, ok in zip(requests, alive.tolist(), strict=True) if not ok]
         fleet_fps = sum(g.frames_per_s for g in groups)
         free = [g for g in groups if g.free]
-        tightest = self.arrivals.tightest(family, step.now_s)
+        tightest = self._guard(family, step.now_s)
         capable = self._guard_capable(step.now_s, free, tightest)
         while free and alive.any():
             best: tuple[tuple, BatchPlan, DeviceGroup] | None = None
@@ -310,7 +334,7 @@ class JetfleetPolicy(Policy):
             device = group.free[0]
             if self.should_wait(step, plan, group.tables, family):
                 # Hold the batch for this device; other devices may still take what it leaves.
-                step.wake(plan.latest_dispatch_s)
+                step.wake(min(plan.latest_dispatch_s, self.arrivals.last_arrival_s(family) + self.config.quiet_after_s))
                 step.held[device.name] = plan.latest_dispatch_s
             else:
                 self._dispatch(step, device, group.variant, plan, cands, "on time")
@@ -318,6 +342,14 @@ class JetfleetPolicy(Policy):
             capable.discard(device.name)
             group.free.pop(0)
             free = [g for g in free if g.free]
+
+    def _guard(self, family: str, now_s: float) -> tuple[float, int] | None:
+        """(slo_s, n_frames) of the tightest request that may arrive next: seen lately, or the configured prior."""
+        seen = self.arrivals.tightest(family, now_s)
+        prior = self.config.guard_slo_s
+        if prior is None or (seen is not None and seen[0] <= prior):
+            return seen
+        return (prior, 1)
 
     def _guard_capable(self, now_s: float, groups: list[DeviceGroup], guard: tuple[float, int] | None) -> set[str]:
         """Free devices that could serve the guard request (slo_s, n_frames) in time if it arrived now."""
@@ -391,6 +423,7 @@ class JetfleetPolicy(Policy):
             )
         )
         step.taken.add(device.name)
+        self._flying[(device.name, ids[0])] = (device.kind, variant)
         self._use_seq += 1
         self._last_use[device.name] = self._use_seq
         if abs(plan.freq_hz - device.freq_hz) >= 1.0:
@@ -453,7 +486,7 @@ class JetfleetPolicy(Policy):
 
     def _grid_cache(self, cost: CostModel) -> GridCache:
         if self._grids is None or self._grids_cost != id(cost):
-            self._grids = GridCache(self._idle_power(cost), self.config.margins)
+            self._grids = GridCache(self._idle_power(cost), self.config.margins, learn=self.config.learn_latency)
             self._grids_cost = id(cost)
             self._park.clear()
         return self._grids

@@ -40,7 +40,7 @@ class Margins:
     """How much slack the planner keeps against predictor error: finish = start + latency * (1 + rel) + abs."""
 
     abs_s: float = 0.05
-    rel: float = 0.10
+    rel: float = 0.15
 
     def padded(self, latency_s: np.ndarray) -> np.ndarray:
         return latency_s * (1.0 + self.rel) + self.abs_s
@@ -78,42 +78,142 @@ class GridTables:
         return i if i < len(self.freqs_hz) and abs(self.freqs_hz[i] - freq_hz) < 1.0 else -1
 
 
-class GridCache:
-    """Cost grids per (cost model, kind, model), asked once and kept; grows when a larger batch shows up."""
+class LatencyCorrection:
+    """Measured / predicted latency of one (kind, model), learned from completed batches.
 
-    def __init__(self, idle_power_w: IdlePowerFn, margins: Margins) -> None:
+    A cost model's error is mostly a function of the batch size (a tree model's splits), so the factor for a
+    (frequency, batch) cell is that cell's own running ratio once seen, else the ratio seen for that batch
+    size at any frequency, else 1 (trust the model). Ratios are exponentially weighted (`alpha`) and clipped
+    to [0.5, 2] so one outlier cannot derail the planner.
+    """
+
+    def __init__(self, n_freqs: int, n_batches: int, alpha: float = 0.3) -> None:
+        self.alpha = alpha
+        self.cell = np.ones((n_freqs, n_batches))
+        self.cell_seen = np.zeros((n_freqs, n_batches), dtype=bool)
+        self.column = np.ones(n_batches)
+        self.column_seen = np.zeros(n_batches, dtype=bool)
+        self.observations = 0
+
+    def update(self, freq_index: int, batch: int, ratio: float) -> None:
+        ratio = min(2.0, max(0.5, ratio))
+        b = batch - 1
+        if not 0 <= b < len(self.column):
+            return
+        for seen, values, idx in ((self.column_seen, self.column, b), (self.cell_seen, self.cell, (freq_index, b))):
+            if freq_index < 0 and values is self.cell:
+                continue
+            values[idx] = ratio if not seen[idx] else (1 - self.alpha) * values[idx] + self.alpha * ratio
+            seen[idx] = True
+        self.observations += 1
+
+    def factors(self) -> np.ndarray:
+        """(F, B) multipliers for the predicted latency."""
+        return np.where(self.cell_seen, self.cell, self.column[None, :])
+
+
+class GridCache:
+    """Cost grids per (cost model, kind, model), asked once and kept; grows when a larger batch shows up.
+
+    With `learn=True`, `observe` feeds measured batch latencies into a `LatencyCorrection` per (kind, model)
+    and the tables are re-derived with the corrected latency (and energy, which lasts as long) on next use.
+    """
+
+    def __init__(self, idle_power_w: IdlePowerFn, margins: Margins, *, learn: bool = True) -> None:
         self._idle_power_w = idle_power_w
         self._margins = margins
+        self._learn = learn
+        self._base: dict[tuple[int, str, str], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self._tables: dict[tuple[int, str, str], GridTables] = {}
+        self._corrections: dict[tuple[str, str], LatencyCorrection] = {}
+        self._seen: dict[tuple[int, str, str], int] = {}  # observations folded into the cached tables
 
     def get(self, cost: CostModel, kind: str, model: str, min_frames: int = 1) -> GridTables:
         """The tables of (kind, model) covering batches up to at least `min_frames` frames."""
         key = (id(cost), kind, model)
         tables = self._tables.get(key)
-        if tables is None or tables.max_frames < min_frames:
-            cap = get_kind(kind).max_batch
-            size = max(cap, min_frames, 2 * tables.max_frames if tables is not None else 0)
-            tables = build_tables(cost, kind, model, size, self._idle_power_w, self._margins)
-            self._tables[key] = tables
+        correction = self._corrections.get((kind, model))
+        fresh = correction is None or self._seen.get(key) == correction.observations
+        if tables is not None and tables.max_frames >= min_frames and fresh:
+            return tables
+        base = self._base.get(key)
+        if base is None or base[1].shape[1] < min_frames:
+            size = max(get_kind(kind).max_batch, min_frames, 2 * base[1].shape[1] if base is not None else 0)
+            base = self._base[key] = predicted_grid(cost, kind, model, size)
+        factors = None
+        if correction is not None:
+            if correction.cell.shape != base[1].shape:
+                correction = self._regrid(kind, model, base[1].shape)
+            factors = correction.factors()
+            self._seen[key] = correction.observations
+        tables = derive_tables(kind, model, *base, self._idle_power_w, self._margins, factors)
+        self._tables[key] = tables
         return tables
+
+    def observe(self, kind: str, model: str, freq_hz: float, n_frames: int, latency_s: float) -> None:
+        """Fold one measured batch latency into the correction of (kind, model)."""
+        if not self._learn or not latency_s > 0:
+            return
+        base = next((b for (_, k, m), b in self._base.items() if k == kind and m == model), None)
+        if base is None or n_frames > base[1].shape[1]:
+            return
+        freqs, latency, _ = base
+        fi = int(np.argmin(np.abs(freqs - freq_hz)))
+        fi = fi if abs(freqs[fi] - freq_hz) < 1.0 else -1
+        predicted = float(latency[fi, n_frames - 1]) if fi >= 0 else math.nan
+        if not predicted > 0:
+            return
+        correction = self._corrections.get((kind, model))
+        if correction is None:
+            correction = self._corrections[(kind, model)] = LatencyCorrection(*latency.shape)
+        correction.update(fi, n_frames, latency_s / predicted)
+
+    def _regrid(self, kind: str, model: str, shape: tuple[int, ...]) -> LatencyCorrection:
+        old = self._corrections[(kind, model)]
+        new = LatencyCorrection(*shape, alpha=old.alpha)
+        n = min(shape[1], old.cell.shape[1])
+        new.cell[:, :n], new.cell_seen[:, :n] = old.cell[:, :n], old.cell_seen[:, :n]
+        new.column[:n], new.column_seen[:n] = old.column[:n], old.column_seen[:n]
+        new.observations = old.observations
+        self._corrections[(kind, model)] = new
+        return new
+
+
+def predicted_grid(cost: CostModel, kind: str, model: str, max_frames: int) -> tuple[np.ndarray, ...]:
+    """(freqs_hz, latency_s, energy_j) the cost model predicts for the kind's catalogue clocks x 1..max_frames."""
+    freqs = np.asarray(get_kind(kind).freqs_hz, dtype=float)
+    grid = cost.predict_grid(kind, model, freqs, np.arange(1, max_frames + 1))
+    latency = np.maximum(np.asarray(grid.latency_s, dtype=float), 1e-6)
+    return freqs, latency, np.maximum(np.asarray(grid.energy_j, dtype=float), 0.0)
 
 
 def build_tables(
     cost: CostModel, kind: str, model: str, max_frames: int, idle_power_w: IdlePowerFn, margins: Margins
 ) -> GridTables:
     """Ask `cost` for the (catalogue frequency x 1..max_frames) grid of (kind, model) and derive the rest."""
-    dk = get_kind(kind)
-    freqs = np.asarray(dk.freqs_hz, dtype=float)
-    batches = np.arange(1, max_frames + 1)
-    grid = cost.predict_grid(kind, model, freqs, batches)
-    latency = np.maximum(np.asarray(grid.latency_s, dtype=float), 1e-6)
-    energy = np.maximum(np.asarray(grid.energy_j, dtype=float), 0.0)
+    return derive_tables(kind, model, *predicted_grid(cost, kind, model, max_frames), idle_power_w, margins)
+
+
+def derive_tables(
+    kind: str,
+    model: str,
+    freqs: np.ndarray,
+    latency: np.ndarray,
+    energy: np.ndarray,
+    idle_power_w: IdlePowerFn,
+    margins: Margins,
+    factors: np.ndarray | None = None,
+) -> GridTables:
+    """The planner's tables from a predicted grid, with latency (and energy) scaled by `factors` if given."""
+    if factors is not None:
+        latency, energy = latency * factors, energy * factors
+    batches = np.arange(1, latency.shape[1] + 1)
     idle_w = np.array([idle_power_w(kind, f) for f in freqs], dtype=float)
     floor_w = float(idle_w.min())
     # Board energy above the floor the device draws anyway; a predictor may dip below it, so clip.
     marginal = np.maximum(energy - floor_w * latency, 0.0) / batches[None, :]
     padded = margins.padded(latency)
-    cap = min(dk.max_batch, max_frames)
+    cap = min(get_kind(kind).max_batch, latency.shape[1])
     per_frame = latency[:, :cap] / batches[None, :cap]
     arrays = (freqs, latency, energy, padded, padded.min(axis=0), marginal, per_frame, idle_w)
     for a in arrays:

@@ -10,11 +10,11 @@ from sim_fakes import FakeCost, FakeDeviceModel, fake_models, make_fleet, req
 
 from cluster.catalogue import get_kind
 from jetfleet.errors import ConfigError
-from jetfleet.types import DeviceState, DropReason, OutcomeStatus
+from jetfleet.types import BatchResult, DeviceState, DropReason, OutcomeStatus
 from policies.core import SchedulerCore
 from policies.jetfleet import JetfleetConfig, JetfleetPolicy
 from policies.loudva import LoudVA
-from policies.planning import Margins
+from policies.planning import GridCache, Margins
 from policies.queue import RequestQueue
 from policies.registry import make_policy
 from simulator.engine import simulate
@@ -253,3 +253,46 @@ def test_beats_loudva_on_a_measured_workload(loudva_dir):
     theirs = simulate(requests, fleet, LoudVA(), cost).metrics
     assert ours.frames_per_joule > theirs.frames_per_joule
     assert ours.pct_frames_within_slo >= theirs.pct_frames_within_slo
+
+
+def test_stops_holding_back_when_the_stream_goes_quiet():
+    """With slack left but no arrival for `quiet_after_s`, a held batch goes."""
+    policy = _policy(quiet_after_s=1.0)
+    q = RequestQueue()
+    for i in range(40):  # a steady 10 frames/s history, as in the waiting test
+        r = req(i, t=0.1 * i, frames=1, slo=0.05 if i < 39 else 6.0)
+        policy.admit(r.arrival_s, r, q)
+    q.add(req(100, t=3.9, frames=1, slo=6.0))
+    held = policy.decide(3.9, q, [_dev("d0")], COST)
+    assert not held.dispatches and held.wake_at_s == pytest.approx(3.9 + 1.0)
+    assert policy.decide(4.9, q, [_dev("d0")], COST).dispatches
+
+
+def test_learns_the_cost_models_latency_error_from_finished_batches():
+    """Batches that ran 40 % slower than predicted make the planner predict 40 % more for that batch size."""
+    policy = _policy()
+    q = RequestQueue([req(1, frames=4, slo=5.0)])
+    (d,) = policy.decide(0.0, q, [_dev("d0")], COST).dispatches
+    slow = d.predicted_latency_s * 1.4
+    policy.observe(BatchResult("d0", d.request_ids, 4, d.model, d.freq_hz, 0.0, slow, slow, 1.0))
+    q2 = RequestQueue([req(2, frames=4, slo=5.0)])
+    (again,) = policy.decide(1.0, q2, [_dev("d0", freq_hz=d.freq_hz)], COST).dispatches
+    assert again.freq_hz != d.freq_hz or again.predicted_latency_s == pytest.approx(slow)
+
+
+def test_latency_correction_uses_the_cell_then_the_batch_size_then_the_model():
+    cache = GridCache(_idle_w, Margins())
+    base = cache.get(COST, "agx-xavier", "inceptionv3")
+    f0, f1 = base.freqs_hz[0], base.freqs_hz[1]
+    cache.observe("agx-xavier", "inceptionv3", f0, 4, 1.5 * base.latency_s[0, 3])
+    learned = cache.get(COST, "agx-xavier", "inceptionv3")
+    assert learned.latency_s[0, 3] == pytest.approx(1.5 * base.latency_s[0, 3])  # the cell seen
+    assert learned.latency_s[1, 3] == pytest.approx(1.5 * base.latency_s[1, 3])  # same batch size, other clock
+    assert learned.latency_s[1, 4] == pytest.approx(base.latency_s[1, 4])  # unseen batch size: the model
+    cache.observe("agx-xavier", "inceptionv3", f1, 4, 0.9 * base.latency_s[1, 3])
+    again = cache.get(COST, "agx-xavier", "inceptionv3")
+    assert again.latency_s[1, 3] == pytest.approx(0.9 * base.latency_s[1, 3])
+    frozen = GridCache(_idle_w, Margins(), learn=False)
+    frozen.get(COST, "agx-xavier", "inceptionv3")
+    frozen.observe("agx-xavier", "inceptionv3", f0, 4, 9.0)
+    assert frozen.get(COST, "agx-xavier", "inceptionv3").latency_s[0, 3] == base.latency_s[0, 3]
