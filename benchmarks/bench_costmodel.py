@@ -6,7 +6,8 @@ Figures:
 - `grid`: `predict_grid` for a full grid (AGX Xavier: 14 frequencies x 128 batches = 1,792 points), cold
   (cache cleared before each call: features + one LightGBM call per target) and warm (cache hit), per call.
 - `eval`: the three splits' MAPEs on LoudVA (random, freq, Nano held out with its few-shot refit).
-- `projection`: how many points of the default model's grids the running minimum over frequency changes.
+- `projection`: how many points of the default model's grids the running minimum over frequency changes;
+  `vs_oracle_*`: the default model's grids against the device models its profiles were emulated from.
 """
 
 from __future__ import annotations
@@ -46,14 +47,19 @@ def _time_grid(model: Any, kind: str, name: str, batches: np.ndarray, cold_reps:
     }
 
 
-def _projection_changes(model: Any) -> dict:
-    """Grid points of every DVFS kind x zoo model where the raw latency rises with frequency."""
+def _grid_checks(model: Any) -> dict:
+    """On every kind x zoo model full grid (every batch up to the kind's largest): the points where raw
+    latency rises with frequency (which `predict_grid`'s running minimum changes) and the MAPE against
+    the oracle (the device models the emulated profiles came from)."""
     from cluster.catalogue import CATALOGUE
+    from costmodel.device_models import OracleCostModel
     from costmodel.model_zoo import MODELS
 
+    oracle = OracleCostModel()
     changed = total = 0
     worst = 0.0
-    for kind in (k for k in CATALOGUE.values() if k.has_dvfs):
+    gaps: dict[str, list[np.ndarray]] = {"latency": [], "energy": []}
+    for kind in CATALOGUE.values():
         freqs, batches = np.array(kind.freqs_hz), np.arange(1, kind.max_batch + 1)
         for name in MODELS:
             latency = model.predict(_grid_rows(kind.key, name, freqs, batches))[0].reshape(len(freqs), len(batches))
@@ -61,7 +67,17 @@ def _projection_changes(model: Any) -> dict:
             changed += int((rise > 0).sum())
             worst = max(worst, float(rise.max(initial=0.0)))
             total += latency.size
-    return {"points_changed": changed, "points": total, "largest_rise_pct": worst * 100}
+            ours, truth = (
+                model.predict_grid(kind.key, name, freqs, batches),
+                oracle.predict_grid(kind.key, name, freqs, batches),
+            )
+            gaps["latency"].append(np.abs(ours.latency_s / truth.latency_s - 1).ravel())
+            gaps["energy"].append(np.abs(ours.energy_j / truth.energy_j - 1).ravel())
+    return {
+        "projection": {"points_changed": changed, "points": total, "largest_rise_pct": worst * 100},
+        "vs_oracle_latency_mape_pct": float(np.mean(np.concatenate(gaps["latency"])) * 100),
+        "vs_oracle_energy_mape_pct": float(np.mean(np.concatenate(gaps["energy"])) * 100),
+    }
 
 
 def _grid_rows(kind: str, name: str, freqs: np.ndarray, batches: np.ndarray) -> Any:
@@ -110,7 +126,7 @@ def run(quick: bool = False) -> dict:
         "grid": _time_grid(model, "agx-orin", "resnet50", np.arange(1, 129), *reps),
     }
     if not quick:
-        figures["default_model"]["projection"] = _projection_changes(model)
+        figures["default_model"].update(_grid_checks(model))
     _print(figures)
     return figures
 
@@ -129,6 +145,11 @@ def _print(figures: dict) -> None:
     d = figures["default_model"]
     g = d["grid"]
     print(f"   default_cost_model fit {d['fit_s']:.2f} s on {d['rows']} emulated rows")
+    if "vs_oracle_latency_mape_pct" in d:
+        print(
+            f"   default grids vs oracle: latency {d['vs_oracle_latency_mape_pct']:.2f} %, "
+            f"energy {d['vs_oracle_energy_mape_pct']:.2f} %"
+        )
     print(
         f"   predict_grid {g['kind']} {g['shape'][0]}x{g['shape'][1]}: "
         f"cold {g['cold_ms_median']:.2f} ms, warm {g['warm_us']:.2f} us"

@@ -33,8 +33,9 @@ Monotone constraints (`costmodel.features.LATENCY_CONSTRAINTS` / `POWER_CONSTRAI
 - In f, latency = exp(F) / f falls only while the fitted cycles grow slower than the clock -- physics, but
   not something LightGBM can enforce on a sum with an offset. `predict_grid` therefore takes a running
   minimum of latency over ascending frequency. It changes nothing where the fit obeys physics (no point of
-  the LoudVA fit's grids; 54 of 54,096 points of `default_cost_model`'s, by at most 3 %), and makes
-  the grids policies search exactly monotone. `predict` returns the raw fit.
+  the LoudVA fit's grids; ~0.25 % of `default_cost_model`'s, by at most ~2 %, counted by
+  benchmarks/bench_costmodel.py), and makes the grids policies search exactly monotone. `predict` returns
+  the raw fit.
 
 A variant with batch work unconstrained fitted the emulated fleet's random split better (1.3 % vs 2.3 %)
 but its raw latency fell by up to 25 % from one batch to the next; it was dropped for the consistent one.
@@ -331,7 +332,7 @@ def _default_cost_model(kinds: tuple[str, ...] | None, models: tuple[str, ...] |
     from cluster.catalogue import CATALOGUE, get_kind
     from costmodel.device_models import emulated_profiles
 
-    names = [k for k, d in CATALOGUE.items() if d.has_dvfs] if kinds is None else list(kinds)
+    names = list(CATALOGUE) if kinds is None else list(kinds)
     profiles = pd.concat(
         [emulated_profiles([k], models, batches=profiling_batches(get_kind(k).max_batch)) for k in names],
         ignore_index=True,
@@ -340,8 +341,10 @@ def _default_cost_model(kinds: tuple[str, ...] | None, models: tuple[str, ...] |
 
 
 def default_cost_model(kinds: list[str] | None = None, models: list[str] | None = None) -> LightGBMCostModel:
-    """A model fitted on the emulated profiles of `kinds` x `models` (default: every DVFS kind, every zoo
-    model), at each kind's catalogue frequencies and `profiling_batches`; fitted once per process.
+    """A model fitted on the emulated profiles of `kinds` x `models` (default: every catalogue kind, the CPU
+    included, and every zoo model), at each kind's catalogue frequencies and `profiling_batches`; fitted
+    once per process. Against the oracle on full grids (every batch up to each kind's largest) it is off
+    by 3.5 % on the DVFS kinds and 7.6 % on the CPU (213 % when the CPU is left out of the fit).
 
     The equivalent of profiling the fleet: what the simulator's policies consult by default.
     """
