@@ -67,6 +67,7 @@ class JetfleetConfig:
     park_after_s: float = 0.5  # down-clock an idle device after this long
     rate_halflife_s: float = 10.0  # memory of the arrival-rate estimate
     quiet_after_s: float = 3.0  # no arrival for this long: stop holding batches back for more
+    max_utilisation: float = 0.7  # prefer clocks at which the arrival rate is at most this share of throughput
     guard_window_s: float = 300.0  # a batch leaves room for the tightest SLO that arrived this recently ...
     guard_slo_s: float | None = 1.5  # ... or for a 1-frame request with this SLO, if tighter (None: no prior)
     late_expire_s: float = 60.0  # a late request this far past its deadline is dropped (DEADLINE_EXPIRED)
@@ -124,15 +125,17 @@ class _Candidates:
     ids: np.ndarray
     frames: np.ndarray
     deadlines_s: np.ndarray
+    family: str
 
     @classmethod
-    def of(cls, requests: list[Request]) -> _Candidates:
+    def of(cls, requests: list[Request], family: str) -> _Candidates:
         n = len(requests)
         return cls(
             requests,
             np.fromiter((r.request_id for r in requests), np.int64, n),
             np.fromiter((r.n_frames for r in requests), np.int64, n),
             np.fromiter((r.deadline_s for r in requests), np.float64, n),
+            family,
         )
 
 
@@ -265,6 +268,9 @@ class JetfleetPolicy(Policy):
         # How fast the work left behind drains: this device at the clock it picks, plus the others at their best.
         best = per_frame.min(axis=1)
         others_fps = max(0.0, fleet_fps - 1.0 / t.s_per_frame)
+        # Clocks at which the fleet keeps up with the arrivals with headroom (the queue is not all there is).
+        need_fps = self.arrivals.frames_per_s(cands.family, step.now_s) / self.config.max_utilisation
+        clock_ok = 1.0 / best + others_fps >= need_fps
         return plan_batch(
             t,
             ready_s=ready_s,
@@ -275,7 +281,9 @@ class JetfleetPolicy(Policy):
             positions=pos,
             behind_s_per_frame=1.0 / (1.0 / best + others_fps),
             behind_overhead_s=t.padded_s[:, 0] - best,
+            behind_share=1.0 / (1.0 + others_fps * float(best.min())),
             finish_limit_s=None if budget_s is None else ready_s + budget_s,
+            clock_ok=clock_ok,
         )
 
     def should_wait(self, step: _Step, plan: BatchPlan, tables: GridTables, family: str) -> bool:
@@ -306,7 +314,7 @@ class JetfleetPolicy(Policy):
 
     # -- on-time work -----------------------------------------------------------------------------
     def _serve_family(self, step: _Step, family: str, requests: list[Request], devices: Sequence[DeviceState]) -> None:
-        cands = _Candidates.of(requests)
+        cands = _Candidates.of(requests, family)
         groups = self._groups(step, family, devices, int(cands.frames.max()))
         if not groups:
             step.out.drops.append(Drop(tuple(cands.ids.tolist()), DropReason.NO_DEVICE, f"nothing serves {family}"))
@@ -433,7 +441,7 @@ class JetfleetPolicy(Policy):
     def _serve_late(self, step: _Step, family: str, requests: list[Request], devices: Sequence[DeviceState]) -> None:
         """Run late requests on free devices, in batches short enough not to block on-time work."""
         late = sorted(requests, key=lambda r: (r.deadline_s, r.request_id))
-        cands = _Candidates.of(late)
+        cands = _Candidates.of(late, family)
         alive = np.ones(len(late), dtype=bool)
         for group in self._groups(step, family, devices, int(cands.frames.max())):
             for device in list(group.free):

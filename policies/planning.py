@@ -253,7 +253,9 @@ def plan_batch(
     behind_s_per_frame: np.ndarray,
     behind_overhead_s: np.ndarray | float = 0.0,
     finish_limit_s: np.ndarray | None = None,
+    clock_ok: np.ndarray | None = None,
     cap: int | None = None,
+    behind_share: float = 1.0,
     lookahead: int = 64,
     tie_tolerance: float = 0.02,
 ) -> BatchPlan | None:
@@ -266,8 +268,10 @@ def plan_batch(
     (per frequency: the device keeps the clock it picks, or switches to its fastest paying the delay)
     after `behind_overhead_s` (per frequency) for the next batch's fixed cost and margin.
     `finish_limit_s` (per frequency, optional) keeps the device free early enough for work not queued yet;
-    like the look-behind check it yields when no choice can honour it. The look-behind check covers
-    `lookahead` candidates past the largest batch.
+    like the look-behind check it yields when no choice can honour it, as does `clock_ok` (per frequency,
+    optional: the clocks fast enough for the expected arrivals). The look-behind check covers
+    `lookahead` candidates past the largest batch; the chosen plan is re-checked with the frames behind run
+    as real batches (at most `cap` frames each), `behind_share` of them on this device.
     """
     if len(frames) == 0:
         return None
@@ -296,13 +300,16 @@ def plan_batch(
         return None
     behind = _behind_limit(cum, deadlines_s, k_max, behind_s_per_frame, behind_overhead_s, change_delay_s)
     protected = fits & (finish <= behind + _EPS_S)
+    if clock_ok is not None and (protected & clock_ok[:, None]).any():
+        protected &= clock_ok[:, None]  # clocks that keep up with the arrivals, when any protects the queue
     if finish_limit_s is not None and protected.any():
         # Honour the limit where possible; otherwise come as close to it as the queued work allows.
         limit = np.maximum(finish_limit_s, finish[protected].min())
         protected &= finish <= limit[:, None] + _EPS_S
-    if protected.any():
-        fi, k = _cheapest(tables.marginal_epf_j[:, batch - 1], protected, tie_tolerance)
-        slack = min(head_deadline[k], behind[fi, k]) - finish[fi, k]
+    choice = _verified_cheapest(tables, protected, finish, cum, deadlines_s, batch, change_delay_s, behind_share)
+    if choice is not None:
+        fi, k, exact = choice
+        slack = min(head_deadline[k], behind[fi, k], exact) - finish[fi, k]
         overloaded = False
     else:
         fi, k = _fastest(tables.latency_s[:, batch - 1], batch, fits)
@@ -349,6 +356,51 @@ def _behind_limit(
         out[:, :upto] = suffix_min[:, :upto]
     out += rates[:, None] * cum[None, :k_max] - extra[:, None]
     return np.maximum(out[:-1], out[-1])
+
+
+def _verified_cheapest(
+    tables: GridTables,
+    mask: np.ndarray,
+    finish: np.ndarray,
+    cum: np.ndarray,
+    deadlines_s: np.ndarray,
+    batch: np.ndarray,
+    change_delay_s: float,
+    share: float,
+    tries: int = 8,
+) -> tuple[int, int, float] | None:
+    """The cheapest (freq index, prefix index) under `mask` whose requests behind still fit when their frames run
+    as real batches; with that check's latest finish. The linear look-behind is optimistic for small batches."""
+    mask = mask.copy()
+    for _ in range(tries):
+        if not mask.any():
+            return None
+        fi, k = _cheapest(tables.marginal_epf_j[:, batch - 1], mask, 0.02)
+        exact = _batched_behind_limit(tables, fi, k, cum, deadlines_s, change_delay_s, share)
+        if finish[fi, k] <= exact + _EPS_S:
+            return fi, k, exact
+        mask[fi, k] = False
+    return None
+
+
+def _batched_behind_limit(
+    tables: GridTables, fi: int, k: int, cum: np.ndarray, deadlines_s: np.ndarray, change_delay_s: float, share: float
+) -> float:
+    """Latest finish of prefix k at clock fi such that each later candidate j meets its deadline when the frames up
+    to it (`share` of them on this device) run in batches of at most `cap` at clock fi, or at the fastest clock
+    after the change delay."""
+    if k + 1 >= len(cum):
+        return math.inf
+    m = np.maximum(1, np.ceil((cum[k + 1 :] - cum[k]) * share)).astype(np.int64)
+    stay = _in_batches(tables.padded_s[fi], m, tables.cap)
+    switch = change_delay_s + _in_batches(tables.fastest_padded_s, m, tables.cap)
+    return float((deadlines_s[k + 1 :] - np.minimum(stay, switch)).min())
+
+
+def _in_batches(row: np.ndarray, frames: np.ndarray, cap: int) -> np.ndarray:
+    """Time to run `frames` as full batches of `cap` plus one remainder batch, from one row of padded latencies."""
+    full, rest = np.divmod(frames, cap)
+    return full * row[cap - 1] + np.where(rest > 0, row[np.maximum(rest, 1) - 1], 0.0)
 
 
 def _cheapest(score: np.ndarray, mask: np.ndarray, tolerance: float) -> tuple[int, int]:
