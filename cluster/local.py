@@ -180,6 +180,8 @@ def up(fleet: Fleet, *, per_device_nodes: bool = False, num_cpus: int = 2, objec
     port, dash_port = free_port(), free_port()
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token_path)}
     env.pop("RAY_AUTH_TOKEN", None)
+    # jobs' `python` is this environment's (Ray, jetfleet installed), whatever PATH the caller had
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     state = ClusterState(
         fleet=fleet.name,
         address=f"127.0.0.1:{port}",
@@ -215,7 +217,10 @@ def up(fleet: Fleet, *, per_device_nodes: bool = False, num_cpus: int = 2, objec
                     f"--resources={json.dumps({f'{DEVICE_RESOURCE_PREFIX}{d.name}': 1})}",
                     *_agent_ports(),
                 ]
-                state.nodes[d.name] = _spawn(node, env, home / f"node-{d.name}.log")
+                log = home / f"node-{d.name}.log"
+                state.nodes[d.name] = _spawn(node, env, log)
+                # one at a time: nodes of one machine pick their socket names by probing the same folder
+                _wait_for_log(log, "Ray runtime started", state.nodes[d.name], time.monotonic() + 90)
         state.save(state_path())
         _wait_for_resources(state, device_resources(fleet), time.monotonic() + 120)
     except BaseException:
@@ -255,6 +260,16 @@ def _wait_for_head(state: ClusterState, deadline: float) -> None:
                 return
         time.sleep(0.2)
     raise JetfleetError(f"the Ray head did not open {state.address} in time; see {jetfleet_home() / 'head.log'}")
+
+
+def _wait_for_log(log: Path, marker: str, pgid: int, deadline: float) -> None:
+    while time.monotonic() < deadline:
+        if marker in log.read_text(errors="replace"):
+            return
+        if not _alive(pgid):
+            raise JetfleetError(f"a Ray node exited while starting; see {log}")
+        time.sleep(0.2)
+    raise JetfleetError(f"a Ray node did not start in time; see {log}")
 
 
 def _wait_for_resources(state: ClusterState, wanted: dict[str, float], deadline: float) -> None:

@@ -43,17 +43,20 @@ def serve_cmd(
     fleet: str = typer.Option("demo", "--fleet", help="built-in fleet name or inventory YAML"),
     policy: str = typer.Option("jetfleet", "--policy", help="scheduling policy"),
     time_scale: float = typer.Option(1.0, "--time-scale", help="compress emulated devices' time by this factor"),
-    port: int = typer.Option(8000, "--port", help="HTTP port"),
+    port: int = typer.Option(8000, "--port", help="HTTP port (0: a free one)"),
     host: str = typer.Option("127.0.0.1", "--host", help="HTTP host (0.0.0.0 to listen on every interface)"),
     token: str = typer.Option(None, "--token", help="the API bearer token (default: a generated one)"),
     no_auth: bool = typer.Option(False, "--no-auth", help="serve without a bearer token (trusted networks only)"),
     events: Path = typer.Option(None, "--events", help="write the scheduler's decision telemetry (JSON lines)"),
 ) -> None:
     """Serve FLEET over HTTP until Ctrl-C (joins a `jetfleet up` cluster when one runs)."""
+    import contextlib
+    import signal
+
     from cluster.inventory import load_fleet
-    from cluster.local import new_token
+    from cluster.local import free_port, new_token
     from deployments.app import ServiceConfig, deploy
-    from deployments.runner import ray_session
+    from deployments.runner import ray_session, serve_session
 
     spec = load_fleet(fleet)
     config = ServiceConfig(
@@ -63,9 +66,14 @@ def serve_cmd(
         api_token=None if no_auth else (token or new_token()),
         events_path=str(events.resolve()) if events else None,
     )
-    with ray_session(spec):
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    with ray_session(spec) as started, contextlib.nullcontext() if started else serve_session():
+        signal.signal(signal.SIGTERM, stop)  # after ray.init, whose own handler would abort: `kill` = Ctrl-C
         typer.echo(f"deploying fleet {spec.name!r} ({len(spec.devices)} devices), policy {policy} ...")
-        service = deploy(config, http_host=host, http_port=port)
+        service = deploy(config, http_host=host, http_port=port or free_port())
         typer.echo("jetfleet is serving (Ctrl-C to stop):")
         _print_access(service)
         try:

@@ -42,6 +42,31 @@ def ray_session(fleet: Fleet, *, num_cpus: int = 2, object_store_mb: int = 200) 
             ray.shutdown()
 
 
+def serve_running() -> bool:
+    """True when the connected cluster already runs Serve."""
+    from ray import serve
+
+    try:
+        serve.status()
+    except Exception:  # noqa: BLE001 - RayServeException: no Serve instance on this cluster
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def serve_session() -> Iterator[None]:
+    """Leave Serve as found: shut it down afterwards when it was not running before."""
+    from ray import serve
+
+    was_running = serve_running()
+    try:
+        yield
+    finally:
+        if not was_running:
+            with contextlib.suppress(Exception):
+                serve.shutdown()
+
+
 def running_service(app_name: str = DEFAULT_APP) -> Service | None:
     """The jetfleet application running on the connected cluster, or None."""
     from ray import serve
@@ -76,7 +101,7 @@ def open_service(
     from cluster.local import free_port, new_token
 
     fleet_obj = fleet if isinstance(fleet, Fleet) else load_fleet(fleet)
-    with ray_session(fleet_obj):
+    with ray_session(fleet_obj) as started:
         existing = running_service()
         if existing is not None:
             yield existing
@@ -88,8 +113,11 @@ def open_service(
             api_token=api_token or new_token(),
             events_path=events_path,
         )
-        service = deploy(config, http_port=port or free_port())
-        try:
-            yield service
-        finally:
-            service.delete()
+        with contextlib.ExitStack() as stack:
+            if not started:  # on a cluster we joined, stop the Serve we started (a new one may want another port)
+                stack.enter_context(serve_session())
+            service = deploy(config, http_port=port or free_port())
+            try:
+                yield service
+            finally:
+                service.delete()

@@ -193,14 +193,15 @@ def main(argv: list[str] | None = None) -> int:
 
     requests = load_workload(args.scenario or [default_scenario()])
     policies = args.policy or ["jetfleet", "transparent"]
+    json_path = args.json.resolve() if args.json else None  # under `ray job submit` the cwd is the job's copy
     with open_service(args.fleet, policy=policies[0], time_scale=args.time_scale, port=args.port) as service:
         print(f"service {service.url}  fleet {service.fleet.name}  time scale {service.time_scale:g}", flush=True)
         rows = run_policies(service, requests, policies, compare_sim=not args.no_sim, payload=args.payload)
-    print_table(rows)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"results": rows}, indent=2, default=_json_default) + "\n")
-        print(f"wrote {args.json}")
+        print_table(rows)
+        if json_path:  # before the service (and a job's working directory with it) goes away
+            json_path.parent.mkdir(parents=True, exist_ok=True)
+            json_path.write_text(json.dumps({"results": rows}, indent=2, default=_json_default) + "\n")
+            print(f"wrote {json_path}")
     return 0
 
 
