@@ -571,6 +571,7 @@ class LiveScheduler:
             "p50_ms": pct(0.5),
             "p95_ms": pct(0.95),
             "last_error": self.last_error,
+            "metrics": type(self.metrics).__name__,  # RayMetrics when exported to Prometheus
             "run": self.run_report(),
         }
 

@@ -176,12 +176,15 @@ def up(fleet: Fleet, *, per_device_nodes: bool = False, num_cpus: int = 2, objec
     token_path = home / "ray_token"
     token_path.write_text(new_token())
     token_path.chmod(0o600)
-    temp_dir = home / "ray"
+    temp_dir = _ray_temp_dir(home)
     port, dash_port = free_port(), free_port()
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token_path)}
     env.pop("RAY_AUTH_TOKEN", None)
     # jobs' `python` is this environment's (Ray, jetfleet installed), whatever PATH the caller had
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    # `down` sends SIGTERM; Ray 2.60 then drains a node for up to 30 s first. An emulated fleet has no traffic
+    # worth draining for: a short drain keeps `jetfleet down` quick.
+    env.setdefault("RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S", "2")
     state = ClusterState(
         fleet=fleet.name,
         address=f"127.0.0.1:{port}",
@@ -227,6 +230,15 @@ def up(fleet: Fleet, *, per_device_nodes: bool = False, num_cpus: int = 2, objec
         down(state)
         raise
     return state
+
+
+def _ray_temp_dir(home: Path) -> Path:
+    """A short Ray temp dir of its own per jetfleet home (Unix socket paths are limited to 107 bytes)."""
+    import hashlib
+    import tempfile
+
+    digest = hashlib.sha1(str(home.resolve()).encode()).hexdigest()[:8]
+    return Path(tempfile.gettempdir()) / f"jetfleet-{os.getuid()}-{digest}"
 
 
 def _ray_start(temp_dir: Path) -> list[str]:
@@ -293,7 +305,7 @@ def _wait_for_resources(state: ClusterState, wanted: dict[str, float], deadline:
         raise JetfleetError(f"the cluster did not register every device resource in time: {' '.join(tail)}")
 
 
-def down(state: ClusterState | None = None, *, timeout_s: float = 20.0) -> list[str]:
+def down(state: ClusterState | None = None, *, timeout_s: float = 40.0) -> list[str]:
     """End the process groups `jetfleet up` started (devices first, head last); remove the state file.
     Returns the labels of the nodes that were running."""
     path = state_path()
@@ -312,6 +324,9 @@ def down(state: ClusterState | None = None, *, timeout_s: float = 20.0) -> list[
     for pgid in state.nodes.values():
         if _alive(pgid):
             _killpg(pgid, signal.SIGKILL)
+    deadline = time.monotonic() + 10.0
+    while time.monotonic() < deadline and any(_alive(p) for p in state.nodes.values()):
+        time.sleep(0.1)
     if path.exists() and ClusterState.load(path).address == state.address:
         path.unlink()
     return stopped

@@ -138,3 +138,4 @@ def test_fleet_and_stats_views(client):
     assert device["name"] == "nano0" and device["state"] == "healthy" and device["freq_mhz"] > 0
     stats = client.get("/v1/stats").json()
     assert stats["completed"] >= 1 and "dropped_by_reason" in stats and stats["open"] == 0
+    assert stats["metrics"] == "RayMetrics"  # queue length, decisions, clocks, power, SLO misses -> Prometheus
