@@ -34,6 +34,7 @@ from deployments.payload import (
     PayloadError,
     answer_body,
     decode_frames,
+    http_status,
     n_frames,
     parse_request,
 )
@@ -200,13 +201,8 @@ class Ingress:
         except Exception as e:  # noqa: BLE001 - the scheduler is gone: say so, as JSON
             return _error(503, f"scheduler unavailable: {type(e).__name__}: {e}")
         content = answer_body(answer, item.n_frames, (time.perf_counter() - t0) * 1e3)
-        content = _clean(content)
-        if answer.status == "completed":
-            return JSONResponse(content)
-        headers = {}
-        if answer.retry_after_s is not None:
-            headers["Retry-After"] = str(max(1, math.ceil(answer.retry_after_s)))
-        return JSONResponse(content, status_code=429 if answer.status == "rejected" else 503, headers=headers)
+        status, headers = http_status(answer)
+        return JSONResponse(_clean(content), status_code=status, headers=headers)
 
     @api.get("/v1/fleet")
     async def fleet_view(self, request: Request) -> Any:

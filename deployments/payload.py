@@ -196,6 +196,17 @@ def decode_tensor(t: TensorIn, where: str = "tensor") -> np.ndarray:
     return x.reshape((-1, *shape[-3:]))
 
 
+def http_status(answer: Any) -> tuple[int, dict[str, str]]:
+    """The HTTP status and headers of an answer: 200 completed; 429 + Retry-After when refused at admission;
+    503 (with Retry-After when the scheduler gave one) when dropped or failed."""
+    headers = {}
+    if answer.retry_after_s is not None:
+        headers["Retry-After"] = str(max(1, math.ceil(answer.retry_after_s)))
+    if answer.status == "completed":
+        return 200, {}
+    return (429 if answer.status == "rejected" else 503), headers
+
+
 def answer_body(answer: Any, n: int, e2e_ms: float) -> dict[str, Any]:
     """An `actors.messages.InferAnswer` as the JSON of `InferResponse`."""
 

@@ -9,7 +9,8 @@ import json
 import numpy as np
 import pytest
 
-from deployments.payload import PayloadError, decode_frames, decode_image, parse_request
+from actors.messages import InferAnswer
+from deployments.payload import PayloadError, answer_body, decode_frames, decode_image, http_status, parse_request
 from workloads.loadgen import request_body, synthetic_jpeg
 
 MODELS = ["inceptionv3", "resnet18"]
@@ -79,3 +80,11 @@ def test_loadgen_compresses_the_slo_with_time():
 
     body = request_body(Request(0, 1.0, 3, 4.0, stream="camera1"), time_scale=20)
     assert body == {"model": "inceptionv3", "slo_ms": 200.0, "priority": 0, "stream": "camera1", "frames": 3}
+
+
+def test_refused_requests_are_429_with_retry_after_and_drops_503():
+    assert http_status(InferAnswer(1, "completed")) == (200, {})
+    assert http_status(InferAnswer(1, "rejected", "queue_full", retry_after_s=2.2)) == (429, {"Retry-After": "3"})
+    assert http_status(InferAnswer(1, "dropped", "deadline_unreachable")) == (503, {})
+    body = answer_body(InferAnswer(1, "dropped", "shed", detail="protects camera0"), 2, 1.5)
+    assert body["reason"] == "shed" and body["detail"] == "protects camera0" and body["outputs"] == []
