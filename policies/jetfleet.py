@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Literal
@@ -58,7 +58,7 @@ class JetfleetConfig:
 
     max_in_flight: int = 1  # batches committed to one device (running + queued on it)
     margins: Margins = field(default_factory=Margins)  # slack kept against predictor error
-    window: int = 128  # EDF candidates looked at per decision, plus the free devices' batch capacity
+    window: int = 256  # EDF candidates looked at per decision (more are looked at in the next one)
     lookahead: int = 64  # candidates behind a device's largest batch that its plan keeps safe
     late: LateMode = "serve"  # what to do with requests no device can finish in time
     late_batch_max_s: float = 1.0  # a batch of late requests may hold a device at most this long
@@ -109,6 +109,11 @@ class ArrivalStats:
         rate, t = self._rate.get(family, (0.0, now_s))
         return rate * math.exp(-self._decay * max(0.0, now_s - t))
 
+    @property
+    def families(self) -> list[str]:
+        """The model families seen so far."""
+        return list(self._rate)
+
     def tightest(self, family: str, now_s: float) -> tuple[float, int] | None:
         """(slo_s, n_frames) of the arrival with the smallest SLO in the last `window_s`, or None."""
         tight = self._tight.get(family)
@@ -141,17 +146,21 @@ class _Candidates:
 
 @dataclass
 class DeviceGroup:
-    """Healthy devices of one (kind, model variant, clock): interchangeable for planning."""
+    """Healthy devices of one (kind, model variant): interchangeable for planning but for their clock and
+    free time, which the planner takes from the device it plans for."""
 
     kind: str
     variant: str
-    freq_hz: float
     tables: GridTables
     change_delay_s: float
-    freq_index: int  # index of the group's clock in tables.freqs_hz (-1: not a catalogue frequency)
     free: list[DeviceState] = field(default_factory=list)  # may take a batch: earliest ready, then LRU, first
-    ready_min_s: float = math.inf  # earliest any device of the group can start new work
+    ready_by_clock: dict[int, float] = field(default_factory=dict)  # clock index -> earliest ready there
     frames_per_s: float = 0.0  # the group's best sustained throughput, all devices together
+
+    @property
+    def fps(self) -> float:
+        """One device's best sustained throughput, frames per second."""
+        return 1.0 / self.tables.s_per_frame
 
 
 @dataclass
@@ -186,6 +195,10 @@ class JetfleetPolicy(Policy):
         self._settle_s: dict[str, float] = {}  # device -> when a clock change this policy asked for settles
         self._park: dict[str, tuple[float, dict[float, float]]] = {}  # kind -> (park freq, idle W per freq)
         self._flying: dict[tuple[str, int], tuple[str, str]] = {}  # (device, first request) -> (kind, model)
+        self._park_dirty = True  # a device may have become idle since the last parking scan
+        self._park_next_s = -math.inf  # when the next idle device reaches park_after_s
+        self._held_before: set[str] = set()
+        self._member_cache: dict[tuple, tuple[list, dict]] = {}
 
     # -- the Policy contract ----------------------------------------------------------------------
     def admit(self, now_s: float, request: Request, queue: RequestQueue) -> list[Drop]:
@@ -196,6 +209,7 @@ class JetfleetPolicy(Policy):
         """Learn from the measured latency of a finished batch how far the cost model is off (`learn_latency`)."""
         if not result.request_ids:
             return
+        self._park_dirty = True
         flying = self._flying.pop((result.device, result.request_ids[0]), None)
         if flying is not None and result.ok and self._grids is not None:
             self._grids.observe(*flying, result.freq_hz, result.n_frames, result.latency_s)
@@ -224,13 +238,12 @@ class JetfleetPolicy(Policy):
         are dropped, else as many as the free devices could run plus those old enough to expire.
         """
         cfg = self.config
-        free_frames = sum(get_kind(d.kind).max_batch for d in devices if d.in_flight < cfg.max_in_flight)
-        on_time = list(islice(queue.by_deadline(now_s), cfg.window + free_frames))
+        on_time = list(islice(queue.by_deadline(now_s), cfg.window))
         n_due = queue.count_due_before(now_s)
         if not n_due:
             return on_time, []
         expiring = queue.count_due_before(now_s - cfg.late_expire_s)
-        take = n_due if cfg.late == "drop" else max(free_frames, expiring)
+        take = n_due if cfg.late == "drop" else max(cfg.window, expiring)
         return on_time, list(islice(queue.by_deadline(), min(n_due, take, cfg.max_late_per_decision)))
 
     def variant_for(self, family: str, device: DeviceState) -> str | None:
@@ -274,7 +287,7 @@ class JetfleetPolicy(Policy):
         return plan_batch(
             t,
             ready_s=ready_s,
-            freq_index=group.freq_index,
+            freq_index=t.freq_index(device.freq_hz),
             change_delay_s=group.change_delay_s,
             frames=cands.frames[pos],
             deadlines_s=cands.deadlines_s[pos],
@@ -339,17 +352,22 @@ class JetfleetPolicy(Policy):
             if best is None:
                 return
             _, plan, group = best
-            device = group.free[0]
+            device = _device_for(group, plan, self._ready_s, step.now_s)
+            group.free.remove(device)
+            capable.discard(device.name)
+            alive[plan.positions] = False
             if self.should_wait(step, plan, group.tables, family):
-                # Hold the batch for this device; other devices may still take what it leaves.
-                step.wake(min(plan.latest_dispatch_s, self.arrivals.last_arrival_s(family) + self.config.quiet_after_s))
+                # Hold the batch for this device. Other devices go on only for requests that come before it in
+                # deadline order (those this device cannot finish in time); the rest is planned at the next event.
+                quiet_s = self.arrivals.last_arrival_s(family) + self.config.quiet_after_s
+                step.wake(min(plan.latest_dispatch_s, quiet_s))
                 step.held[device.name] = plan.latest_dispatch_s
+                alive &= cands.deadlines_s < cands.deadlines_s[plan.positions[0]]
             else:
                 self._dispatch(step, device, group.variant, plan, cands, "on time")
-            alive[plan.positions] = False
-            capable.discard(device.name)
-            group.free.pop(0)
             free = [g for g in free if g.free]
+        if free and len(requests) >= self.config.window and not alive.any():
+            step.wake(step.now_s)  # the window ran dry with devices still free: look again at once
 
     def _guard(self, family: str, now_s: float) -> tuple[float, int] | None:
         """(slo_s, n_frames) of the tightest request that may arrive next: seen lately, or the configured prior."""
@@ -360,59 +378,99 @@ class JetfleetPolicy(Policy):
         return (prior, 1)
 
     def _guard_capable(self, now_s: float, groups: list[DeviceGroup], guard: tuple[float, int] | None) -> set[str]:
-        """Free devices that could serve the guard request (slo_s, n_frames) in time if it arrived now."""
+        """Up to two free devices that could serve the guard request (slo_s, n_frames) in time if it arrived now
+        (all the planner needs to know is whether one other than the device it plans for exists)."""
+        out: set[str] = set()
         if guard is None:
-            return set()
+            return out
         slo_s, n = guard
-        out = set()
         for g in groups:
             b = min(n, g.tables.max_frames) - 1
-            serve_s = g.change_delay_s + float(g.tables.fastest_padded_s[b])
-            if g.freq_index >= 0:
-                serve_s = min(serve_s, float(g.tables.padded_s[g.freq_index, b]))
-            out.update(d.name for d in g.free if self._ready_s(now_s, d) + serve_s <= now_s + slo_s)
+            switch_s = g.change_delay_s + float(g.tables.fastest_padded_s[b])
+            for d in g.free:
+                fi = g.tables.freq_index(d.freq_hz)
+                serve_s = min(switch_s, float(g.tables.padded_s[fi, b])) if fi >= 0 else switch_s
+                if self._ready_s(now_s, d) + serve_s <= now_s + slo_s:
+                    out.add(d.name)
+                    if len(out) >= 2:
+                        return out
         return out
 
     def _reachable(self, now_s: float, cands: _Candidates, groups: list[DeviceGroup]) -> np.ndarray:
         """Which candidates some healthy device (busy ones included, at their real free time) can finish in time."""
         ok = np.zeros(len(cands.ids), dtype=bool)
+        b = cands.frames - 1
         for g in groups:
-            b = cands.frames - 1
-            finish = g.ready_min_s + g.change_delay_s + g.tables.fastest_padded_s[b]
-            if g.freq_index >= 0:
-                finish = np.minimum(finish, g.ready_min_s + g.tables.padded_s[g.freq_index, b])
+            t = g.tables
+            ready_min = min(g.ready_by_clock.values())
+            finish = ready_min + g.change_delay_s + t.fastest_padded_s[b]
+            for fi, ready_s in g.ready_by_clock.items():
+                if fi >= 0:
+                    finish = np.minimum(finish, ready_s + t.padded_s[fi, b])
             ok |= finish <= cands.deadlines_s + 1e-6
         return ok
 
     def _groups(self, step: _Step, family: str, devices: Sequence[DeviceState], min_frames: int) -> list[DeviceGroup]:
-        """Healthy devices able to serve `family`, grouped by (kind, variant, clock); free ones earliest-ready
-        first, then least recently used."""
+        """Healthy devices able to serve `family`, grouped by (kind, variant); free ones earliest-ready first,
+        then least recently used."""
         grids = self._grid_cache(step.cost)
-        groups: dict[tuple[str, str, float], DeviceGroup] = {}
-        unusable: set[tuple[str, str]] = set()
-        for d in devices:
-            variant = self.variant_for(family, d)
-            if variant is None or (d.kind, variant) in unusable:
-                continue
-            key = (d.kind, variant, d.freq_hz)
+        members, counts = self._members(family, devices)
+        groups: dict[tuple[str, str], DeviceGroup] = {}
+        for key, count in counts.items():
+            group = self._new_group(step, *key, min_frames, grids)
+            if group is not None:  # else the cost model knows nothing of this (kind, variant)
+                group.frames_per_s = count * group.fps
+                groups[key] = group
+        now_s, limit, taken, last_use = step.now_s, self.config.max_in_flight, step.taken, self._last_use
+        settle, inf = self._settle_s, math.inf
+        order: dict[str, tuple[float, int, str]] = {}
+        for d, key in members:
             group = groups.get(key)
             if group is None:
-                try:
-                    tables = grids.get(step.cost, d.kind, variant, min_frames)
-                except JetfleetError:  # the cost model knows nothing of this (kind, variant)
-                    unusable.add((d.kind, variant))
-                    continue
-                delay_s = get_kind(d.kind).freq_change_delay_s
-                group = DeviceGroup(d.kind, variant, d.freq_hz, tables, delay_s, tables.freq_index(d.freq_hz))
-                groups[key] = group
-            ready_s = self._ready_s(step.now_s, d)
-            group.ready_min_s = min(group.ready_min_s, ready_s)
-            group.frames_per_s += 1.0 / group.tables.s_per_frame
-            if d.in_flight < self.config.max_in_flight and d.name not in step.taken:
+                continue
+            ready_s = d.busy_until_s if d.in_flight and d.busy_until_s > now_s else now_s  # as _ready_s
+            if settle:
+                ready_s = max(ready_s, settle.get(d.name, -inf))
+            by_clock = group.ready_by_clock
+            fi = group.tables.clock_index.get(d.freq_hz)
+            if fi is None:
+                fi = group.tables.freq_index(d.freq_hz)
+            if ready_s < by_clock.get(fi, inf):
+                by_clock[fi] = ready_s
+            if d.in_flight < limit and d.name not in taken:
                 group.free.append(d)
-        for group in groups.values():
-            group.free.sort(key=lambda d: (self._ready_s(step.now_s, d), self._last_use.get(d.name, -1), d.name))
-        return list(groups.values())
+                order[d.name] = (ready_s, last_use.get(d.name, -1), d.name)
+        out = list(groups.values())
+        for group in out:
+            group.free.sort(key=lambda d: order[d.name])
+        return out
+
+    def _members(
+        self, family: str, devices: Sequence[DeviceState]
+    ) -> tuple[list[tuple[DeviceState, tuple[str, str]]], dict[tuple[str, str], int]]:
+        """(device, (kind, variant)) for the devices able to serve `family`, and the count per (kind, variant).
+
+        Cached per (family, device set) unless a subclass decides variants itself (they may change over time)."""
+        cacheable = type(self).variant_for is JetfleetPolicy.variant_for
+        key = (family, tuple(map(id, devices)))
+        if cacheable and key in self._member_cache:
+            return self._member_cache[key]
+        members = [(d, (d.kind, v)) for d in devices if (v := self.variant_for(family, d)) is not None]
+        counts: dict[tuple[str, str], int] = {}
+        for _, k in members:
+            counts[k] = counts.get(k, 0) + 1
+        if cacheable:
+            if len(self._member_cache) > 64:
+                self._member_cache.clear()
+            self._member_cache[key] = (members, counts)
+        return members, counts
+
+    def _new_group(self, step: _Step, kind: str, variant: str, min_frames: int, grids: GridCache) -> DeviceGroup | None:
+        try:
+            tables = grids.get(step.cost, kind, variant, min_frames)
+        except JetfleetError:
+            return None
+        return DeviceGroup(kind, variant, tables, get_kind(kind).freq_change_delay_s)
 
     def _dispatch(
         self, step: _Step, device: DeviceState, variant: str, plan: BatchPlan, cands: _Candidates, why: str
@@ -452,7 +510,7 @@ class JetfleetPolicy(Policy):
                 plan = plan_batch(
                     group.tables,
                     ready_s=self._ready_s(step.now_s, device),
-                    freq_index=group.freq_index,
+                    freq_index=group.tables.freq_index(device.freq_hz),
                     change_delay_s=group.change_delay_s,
                     frames=cands.frames[pos],
                     deadlines_s=np.full(len(pos), until_s),
@@ -465,19 +523,30 @@ class JetfleetPolicy(Policy):
 
     # -- idle devices -----------------------------------------------------------------------------
     def _park_idle(self, step: _Step, devices: Sequence[DeviceState]) -> None:
-        """Down-clock devices idle for `park_after_s` to their lowest-idle-power frequency."""
-        for d in devices:
-            if d.name in step.taken or d.name in step.held or not d.idle(step.now_s):
-                continue
+        """Down-clock devices idle for `park_after_s` to their lowest-idle-power frequency.
+
+        The scan over devices runs only when it can find something: after a completion (`observe`), when the
+        set of devices held for a batch changed, or when a device's parking time comes."""
+        held = set(step.held)
+        if not (self._park_dirty or held != self._held_before or step.now_s >= self._park_next_s):
+            step.wake(self._park_next_s)
+            return
+        self._park_dirty, self._held_before, self._park_next_s = False, held, math.inf
+        for name in [n for n, t in self._settle_s.items() if t <= step.now_s]:
+            del self._settle_s[name]  # settled: keep the dict small, it is read for every device
+        idle = [d for d in devices if d.name not in step.taken and d.name not in held and d.idle(step.now_s)]
+        guard = _ParkGuard(self, step, idle)
+        for d in idle:
             park_hz, idle_w = self._park_point(step.cost, d.kind)
             if abs(d.freq_hz - park_hz) < 1.0 or idle_w.get(d.freq_hz, math.inf) - idle_w[park_hz] < 1e-3:
                 continue
             idle_since_s = max(d.last_busy_s, d.busy_until_s)
-            if step.now_s - idle_since_s >= self.config.park_after_s:
+            if step.now_s - idle_since_s < self.config.park_after_s:
+                self._park_next_s = min(self._park_next_s, idle_since_s + self.config.park_after_s)
+            elif guard.may_park(d, park_hz):
                 step.out.frequency_changes.append(SetFrequency(d.name, park_hz, "jetfleet: park idle device"))
                 self._settle_s[d.name] = step.now_s + get_kind(d.kind).freq_change_delay_s
-            else:
-                step.wake(idle_since_s + self.config.park_after_s)
+        step.wake(self._park_next_s)
 
     def _park_point(self, cost: CostModel, kind: str) -> tuple[float, dict[float, float]]:
         hit = self._park.get(kind)
@@ -506,6 +575,53 @@ class JetfleetPolicy(Policy):
         return from_cost if callable(from_cost) else default_idle_power_w
 
 
+class _ParkGuard:
+    """Parking takes a device away for its clock change: allowed only while another idle device could still serve
+    the tightest request that may arrive (the guard of `_serve_family`), or the parked device itself could."""
+
+    def __init__(self, policy: JetfleetPolicy, step: _Step, idle: list[DeviceState]) -> None:
+        self._policy, self._step, self._idle = policy, step, idle
+        guards = [(g, f) for f in policy.arrivals.families if (g := policy._guard(f, step.now_s)) is not None]
+        self._guard, self._family = min(guards, key=lambda gf: gf[0][0]) if guards else (None, "")
+        self._capable: dict[str, bool] = {}  # device -> could serve the guard request as it is now
+        self._parked: set[str] = set()
+
+    def may_park(self, device: DeviceState, park_hz: float) -> bool:
+        if self._guard is None:
+            return True
+        delay_s = get_kind(device.kind).freq_change_delay_s
+        ok = self._serves(device, park_hz, delay_s) or any(
+            d.name != device.name and d.name not in self._parked and self._capable_now(d) for d in self._idle
+        )
+        if ok:
+            self._parked.add(device.name)
+        return ok
+
+    def _capable_now(self, device: DeviceState) -> bool:
+        hit = self._capable.get(device.name)
+        if hit is None:
+            hit = self._capable[device.name] = self._serves(device, device.freq_hz, 0.0)
+        return hit
+
+    def _serves(self, device: DeviceState, freq_hz: float, settle_s: float) -> bool:
+        """Could `device`, at `freq_hz` after `settle_s`, serve the guard request in time if it arrived now?"""
+        policy, now_s = self._policy, self._step.now_s
+        variant = policy.variant_for(self._family, device)
+        if variant is None or self._guard is None:
+            return False
+        try:
+            t = policy._grid_cache(self._step.cost).get(self._step.cost, device.kind, variant)
+        except JetfleetError:
+            return False
+        slo_s, n = self._guard
+        b = min(n, t.max_frames) - 1
+        fi = t.freq_index(freq_hz)
+        serve_s = get_kind(device.kind).freq_change_delay_s + float(t.fastest_padded_s[b])
+        if fi >= 0:
+            serve_s = min(serve_s, float(t.padded_s[fi, b]))
+        return policy._ready_s(now_s, device) + settle_s + serve_s <= now_s + slo_s
+
+
 def default_idle_power_w(kind: str, freq_hz: float) -> float:
     """Idle board power of `kind` at `freq_hz`: the calibrated device curve, else the catalogue's figure."""
     try:
@@ -514,6 +630,22 @@ def default_idle_power_w(kind: str, freq_hz: float) -> float:
         return float(device_model(kind).idle_power_w(freq_hz))
     except (JetfleetError, ImportError, OSError):
         return get_kind(kind).idle_power_w
+
+
+def _device_for(
+    group: DeviceGroup, plan: BatchPlan, ready_s: Callable[[float, DeviceState], float], now_s: float
+) -> DeviceState:
+    """The free device of `group` to run `plan`: one already at the plan's clock when it is free no later than the
+    device the plan was made for would have settled at that clock; else that device."""
+    first = group.free[0]
+    clock = plan.freq_hz
+    if abs(first.freq_hz - clock) < 1.0:
+        return first
+    settled_s = ready_s(now_s, first) + group.change_delay_s
+    for d in group.free:
+        if abs(d.freq_hz - clock) < 1.0 and ready_s(now_s, d) <= settled_s:
+            return d
+    return first
 
 
 def _plan_key(plan: BatchPlan, last_use: int) -> tuple:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -67,6 +67,7 @@ class GridTables:
     cap: int  # largest batch worth running (catalogue max_batch)
     s_per_frame: float  # best sustained seconds per frame (max throughput over the grid up to cap)
     margins: Margins
+    clock_index: dict[float, int] = field(default_factory=dict, compare=False)  # catalogue freq_hz -> index
 
     @property
     def max_frames(self) -> int:
@@ -74,8 +75,11 @@ class GridTables:
 
     def freq_index(self, freq_hz: float) -> int:
         """Index of `freq_hz` in `freqs_hz`, or -1 when it is not a catalogue frequency."""
-        i = int(np.searchsorted(self.freqs_hz, freq_hz - 1.0))
-        return i if i < len(self.freqs_hz) and abs(self.freqs_hz[i] - freq_hz) < 1.0 else -1
+        i = self.clock_index.get(freq_hz, -1)
+        if i < 0:
+            j = int(np.searchsorted(self.freqs_hz, freq_hz - 1.0))
+            i = j if j < len(self.freqs_hz) and abs(self.freqs_hz[j] - freq_hz) < 1.0 else -1
+        return i
 
 
 class LatencyCorrection:
@@ -218,7 +222,8 @@ def derive_tables(
     arrays = (freqs, latency, energy, padded, padded.min(axis=0), marginal, per_frame, idle_w)
     for a in arrays:
         a.flags.writeable = False
-    return GridTables(kind, model, *arrays[:7], idle_w, floor_w, cap, float(per_frame.min()), margins)
+    index = {float(f): i for i, f in enumerate(freqs)}
+    return GridTables(kind, model, *arrays[:7], idle_w, floor_w, cap, float(per_frame.min()), margins, index)
 
 
 @dataclass(frozen=True)
@@ -298,7 +303,12 @@ def plan_batch(
     fits = finish <= head_deadline + _EPS_S
     if not fits.any():
         return None
-    behind = _behind_limit(cum, deadlines_s, k_max, behind_s_per_frame, behind_overhead_s, change_delay_s)
+    # A cheap, optimistic look-behind first (the rest drains at the fastest rate, no clock change); the chosen
+    # plan is then re-checked with the rest run as real batches (`_verified_cheapest`).
+    fastest = np.atleast_1d(np.asarray(behind_s_per_frame, dtype=float))
+    fi_fast = int(np.argmin(fastest))
+    overhead = float(np.broadcast_to(np.asarray(behind_overhead_s, dtype=float), fastest.shape)[fi_fast])
+    behind = _behind_limit(cum, deadlines_s, k_max, fastest[fi_fast : fi_fast + 1], overhead, 0.0)[0]
     protected = fits & (finish <= behind + _EPS_S)
     if clock_ok is not None and (protected & clock_ok[:, None]).any():
         protected &= clock_ok[:, None]  # clocks that keep up with the arrivals, when any protects the queue
@@ -309,7 +319,7 @@ def plan_batch(
     choice = _verified_cheapest(tables, protected, finish, cum, deadlines_s, batch, change_delay_s, behind_share)
     if choice is not None:
         fi, k, exact = choice
-        slack = min(head_deadline[k], behind[fi, k], exact) - finish[fi, k]
+        slack = min(head_deadline[k], exact) - finish[fi, k]
         overloaded = False
     else:
         fi, k = _fastest(tables.latency_s[:, batch - 1], batch, fits)
@@ -367,7 +377,7 @@ def _verified_cheapest(
     batch: np.ndarray,
     change_delay_s: float,
     share: float,
-    tries: int = 8,
+    tries: int = 16,
 ) -> tuple[int, int, float] | None:
     """The cheapest (freq index, prefix index) under `mask` whose requests behind still fit when their frames run
     as real batches; with that check's latest finish. The linear look-behind is optimistic for small batches."""
@@ -379,7 +389,7 @@ def _verified_cheapest(
         exact = _batched_behind_limit(tables, fi, k, cum, deadlines_s, change_delay_s, share)
         if finish[fi, k] <= exact + _EPS_S:
             return fi, k, exact
-        mask[fi, k] = False
+        mask[finish[:, k] >= finish[fi, k], k] = False  # slower clocks finish later and drain slower: no better
     return None
 
 
