@@ -49,6 +49,7 @@ class ServiceConfig:
     max_frames: int = 256
     events_path: str | None = None  # write the scheduler's decision telemetry here (JSON lines)
     device_speed_factor: float | None = None  # emulated devices' speed factor; None: time_scale (consistent time)
+    streams: str | None = None  # a stream config (JSON/YAML): the policy runs under overload control with it
 
     def __post_init__(self) -> None:
         if not self.time_scale > 0:
@@ -73,6 +74,21 @@ def build_cost_model(spec: str) -> Any:
     return lgbm.load(spec)
 
 
+def build_policy(spec: str, streams_path: str | None = None) -> Any:
+    """The policy `spec`; with a stream config, under overload control (bounded queues, shedding, 429s)."""
+    from policies.registry import make_policy
+
+    policy = make_policy(spec)
+    if streams_path is None:
+        return policy
+    from policies.overload import OverloadControl
+    from simulator.overload import EXPERIMENT_KEYS
+    from workloads.streams import load_stream_set
+
+    streams = load_stream_set(streams_path, extra_keys=EXPERIMENT_KEYS)
+    return OverloadControl(policy.inner if isinstance(policy, OverloadControl) else policy, streams)
+
+
 class SchedulerDeployment:
     """The scheduler actor: a LiveScheduler with Serve handles to the device deployments."""
 
@@ -84,10 +100,10 @@ class SchedulerDeployment:
         time_scale: float,
         events_path: str | None,
         device_handles: dict[str, Any],
+        streams: str | None = None,
     ) -> None:
         from actors.metrics import make_metrics
         from actors.scheduler import LiveScheduler
-        from policies.registry import make_policy
 
         self.fleet = fleet_from_dict(fleet, "<service fleet>")
         self._writer = None
@@ -97,9 +113,10 @@ class SchedulerDeployment:
             self._writer = JsonlEventWriter(events_path)
         clients = {name: ServeDeviceClient(name, handle) for name, handle in device_handles.items()}
         self._cost = build_cost_model(cost)
+        self._streams = streams
         self.scheduler = LiveScheduler(
             self.fleet,
-            make_policy(policy),
+            build_policy(policy, streams),
             self._cost,
             clients,
             time_scale=time_scale,
@@ -117,9 +134,7 @@ class SchedulerDeployment:
 
     async def reset(self, policy: str) -> str:
         """Start a new run with policy `policy` (waits for open requests); returns the policy's name."""
-        from policies.registry import make_policy
-
-        await self.scheduler.reset(make_policy(policy))
+        await self.scheduler.reset(build_policy(policy, self._streams))
         return self.scheduler.policy.name
 
     async def stats(self) -> dict[str, Any]:
@@ -170,6 +185,7 @@ def build_app(config: ServiceConfig) -> Any:
             config.time_scale,
             config.events_path,
             devices,
+            config.streams,
         )
     )
     ingress_options = {

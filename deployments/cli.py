@@ -48,6 +48,9 @@ def serve_cmd(
     token: str = typer.Option(None, "--token", help="the API bearer token (default: a generated one)"),
     no_auth: bool = typer.Option(False, "--no-auth", help="serve without a bearer token (trusted networks only)"),
     events: Path = typer.Option(None, "--events", help="write the scheduler's decision telemetry (JSON lines)"),
+    streams: Path = typer.Option(
+        None, "--streams", help="stream config (JSON/YAML): priorities, budgets, bounded queues; 429 when full"
+    ),
 ) -> None:
     """Serve FLEET over HTTP until Ctrl-C (joins a `jetfleet up` cluster when one runs)."""
     import contextlib
@@ -65,7 +68,12 @@ def serve_cmd(
         time_scale=time_scale,
         api_token=None if no_auth else (token or new_token()),
         events_path=str(events.resolve()) if events else None,
+        streams=str(streams.resolve()) if streams else None,
     )
+    if streams:
+        from deployments.app import build_policy
+
+        build_policy(policy, config.streams)  # a bad stream config fails here, with its file and field
 
     def stop(signum: int, frame: object) -> None:
         raise KeyboardInterrupt

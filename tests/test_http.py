@@ -139,3 +139,36 @@ def test_fleet_and_stats_views(client):
     stats = client.get("/v1/stats").json()
     assert stats["completed"] >= 1 and "dropped_by_reason" in stats and stats["open"] == 0
     assert stats["metrics"] == "RayMetrics"  # queue length, decisions, clocks, power, SLO misses -> Prometheus
+
+
+def test_a_full_bounded_queue_answers_429_with_retry_after(ray_cluster, tmp_path):
+    """Under overload control with a stream queue of 2 (drop_newest), a burst gets some 429s with Retry-After
+    and the reason, at once; `/v1/stats` counts them by reason. Every request gets one answer."""
+    import asyncio
+
+    from cluster.inventory import fleet_from_dict
+    from deployments.app import ServiceConfig, deploy
+
+    streams = tmp_path / "streams.yaml"
+    streams.write_text("streams:\n  - {name: cam, priority: 10, queue_limit: 2, drop_policy: drop_newest}\n")
+    fleet = fleet_from_dict({"name": "overload-http", "devices": [{"name": "agx0", "kind": "agx-xavier"}]})
+    config = ServiceConfig(fleet, policy="transparent", app_name="http-429", route_prefix="/h429", streams=str(streams))
+    svc = deploy(config, http_port=ray_cluster.http_port)
+    try:
+
+        async def burst() -> list[httpx.Response]:
+            headers = {"Authorization": f"Bearer {svc.token}"}
+            body = {"model": "inceptionv3", "slo_ms": 60_000, "frames": 16, "stream": "cam", "priority": 10}
+            async with httpx.AsyncClient(base_url=svc.url, headers=headers, timeout=120) as c:
+                return await asyncio.gather(*(c.post("/v1/infer", json=body) for _ in range(30)))
+
+        responses = asyncio.run(burst())
+        codes = [r.status_code for r in responses]
+        assert set(codes) <= {200, 429} and codes.count(429) >= 1 and codes.count(200) >= 1, codes
+        refused = next(r for r in responses if r.status_code == 429)
+        assert int(refused.headers["Retry-After"]) >= 1
+        assert refused.json()["status"] == "rejected" and refused.json()["reason"] == "queue_full"
+        stats = httpx.get(f"{svc.url}/v1/stats", headers={"Authorization": f"Bearer {svc.token}"}).json()
+        assert stats["dropped_by_reason"]["queue_full"] == codes.count(429) and stats["submitted"] == 30
+    finally:
+        svc.delete()
