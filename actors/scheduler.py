@@ -444,6 +444,10 @@ class LiveScheduler:
         while not self._closed:
             await asyncio.sleep(self.probe_interval_s)
             await asyncio.gather(*(self._probe(name) for name in self.clients), return_exceptions=True)
+            try:
+                self.metrics.flush()
+            except Exception as e:  # noqa: BLE001 - metrics must never stop the probes
+                log.warning("metrics flush failed: %s", e)
 
     async def _probe(self, name: str) -> None:
         try:
