@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from actors.device import BatchRun, DeviceStatus
 from actors.engines.base import FrameOutput
+from cluster.inventory import Fleet
 from jetfleet.errors import DeviceError
 from jetfleet.types import DEFAULT_MODEL, Batch
 
@@ -105,3 +106,14 @@ class LocalDeviceClient:
 
     async def status(self) -> DeviceStatus:
         return self.runtime.status()
+
+
+def servable_models(fleet: Fleet) -> list[str]:
+    """Models some device of `fleet` can run: its `models` list, or every model of the zoo when empty."""
+    from costmodel.model_zoo import MODELS
+
+    out: set[str] = set()
+    for spec in fleet.devices:
+        out.update(spec.models or MODELS)
+        out.update(MODELS[m].family for m in spec.models if m in MODELS)
+    return sorted(out)

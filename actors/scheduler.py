@@ -44,7 +44,7 @@ from typing import Any
 
 from actors.accounting import EnergyLedger, LiveRun, idle_power_fn
 from actors.device import BatchRun
-from actors.messages import DeviceClient, DeviceUnavailableError, InferAnswer, InferItem
+from actors.messages import DeviceClient, DeviceUnavailableError, InferAnswer, InferItem, servable_models
 from actors.metrics import NullMetrics
 from cluster.catalogue import get_kind
 from cluster.inventory import Fleet
@@ -584,17 +584,6 @@ class LiveScheduler:
         report = self.run.metrics(self.fleet)
         report["time_scale"] = self.time_scale
         return report
-
-
-def servable_models(fleet: Fleet) -> list[str]:
-    """Models some device of `fleet` can run: its `models` list, or every model of the zoo when empty."""
-    from costmodel.model_zoo import MODELS
-
-    out: set[str] = set()
-    for spec in fleet.devices:
-        out.update(spec.models or MODELS)
-        out.update(MODELS[m].family for m in spec.models if m in MODELS)
-    return sorted(out)
 
 
 def _finite(x: float) -> float | None:

@@ -194,32 +194,13 @@ def up(fleet: Fleet, *, per_device_nodes: bool = False, num_cpus: int = 2, objec
         temp_dir=str(temp_dir),
     )
     head_resources = {} if per_device_nodes else device_resources(fleet)
-    head = [
-        *_ray_start(temp_dir),
-        "--head",
-        f"--port={port}",
-        "--node-ip-address=127.0.0.1",
-        f"--num-cpus={num_cpus}",
-        f"--object-store-memory={object_store_mb * 2**20}",
-        f"--resources={json.dumps(head_resources)}",
-        "--include-dashboard=true",
-        "--dashboard-host=127.0.0.1",
-        f"--dashboard-port={dash_port}",
-    ]
+    head = _head_command(temp_dir, port, dash_port, num_cpus, object_store_mb, head_resources)
     try:
         state.nodes["head"] = _spawn(head, env, home / "head.log")
         if per_device_nodes:
             _wait_for_head(state, time.monotonic() + 60)
             for d in fleet.devices:
-                node = [
-                    *_ray_start(temp_dir),
-                    f"--address={state.address}",
-                    "--node-ip-address=127.0.0.1",
-                    "--num-cpus=0",
-                    f"--object-store-memory={max(80, object_store_mb // 2) * 2**20}",
-                    f"--resources={json.dumps({f'{DEVICE_RESOURCE_PREFIX}{d.name}': 1})}",
-                    *_agent_ports(),
-                ]
+                node = _node_command(temp_dir, state.address, d.name, max(80, object_store_mb // 2))
                 log = home / f"node-{d.name}.log"
                 state.nodes[d.name] = _spawn(node, env, log)
                 # one at a time: nodes of one machine pick their socket names by probing the same folder
@@ -230,6 +211,36 @@ def up(fleet: Fleet, *, per_device_nodes: bool = False, num_cpus: int = 2, objec
         down(state)
         raise
     return state
+
+
+def _head_command(
+    temp_dir: Path, port: int, dash_port: int, num_cpus: int, object_store_mb: int, resources: dict[str, float]
+) -> list[str]:
+    return [
+        *_ray_start(temp_dir),
+        "--head",
+        f"--port={port}",
+        "--node-ip-address=127.0.0.1",
+        f"--num-cpus={num_cpus}",
+        f"--object-store-memory={object_store_mb * 2**20}",
+        f"--resources={json.dumps(resources)}",
+        "--include-dashboard=true",
+        "--dashboard-host=127.0.0.1",
+        f"--dashboard-port={dash_port}",
+    ]
+
+
+def _node_command(temp_dir: Path, address: str, device: str, object_store_mb: int) -> list[str]:
+    """A worker node offering only `device:<device>`, no CPU."""
+    return [
+        *_ray_start(temp_dir),
+        f"--address={address}",
+        "--node-ip-address=127.0.0.1",
+        "--num-cpus=0",
+        f"--object-store-memory={object_store_mb * 2**20}",
+        f"--resources={json.dumps({f'{DEVICE_RESOURCE_PREFIX}{device}': 1})}",
+        *_agent_ports(),
+    ]
 
 
 def _ray_temp_dir(home: Path) -> Path:

@@ -25,7 +25,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from ray import serve
 
-from actors.messages import InferAnswer, InferItem
+from actors.messages import InferAnswer, InferItem, servable_models
 from cluster.inventory import fleet_from_dict
 from costmodel.model_zoo import MODELS
 from deployments.payload import (
@@ -109,8 +109,6 @@ class Ingress:
     """The FastAPI ingress deployment (see the module docstring)."""
 
     def __init__(self, scheduler: Any, fleet: dict[str, Any], options: dict[str, Any]) -> None:
-        from actors.scheduler import servable_models
-
         self.scheduler = scheduler
         self.fleet = fleet_from_dict(fleet, "<service fleet>")
         self.models = servable_models(self.fleet)
