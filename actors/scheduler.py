@@ -56,6 +56,7 @@ from policies.base import Policy
 from policies.core import SchedulerCore, StepOutput
 
 log = logging.getLogger(__name__)
+MIN_WAKE_WALL_S = 0.001  # the soonest a policy's "wake me at t <= now" is honoured again
 
 # An admission check: (now_s, request, core) -> None to accept, or (reason, retry_after_s wall, detail) to refuse.
 AdmissionFn = Callable[[float, Request, SchedulerCore], "tuple[str, float, str] | None"]
@@ -314,7 +315,10 @@ class LiveScheduler:
                 if p is not None:
                     p.dispatched_s = now
             self._spawn(self._run_batch(batch))
-        self._wake_s = out.wake_at_s
+        wake = out.wake_at_s
+        if wake is not None and wake <= now:  # "now again" would spin: the simulator's 1 µs becomes 1 ms of wall
+            wake = now + MIN_WAKE_WALL_S * self.time_scale
+        self._wake_s = wake
 
     def _safety_drops(self, now: float) -> None:
         queue = self.core.queue

@@ -80,8 +80,7 @@ def ray_cluster():
     serve.start(proxy_location="HeadOnly", http_options={"host": "127.0.0.1", "port": port})
     try:
         yield RayTestCluster(cluster, port)
-    finally:
-        serve.shutdown()
+    finally:  # the cluster goes as a whole; stopping Serve's actors first would only add noise
         ray.shutdown()
         cluster.shutdown()
         for k, v in saved.items():
