@@ -7,8 +7,8 @@
   is `transparent` (send what waits to the idle device at once), so the figure is the mechanism's cost, not a
   policy's choice to wait. Goal: ratio >= 0.7.
 - `decision`: wall time of one `Policy.decide` with 10,000 requests queued (SLOs 1-20 s, 1-8 frames) on the
-  `loudva-cluster` fleet with every device idle, per policy: p50 and p99 over repeated calls on the same
-  queue. Goal for `jetfleet`: p99 <= 1 ms.
+  `loudva-cluster` fleet with every device idle, per policy, consulting the default LightGBM cost model (as the
+  service does): p50 and p99 over repeated calls on the same queue. Goal for `jetfleet`: p99 <= 1 ms.
 
 Ray runs with token authentication on, no dashboard, 2 CPUs and a 200 MB object store.
 """
@@ -86,7 +86,12 @@ def http_overhead(quick: bool = False) -> dict[str, Any]:
     try:
         port = free_port()
         config = ServiceConfig(
-            fleet, policy="transparent", app_name="bench-jetfleet", route_prefix="/jf", device_speed_factor=1e6
+            fleet,
+            policy="transparent",
+            cost="oracle",
+            app_name="bench-jetfleet",
+            route_prefix="/jf",
+            device_speed_factor=1e6,
         )
         service = deploy(config, http_port=port)
         serve.run(_echo_app(), name="bench-echo", route_prefix="/echo")
@@ -135,13 +140,13 @@ def _queue_of(n: int, seed: int = 0) -> list[Request]:
 
 def decision_time(policies: tuple[str, ...], n_queued: int = 10_000, calls: int = 300) -> dict[str, Any]:
     """p50/p99 wall time of `decide` with `n_queued` requests queued and every device idle."""
-    from costmodel.device_models import OracleCostModel
+    from deployments.app import build_cost_model
     from jetfleet.errors import UnknownNameError
     from policies.queue import RequestQueue
     from policies.registry import make_policy
 
     fleet = load_fleet("loudva-cluster")
-    cost = OracleCostModel()
+    cost = build_cost_model("lgbm")
     queue = RequestQueue(_queue_of(n_queued))
     now_s = 10.0
     out: dict[str, Any] = {"n_queued": n_queued, "fleet": fleet.name, "calls": calls}

@@ -17,6 +17,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ray import serve
@@ -40,7 +41,7 @@ class ServiceConfig:
 
     fleet: Fleet
     policy: str = "jetfleet"
-    cost: str = "oracle"  # "oracle" (the calibrated device models) or a trained cost-model directory
+    cost: str = "lgbm"  # what policies consult: lgbm, oracle or a trained model's directory (build_cost_model)
     time_scale: float = 1.0
     api_token: str | None = field(default_factory=lambda: secrets.token_urlsafe(24))  # None: no HTTP auth
     app_name: str = DEFAULT_APP
@@ -62,15 +63,19 @@ class ServiceConfig:
 
 
 def build_cost_model(spec: str) -> Any:
-    """The cost model a policy consults: `oracle` (calibrated device models) or a trained model's directory."""
+    """What policies consult: `lgbm` (the LightGBM model fitted on the emulated profiles, as `jetfleet simulate`
+    uses by default), `oracle` (the calibrated device models themselves) or a directory saved by
+    `jetfleet costmodel train`."""
     if spec == "oracle":
         from costmodel.device_models import OracleCostModel
 
         return OracleCostModel()
-    try:
-        from costmodel import lgbm  # type: ignore[attr-defined]
-    except ImportError:
-        raise ConfigError(f"cost model {spec!r}: only 'oracle' is available in this build") from None
+    from costmodel import lgbm
+
+    if spec == "lgbm":
+        return lgbm.default_cost_model()
+    if not Path(spec).is_dir():
+        raise ConfigError(f"cost model {spec!r}: not 'lgbm', 'oracle' or a trained model's directory")
     return lgbm.load(spec)
 
 
@@ -193,6 +198,7 @@ def build_app(config: ServiceConfig) -> Any:
         "max_body_bytes": config.max_body_bytes,
         "max_frames": config.max_frames,
         "time_scale": config.time_scale,
+        "cost": config.cost,
     }
     return Ingress.options(name=INGRESS_DEPLOYMENT, max_ongoing_requests=4096, ray_actor_options=ON_HEAD).bind(
         scheduler, config.fleet.model_dump(mode="json"), ingress_options

@@ -51,6 +51,7 @@ def serve_cmd(
     streams: Path = typer.Option(
         None, "--streams", help="stream config (JSON/YAML): priorities, budgets, bounded queues; 429 when full"
     ),
+    cost_model: str = typer.Option("lgbm", "--cost-model", help="lgbm, oracle or a trained model's directory"),
 ) -> None:
     """Serve FLEET over HTTP until Ctrl-C (joins a `jetfleet up` cluster when one runs)."""
     import contextlib
@@ -69,6 +70,7 @@ def serve_cmd(
         api_token=None if no_auth else (token or new_token()),
         events_path=str(events.resolve()) if events else None,
         streams=str(streams.resolve()) if streams else None,
+        cost=cost_model,
     )
     if streams:
         from deployments.app import build_policy
@@ -100,6 +102,7 @@ def demo(
     policies: str = typer.Option("jetfleet,transparent,loudva", "--policies", help="comma-separated policies"),
     time_scale: float = typer.Option(10.0, "--time-scale", help="time compression of the emulated fleet"),
     json_out: Path = typer.Option(None, "--json", help="also write the results as JSON"),
+    cost_model: str = typer.Option("lgbm", "--cost-model", help="lgbm, oracle or a trained model's directory"),
 ) -> None:
     """Bring up an emulated fleet, serve HTTP, replay a real workload per policy and print live results."""
     import json
@@ -119,7 +122,7 @@ def demo(
         f"{sum(r.n_frames for r in requests)} frames) replayed {time_scale:g}x faster over HTTP"
     )
     typer.echo("starting a local Ray cluster (token auth on) and the service ...")
-    with open_service(spec, policy=names[0], time_scale=time_scale) as service:
+    with open_service(spec, policy=names[0], time_scale=time_scale, cost=cost_model) as service:
         typer.echo(f"serving after {time.monotonic() - started:.0f} s; try it by hand while the replay runs:")
         _print_access(service)
         rows = run_policies(service, requests, names)

@@ -116,12 +116,13 @@ class Ingress:
         self.max_body_bytes = int(options.get("max_body_bytes", 32 * 2**20))
         self.max_frames = int(options.get("max_frames", 256))
         self.time_scale = float(options.get("time_scale", 1.0))
+        self.cost = str(options.get("cost", ""))
         self._submitter = _Submitter(scheduler)
         self._fleet_dict = fleet
 
     async def service_info(self) -> dict[str, Any]:
         """For Ray-side tools (a handle call, not an HTTP route): fleet, time scale and the API token."""
-        return {"fleet": self._fleet_dict, "time_scale": self.time_scale, "token": self.token}
+        return {"fleet": self._fleet_dict, "time_scale": self.time_scale, "token": self.token, "cost": self.cost}
 
     # -- helpers ---------------------------------------------------------------------------------------
     def _auth(self, request: Request) -> JSONResponse | None:

@@ -82,6 +82,7 @@ def running_service(app_name: str = DEFAULT_APP) -> Service | None:
         fleet_from_dict(info["fleet"], "<running service>"),
         time_scale=info["time_scale"],
         api_token=info["token"],
+        cost=info.get("cost") or "lgbm",
         app_name=app_name,
     )
     return Service(config, f"http://127.0.0.1:{_serve_port(8000)}")
@@ -96,6 +97,7 @@ def open_service(
     port: int = 0,
     api_token: str | None = None,
     events_path: str | None = None,
+    cost: str = "lgbm",
 ) -> Iterator[Service]:
     """A jetfleet service for the duration (see the module docstring). `port` 0 picks a free one."""
     from cluster.local import free_port, new_token
@@ -112,6 +114,7 @@ def open_service(
             time_scale=time_scale,
             api_token=api_token or new_token(),
             events_path=events_path,
+            cost=cost,
         )
         with contextlib.ExitStack() as stack:
             if not started:  # on a cluster we joined, stop the Serve we started (a new one may want another port)

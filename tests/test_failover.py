@@ -42,7 +42,9 @@ def test_killing_a_device_node_under_load_answers_every_request_once(ray_cluster
     fleet = fleet_from_dict(
         {"name": "failover", "devices": [{"name": "fa", "kind": "jetson-nano"}, {"name": "fb", "kind": "jetson-nano"}]}
     )
-    config = ServiceConfig(fleet, policy="transparent", time_scale=10.0, app_name="failover", route_prefix="/failover")
+    config = ServiceConfig(
+        fleet, policy="transparent", cost="oracle", time_scale=10.0, app_name="failover", route_prefix="/failover"
+    )
     svc = deploy(config, http_port=ray_cluster.http_port)
     try:
         nodes = {name: svc.device(name).node.remote().result(timeout_s=30) for name in ("fa", "fb")}

@@ -46,7 +46,7 @@ def service(ray_cluster):
         }
     )
     config = ServiceConfig(
-        fleet, policy="transparent", app_name="http-test", route_prefix="/http", max_body_bytes=MAX_BODY
+        fleet, policy="transparent", cost="oracle", app_name="http-test", route_prefix="/http", max_body_bytes=MAX_BODY
     )
     svc = deploy(config, http_port=ray_cluster.http_port)
     yield svc
@@ -152,7 +152,9 @@ def test_a_full_bounded_queue_answers_429_with_retry_after(ray_cluster, tmp_path
     streams = tmp_path / "streams.yaml"
     streams.write_text("streams:\n  - {name: cam, priority: 10, queue_limit: 2, drop_policy: drop_newest}\n")
     fleet = fleet_from_dict({"name": "overload-http", "devices": [{"name": "agx0", "kind": "agx-xavier"}]})
-    config = ServiceConfig(fleet, policy="transparent", app_name="http-429", route_prefix="/h429", streams=str(streams))
+    config = ServiceConfig(
+        fleet, "transparent", cost="oracle", app_name="http-429", route_prefix="/h429", streams=str(streams)
+    )
     svc = deploy(config, http_port=ray_cluster.http_port)
     try:
 

@@ -1,5 +1,6 @@
 """Live agrees with simulated: the same workload and policy, replayed over HTTP on the emulated `demo` fleet
-and run in the simulator, give frames/J and % frames within SLO within 5 % of each other.
+and run in the simulator (both consulting the default LightGBM cost model), give frames/J and % frames within
+SLO within 5 % of each other.
 
 The live run is time-compressed 10x (devices sleep a tenth of their modelled latency, the scheduler's clock
 runs 10x, the load generator sends 10x faster with SLOs divided by 10), which keeps latencies, SLOs and
@@ -57,7 +58,7 @@ def test_live_matches_the_simulator_within_5_percent(service, workload, policy):
     service.reset(policy)
     load = asyncio.run(replay(service.url, service.token, workload, time_scale=TIME_SCALE, progress=False))
     live = service.run_report()
-    sim = simulate_policy(workload, service.fleet, policy)
+    sim = simulate_policy(workload, service.fleet, policy, service.config.cost)
     summary = {
         k: (round(live[k], 4), round(sim[k], 4)) for k in ("frames_per_joule", "pct_frames_within_slo", "energy_j")
     }

@@ -113,18 +113,18 @@ def run_policies(
             "client": load.summary(),
         }
         if compare_sim:
-            row["sim"] = simulate_policy(requests, service.fleet, policy)
+            row["sim"] = simulate_policy(requests, service.fleet, policy, service.config.cost)
         rows.append(row)
     return rows
 
 
-def simulate_policy(requests: Sequence[Request], fleet: Any, policy: str) -> dict[str, Any]:
-    """The same workload and policy in the simulator (oracle cost model, devices start at max clock)."""
-    from costmodel.device_models import OracleCostModel
+def simulate_policy(requests: Sequence[Request], fleet: Any, policy: str, cost: str = "lgbm") -> dict[str, Any]:
+    """The same workload, policy and cost model in the simulator (devices start at their top clock)."""
+    from deployments.app import build_cost_model
     from policies.registry import make_policy
     from simulator.engine import simulate
 
-    return simulate(list(requests), fleet, make_policy(policy), OracleCostModel()).metrics.to_dict()
+    return simulate(list(requests), fleet, make_policy(policy), build_cost_model(cost)).metrics.to_dict()
 
 
 def relative_gap(a: float | None, b: float | None) -> float | None:
@@ -187,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--no-sim", action="store_true", help="do not run the simulator side by side")
     parser.add_argument("--port", type=int, default=0, help="HTTP port of a new service (0: a free one)")
+    parser.add_argument("--cost-model", default="lgbm", help="lgbm, oracle or a trained model's directory")
     args = parser.parse_args(argv)
 
     from deployments.runner import open_service
@@ -194,7 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     requests = load_workload(args.scenario or [default_scenario()])
     policies = args.policy or ["jetfleet", "transparent"]
     json_path = args.json.resolve() if args.json else None  # under `ray job submit` the cwd is the job's copy
-    with open_service(args.fleet, policy=policies[0], time_scale=args.time_scale, port=args.port) as service:
+    with open_service(
+        args.fleet, policy=policies[0], time_scale=args.time_scale, port=args.port, cost=args.cost_model
+    ) as service:
         print(f"service {service.url}  fleet {service.fleet.name}  time scale {service.time_scale:g}", flush=True)
         rows = run_policies(service, requests, policies, compare_sim=not args.no_sim, payload=args.payload)
         print_table(rows)
