@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -67,6 +68,7 @@ def test_up_with_nodes_then_down_leaves_nothing_running(tmp_path, monkeypatch):
         assert httpx.get(jobs, headers={"Authorization": f"Bearer {token}"}, timeout=30).status_code == 200
     finally:
         stopped = local.down(state)
+        shutil.rmtree(state.temp_dir, ignore_errors=True)  # Ray's logs of this throw-away cluster
     assert sorted(stopped) == ["agx0", "head"]
     assert not any(local._alive(pgid) for pgid in state.nodes.values())
     assert not (tmp_path / "cluster.json").exists()
