@@ -10,8 +10,8 @@ Life of a request (the simulator's, on a real clock):
     completion      -> `core.complete`: each request of the batch gets its answer (its asyncio Future
                        resolves); a failed batch goes back to the queue
     device gone     -> `core.fail_device`: the requests of its batches in flight go back to the queue for
-                       the other devices; a result that still arrives from it later is ignored (counted
-                       as energy only), so nothing is lost or answered twice
+                       the other devices; a result that still arrives from it later is ignored, so
+                       nothing is lost or answered twice
 
 Time. The core sees *scheduler time* = (time.monotonic() - t0) × `time_scale`. With an emulated fleet
 compressed by a speed factor k (`DeviceRuntime(speed_factor=k)`), `time_scale = k` makes the policy, the
@@ -25,8 +25,7 @@ Safety nets the simulator does not need: with no healthy device left, queued req
 (`deadline_expired`); a request whose batches failed `max_attempts` times is dropped (`device_failed`);
 a policy that breaks its contract gets its queue dropped and the error logged, never a hang.
 
-`LiveScheduler` is plain asyncio; `deployments.app` runs it as the scheduler actor (a Ray Serve
-deployment) with Serve handles to the device deployments as its `DeviceClient`s.
+`LiveScheduler` is plain asyncio; `deployments.app` runs it as the scheduler actor (a Serve deployment).
 """
 
 from __future__ import annotations
@@ -49,7 +48,7 @@ from actors.metrics import NullMetrics
 from cluster.catalogue import get_kind
 from cluster.inventory import Fleet
 from costmodel.base import CostModel
-from jetfleet.errors import ConfigError, InvalidRequestError, UnknownNameError
+from jetfleet.errors import ConfigError, InvalidRequestError, JetfleetError, UnknownNameError
 from jetfleet.telemetry import EventSink
 from jetfleet.types import Batch, BatchResult, DeviceState, DropReason, Outcome, OutcomeStatus, Request
 from policies.base import Policy
@@ -225,11 +224,21 @@ class LiveScheduler:
 
     async def submit_many(self, items: Sequence[InferItem]) -> AsyncIterator[list[tuple[int, InferAnswer]]]:
         """Queue several requests; yield (index, answer) pairs in groups, as they are answered."""
-        futures = {self.submit_nowait(item): i for i, item in enumerate(items)}
-        waiting = set(futures)
-        while waiting:
-            done, waiting = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-            yield [(futures[f], f.result()) for f in done]
+        answered: asyncio.Queue[tuple[int, InferAnswer]] = asyncio.Queue()
+        for i, item in enumerate(items):
+            try:
+                future = self.submit_nowait(item)
+            except JetfleetError as e:  # one bad item must not fail the others of its burst
+                answered.put_nowait((i, InferAnswer(-1, "failed", reason="invalid", detail=str(e))))
+                continue
+            future.add_done_callback(lambda f, i=i: answered.put_nowait((i, f.result())))
+        left = len(items)
+        while left:
+            group = [await answered.get()]
+            while not answered.empty():
+                group.append(answered.get_nowait())
+            left -= len(group)
+            yield group
 
     def _admit(self, now: float, request: Request) -> tuple[str, float, str] | None:
         """None to accept; else (reason, retry-after in wall seconds, detail). The given `admission`

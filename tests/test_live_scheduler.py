@@ -190,3 +190,18 @@ def test_telemetry_events_are_written_through_the_core_sink():
     asyncio.run(_run_all(s, _items(4)))
     kinds = {e.event for e in events}
     assert {"arrival", "dispatch", "complete"} <= kinds
+
+
+def test_submit_many_streams_every_answer_once_in_groups():
+    async def run() -> list:
+        s = _scheduler()
+        items = _items(24, frames=1) + [InferItem(1, 1.0, model="no-such-net")]
+        groups = [g async for g in s.submit_many(items)]
+        await s.close()
+        return groups
+
+    groups = asyncio.run(run())
+    answers = dict(a for g in groups for a in g)
+    assert sorted(answers) == list(range(25)) and len(groups) < 25
+    assert answers[24].status == "failed" and "no-such-net" in answers[24].detail
+    assert all(answers[i].status == "completed" for i in range(24))
