@@ -68,6 +68,7 @@ class JetfleetConfig:
     rate_halflife_s: float = 10.0  # memory of the arrival-rate estimate
     quiet_after_s: float = 3.0  # no arrival for this long: stop holding batches back for more
     max_utilisation: float = 0.7  # prefer clocks at which the arrival rate is at most this share of throughput
+    clocks_per_kind: int = 3  # plans per device kind and decision step: one per distinct clock of its free devices
     guard_window_s: float = 300.0  # a batch leaves room for the tightest SLO that arrived this recently ...
     guard_slo_s: float | None = 1.5  # ... or for a 1-frame request with this SLO, if tighter (None: no prior)
     late_expire_s: float = 60.0  # a late request this far past its deadline is dropped (DEADLINE_EXPIRED)
@@ -235,7 +236,7 @@ class JetfleetPolicy(Policy):
         """(candidates not yet due, EDF order; requests already past their deadline), both bounded in size.
 
         Past-due requests are fetched only as far as this decision can act on them: all (bounded) when they
-        are dropped, else as many as the free devices could run plus those old enough to expire.
+        are dropped, else those old enough to expire plus, when a device is free to run them, a window more.
         """
         cfg = self.config
         on_time = list(islice(queue.by_deadline(now_s), cfg.window))
@@ -243,7 +244,10 @@ class JetfleetPolicy(Policy):
         if not n_due:
             return on_time, []
         expiring = queue.count_due_before(now_s - cfg.late_expire_s)
-        take = n_due if cfg.late == "drop" else max(cfg.window, expiring)
+        any_free = any(d.in_flight < cfg.max_in_flight for d in devices)
+        take = n_due if cfg.late == "drop" else max(cfg.window if any_free else 0, expiring)
+        if not take:
+            return on_time, []
         return on_time, list(islice(queue.by_deadline(), min(n_due, take, cfg.max_late_per_decision)))
 
     def variant_for(self, family: str, device: DeviceState) -> str | None:
@@ -299,10 +303,13 @@ class JetfleetPolicy(Policy):
             clock_ok=clock_ok,
         )
 
-    def should_wait(self, step: _Step, plan: BatchPlan, tables: GridTables, family: str) -> bool:
-        """Hold `plan` back while arrivals expected before its latest safe start would make it cheaper per frame."""
-        horizon_s = plan.latest_dispatch_s - max(step.now_s, plan.start_s)
-        if plan.overloaded or horizon_s < self.config.min_wait_s or plan.n_frames >= tables.cap:
+    def should_wait(self, step: _Step, plan: BatchPlan, tables: GridTables, family: str, left_behind: int = 0) -> bool:
+        """Hold `plan` back while arrivals expected before its latest safe start would make it cheaper per frame.
+
+        Only a batch that took all the queued work (`left_behind` == 0 frames left) can grow by waiting: one that
+        left work behind was cut by deadlines, the guard or the cap, and waiting would only push work later."""
+        horizon_s = _wake_before(plan) - max(step.now_s, plan.start_s)
+        if plan.overloaded or horizon_s < self.config.min_wait_s or plan.n_frames >= tables.cap or left_behind > 0:
             return False
         if step.now_s - self.arrivals.last_arrival_s(family) >= self.config.quiet_after_s:
             return False  # the stream went quiet: nothing is coming to share the batch
@@ -340,27 +347,29 @@ class JetfleetPolicy(Policy):
         tightest = self._guard(family, step.now_s)
         capable = self._guard_capable(step.now_s, free, tightest)
         while free and alive.any():
-            best: tuple[tuple, BatchPlan, DeviceGroup] | None = None
+            best: tuple[tuple, BatchPlan, DeviceGroup, DeviceState] | None = None
             for group in free:
-                # Keep one free device able to serve the tightest request that may arrive next.
-                guard = tightest if tightest is not None and not (capable - {group.free[0].name}) else None
-                plan = self.choose_batch(step, group, group.free[0], cands, alive, fleet_fps, guard)
-                if plan is not None:
-                    key = _plan_key(plan, self._last_use.get(group.free[0].name, -1))
-                    if best is None or key < best[0]:
-                        best = (key, plan, group)
+                for rep in _representatives(group.free, self.config.clocks_per_kind):
+                    # Keep one free device able to serve the tightest request that may arrive next.
+                    guard = tightest if tightest is not None and not (capable - {rep.name}) else None
+                    plan = self.choose_batch(step, group, rep, cands, alive, fleet_fps, guard)
+                    if plan is not None:
+                        key = _plan_key(plan, self._last_use.get(rep.name, -1))
+                        if best is None or key < best[0]:
+                            best = (key, plan, group, rep)
             if best is None:
                 return
-            _, plan, group = best
-            device = _device_for(group, plan, self._ready_s, step.now_s)
+            _, plan, group, rep = best
+            device = _device_for(group, rep, plan, self._ready_s, step.now_s)
             group.free.remove(device)
             capable.discard(device.name)
+            left_behind = int(cands.frames[alive].sum()) - plan.n_frames
             alive[plan.positions] = False
-            if self.should_wait(step, plan, group.tables, family):
+            if self.should_wait(step, plan, group.tables, family, left_behind):
                 # Hold the batch for this device. Other devices go on only for requests that come before it in
                 # deadline order (those this device cannot finish in time); the rest is planned at the next event.
                 quiet_s = self.arrivals.last_arrival_s(family) + self.config.quiet_after_s
-                step.wake(min(plan.latest_dispatch_s, quiet_s))
+                step.wake(min(_wake_before(plan), quiet_s))
                 step.held[device.name] = plan.latest_dispatch_s
                 alive &= cands.deadlines_s < cands.deadlines_s[plan.positions[0]]
             else:
@@ -632,12 +641,28 @@ def default_idle_power_w(kind: str, freq_hz: float) -> float:
         return get_kind(kind).idle_power_w
 
 
+def _representatives(free: list[DeviceState], n_clocks: int) -> list[DeviceState]:
+    """The first free device (earliest ready, then LRU) at each of the first `n_clocks` distinct clocks."""
+    reps: list[DeviceState] = []
+    clocks: set[float] = set()
+    for d in free:
+        if d.freq_hz not in clocks:
+            reps.append(d)
+            clocks.add(d.freq_hz)
+            if len(reps) >= n_clocks:
+                break
+    return reps
+
+
 def _device_for(
-    group: DeviceGroup, plan: BatchPlan, ready_s: Callable[[float, DeviceState], float], now_s: float
+    group: DeviceGroup,
+    first: DeviceState,
+    plan: BatchPlan,
+    ready_s: Callable[[float, DeviceState], float],
+    now_s: float,
 ) -> DeviceState:
-    """The free device of `group` to run `plan`: one already at the plan's clock when it is free no later than the
-    device the plan was made for would have settled at that clock; else that device."""
-    first = group.free[0]
+    """The free device of `group` to run `plan`, made for `first`: one already at the plan's clock when it is free
+    no later than `first` would have settled at that clock; else `first`."""
     clock = plan.freq_hz
     if abs(first.freq_hz - clock) < 1.0:
         return first
@@ -646,6 +671,12 @@ def _device_for(
         if abs(d.freq_hz - clock) < 1.0 and ready_s(now_s, d) <= settled_s:
             return d
     return first
+
+
+def _wake_before(plan: BatchPlan) -> float:
+    """When to look again at a held plan: a little before its latest safe dispatch, so that a prediction that grew
+    in the meantime (a learned correction, a clock change) still finds it feasible."""
+    return plan.latest_dispatch_s - max(0.02, 0.1 * plan.latency_s)
 
 
 def _plan_key(plan: BatchPlan, last_use: int) -> tuple:

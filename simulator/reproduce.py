@@ -206,6 +206,15 @@ def write_json(path: Path, rows: Sequence[SimRow], measured: Sequence[MeasuredRo
     path.write_text(json.dumps(doc, indent=1, allow_nan=False, default=float) + "\n")
 
 
+def read_json(path: Path) -> tuple[list[SimRow], list[MeasuredRow], dict[str, Any]]:
+    """The rows and metadata `write_json` wrote."""
+    try:
+        doc = json.loads(path.read_text())
+        return [SimRow(**r) for r in doc["simulated"]], [MeasuredRow(**r) for r in doc["measured"]], doc["meta"]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
+        raise DataError(f"{path}: not a reproduction JSON: {e}") from None
+
+
 app = typer.Typer(add_completion=False)
 
 
@@ -217,6 +226,9 @@ def main(
     ),
     quick: bool = typer.Option(False, "--quick", help="Two scenarios and the oracle only: a smoke run."),
     data: Path | None = typer.Option(None, "--data", help="LoudVA's data folder (default: ../shared/data/loudva)."),
+    from_json: Path | None = typer.Option(
+        None, "--from-json", help="Re-render the report from a reproduction JSON instead of simulating again."
+    ),
 ) -> None:
     """Run LoudVA's Experiment 1 in the simulator and write the reproduction report."""
     from rich.console import Console
@@ -226,6 +238,12 @@ def main(
     from simulator.reproduce_report import render_report
 
     console = Console(stderr=True)
+    if from_json is not None:
+        rows, measured, meta = read_json(from_json)
+        (out / "img").mkdir(parents=True, exist_ok=True)
+        (out / "reproduction-loudva.md").write_text(render_report(rows, measured, meta, img_dir=out / "img"))
+        console.print(f"re-rendered {out / 'reproduction-loudva.md'} from {from_json}")
+        return
     loudva_dir = data or loudva_data_dir()
     if loudva_dir is None or not (loudva_dir / "scenarios").is_dir():
         raise typer.BadParameter("LoudVA's data folder not found; give --data PATH (…/shared/data/loudva)")

@@ -53,7 +53,7 @@ def check_targets(rows: Sequence[SimRow], cost: str) -> list[Target]:
                 f"missed by {need - jf.frames_per_joule:.3f} frames/J "
                 f"({100 * (need / jf.frames_per_joule - 1):.1f} % short). "
                 f"The energy bound of the same run allows at most {ceiling:.3f} frames/J "
-                f"= {ceiling / b.frames_per_joule:.2f} x {base}"
+                f"= {ceiling / b.frames_per_joule:.3f} x {base}"
                 + (": the target is above what any policy can reach." if ceiling < need else ".")
             )
         out.append(
@@ -302,12 +302,18 @@ energy per frame that meets the deadlines) and fixes what the issue names:
 
 - completion time = max(now, busy_until) + clock-change delay + predicted latency (LoudVA assumes idle devices);
 - every request in the batch, and the ones queued behind it, must meet its deadline (LoudVA checks the tightest
-  slack only); a batch also leaves room for the tightest SLO seen lately when no other device is free;
+  slack only): a linear drain estimate first, then the chosen plan re-checked with the rest run as real batches;
+- when no other device is free, a batch leaves room for the tightest request that may arrive meanwhile (the
+  tightest SLO seen in the last 5 minutes, or a 1.5 s SLO until a tighter one was seen), and a device is parked
+  only while another could still serve that request;
 - it minimises joules per frame *above the idle floor*: the board pays its idle baseline anyway, so slow clocks
-  and big batches win where LoudVA races at a high clock;
+  and big batches win where LoudVA races at a high clock; it prefers clocks at which the arrival rate stays under
+  70 % of the throughput;
 - under overload it runs the highest-throughput batch that still meets the head's deadline, not batch 1;
 - it waits only while the expected arrivals (a decaying frame-rate estimate) would lower the batch's energy per
-  frame, and only until the latest safe dispatch time from the cost model (LoudVA: 4 x expected latency);
+  frame, only until the latest safe dispatch time from the cost model (LoudVA: 4 x expected latency), and not
+  once the stream has been quiet for 3 s;
+- it learns the cost model's latency error per batch size from finished batches;
 - twins are taken earliest-free first, then least recently used, so none starves; idle devices are parked at
   their lowest-idle-power clock after 0.5 s.
 
