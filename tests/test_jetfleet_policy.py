@@ -296,3 +296,17 @@ def test_latency_correction_uses_the_cell_then_the_batch_size_then_the_model():
     frozen.get(COST, "agx-xavier", "inceptionv3")
     frozen.observe("agx-xavier", "inceptionv3", f0, 4, 9.0)
     assert frozen.get(COST, "agx-xavier", "inceptionv3").latency_s[0, 3] == base.latency_s[0, 3]
+
+
+def test_a_batch_that_leaves_work_behind_goes_at_once():
+    """Waiting cannot grow a batch that was cut short (here by the guard): with a backlog it dispatches now."""
+    policy = _policy()
+    q = RequestQueue()
+    for i in range(200):  # a busy stream: 20 frames/s, long SLOs
+        r = req(i, t=0.05 * i, frames=2, slo=30.0)
+        policy.admit(r.arrival_s, r, q)
+        q.add(r)
+    from costmodel.device_models import OracleCostModel  # real AGX curves: bigger batches are cheaper per frame
+
+    out = policy.decide(10.0, q, [_dev("d0")], OracleCostModel())
+    assert out.dispatches and len(out.dispatches[0].request_ids) < 200
