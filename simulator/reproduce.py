@@ -23,7 +23,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,9 @@ MEASURED_POLICY = {
     "Our Scheduler (prof)": "loudva",  # LoudVA looking up its profiles
 }
 WINDOWS = {"first-arrival": None, "from-zero": 0.0}  # energy window -> simulate(start_s=)
+LOAD_FACTORS = (4, 8)  # Experiment 1 compressed in time: its requests arriving 4 and 8 times faster
+LOAD_POLICIES = ("transparent", "loudva", "jetfleet", "jetfleet:drop")
+HELD_OUT_POLICIES = ("transparent", "round-robin", "loudva", "jetfleet")  # on LoudVA's 15 extra scenarios
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,7 @@ class SimRow:
     energy_bound_j: float
     completed_frames: int
     duration_s: float
+    workload: str = "exp1"  # "exp1", "exp1 x4"/"exp1 x8" (compressed in time) or "extra" (LoudVA's 15 others)
 
 
 @dataclass(frozen=True)
@@ -152,23 +156,43 @@ def run_grid(
     costs: dict[str, Any],
     *,
     scenarios: Sequence[str] = SCENARIOS,
+    extra: bool = True,
     on_run: Callable[[str], None] | None = None,
 ) -> list[SimRow]:
-    """Every (fleet, cost model, window, policy) this report shows, aggregated over `scenarios`."""
+    """Every (workload, fleet, cost model, window, policy) this report shows, aggregated over the scenarios."""
     from workloads.scenarios import read_scenario
 
-    workloads = [read_scenario(loudva_dir / "scenarios" / f"{s}.csv") for s in scenarios]
+    exp1 = [read_scenario(loudva_dir / "scenarios" / f"{s}.csv") for s in scenarios]
+    workloads = {"exp1": exp1}
     headline = next(iter(costs))
-    plan = [("agx", c, "first-arrival", AGX_POLICIES) for c in costs]
-    plan.append(("agx", headline, "from-zero", AGX_POLICIES))
-    plan += [("loudva-cluster", c, "first-arrival", CLUSTER_POLICIES) for c in costs]
+    plan = [("exp1", "agx", c, "first-arrival", AGX_POLICIES) for c in costs]
+    plan.append(("exp1", "agx", headline, "from-zero", AGX_POLICIES))
+    plan += [("exp1", "loudva-cluster", c, "first-arrival", CLUSTER_POLICIES) for c in costs]
+    if extra:
+        workloads["extra"] = [read_scenario(p) for p in sorted((loudva_dir / "scenarios" / "extra").glob("*.csv"))]
+        for factor in LOAD_FACTORS:
+            workloads[f"exp1 x{factor}"] = [_compressed(w, factor) for w in exp1]
+            plan.append((f"exp1 x{factor}", "agx", headline, "first-arrival", LOAD_POLICIES))
+        plan += [("extra", fleet, headline, "first-arrival", HELD_OUT_POLICIES) for fleet in ("agx", "loudva-cluster")]
     rows = []
-    for fleet, cost_name, window, policies in plan:
+    for workload, fleet, cost_name, window, policies in plan:
         for policy in policies:
             if on_run is not None:
-                on_run(f"{policy} on {fleet} ({cost_name}, {window})")
-            rows.append(_run_policy(workloads, fleet, policy, cost_name, costs[cost_name], window))
+                on_run(f"{policy} on {fleet}, {workload} ({cost_name}, {window})")
+            row = _run_policy(workloads[workload], fleet, policy, cost_name, costs[cost_name], window)
+            rows.append(replace(row, workload=workload))
     return rows
+
+
+def plan_size(n_costs: int, extra: bool) -> int:
+    """How many aggregated runs `run_grid` makes (for the progress bar)."""
+    n = (n_costs + 1) * len(AGX_POLICIES) + n_costs * len(CLUSTER_POLICIES)
+    return n + (len(LOAD_FACTORS) * len(LOAD_POLICIES) + 2 * len(HELD_OUT_POLICIES) if extra else 0)
+
+
+def _compressed(requests: list, factor: int) -> list:
+    """The same requests arriving `factor` times faster (same SLOs and frames): `factor` times the load."""
+    return [replace(r, arrival_s=r.arrival_s / factor) for r in requests]
 
 
 def _run_policy(workloads: list, fleet: str, policy: str, cost_name: str, cost: Any, window: str) -> SimRow:
@@ -255,14 +279,14 @@ def main(
     if "lgbm" in names and "lgbm" not in costs:
         console.print("[yellow]note:[/] costmodel.lgbm is not available; the report uses the oracle only")
     scenarios = SCENARIOS[:2] if quick else SCENARIOS
-    n_runs = (len(costs) + 1) * len(AGX_POLICIES) + len(costs) * len(CLUSTER_POLICIES)
+    n_runs = plan_size(len(costs), not quick)
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("simulating", total=n_runs)
 
         def step(label: str) -> None:
             progress.update(task, description=label, advance=1)
 
-        rows = run_grid(loudva_dir, costs, scenarios=scenarios, on_run=step)
+        rows = run_grid(loudva_dir, costs, scenarios=scenarios, extra=not quick, on_run=step)
     meta = {
         "scenarios": list(scenarios),
         "cost_models": list(costs),
