@@ -9,6 +9,8 @@ import typer
 
 app = typer.Typer()
 
+DEFAULT_MARGIN = 0.06  # cluster.placement.DEFAULT_MARGIN (not imported here: `jetfleet --help` stays fast)
+
 
 @app.command("place")
 def place_command(
@@ -18,9 +20,11 @@ def place_command(
         ["model"], "--method", "-m", help="model | first-fit | best-fit (repeatable: compare methods)."
     ),
     json_out: Path | None = typer.Option(None, "--json", help="Write the result (one method) or {'results': [...]}."),
-    margin: float = typer.Option(0.1, "--margin", help="model: keep predicted latency this fraction under the SLO."),
-    max_utilisation: float = typer.Option(
-        0.8, "--max-utilisation", help="model: cap on the fraction of time a device computes (Ibis: 0.8)."
+    margin: float = typer.Option(
+        DEFAULT_MARGIN, "--margin", help="model: keep every predicted mean latency this fraction under its SLO."
+    ),
+    max_utilisation: float | None = typer.Option(
+        None, "--max-utilisation", help="model: also cap the fraction of time a device computes (Ibis: 0.8; off)."
     ),
     max_batch: int = typer.Option(8, "--max-batch", help="Engines batch up to this many waiting requests (1: off)."),
     duration_s: float = typer.Option(300.0, "--duration-s", help="Simulated seconds per device for the check."),

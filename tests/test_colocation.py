@@ -8,6 +8,7 @@ import pytest
 
 from costmodel.colocation import (
     Tenant,
+    batching_engine_s,
     engine_ps_response_s,
     fcfs_burst_completion_s,
     fcfs_switch_response_s,
@@ -122,3 +123,41 @@ def test_batching_engines_model_tracks_the_simulation():
     model = engine_ps_response_s(tenants)
     for t in tenants:
         assert sim[t.name].mean_s == pytest.approx(model[t.name], rel=0.1)
+
+
+def test_batching_engine_without_batching_is_the_md1_queue():
+    """One request per batch: the embedded chain gives the M/D/1 mean response exactly."""
+    s, lam = 0.01, 60.0
+    response, busy = batching_engine_s(lam, [s])
+    rho = lam * s
+    assert response == pytest.approx(s + rho * s / (2 * (1 - rho)), rel=1e-6)
+    assert busy == pytest.approx(rho, rel=1e-6)
+
+
+def test_batching_engine_cannot_keep_up_beyond_full_batches():
+    """8 requests per 67.5 ms batch at most: 119 req/s saturates the engine, 110 does not."""
+    curve = [0.0108 * (1.0 + 0.75 * (b - 1)) for b in range(1, 9)]
+    assert math.isinf(batching_engine_s(119.0, curve)[0])
+    assert math.isfinite(batching_engine_s(110.0, curve)[0])
+
+
+@pytest.mark.parametrize("rate_hz", [60.0, 100.0])
+def test_batching_engine_alone_matches_the_simulation(rate_hz):
+    """A lone batching engine (62 % and 92 % busy) is solved exactly: within 2 % of a long simulation."""
+    curve = lambda b: 0.0108 * (1.0 + 0.75 * (b - 1))  # noqa: E731
+    model = engine_ps_response_s([Tenant("a", 0.0108, rate_hz, 8, curve)])["a"]
+    sim = simulate_colocation([CoEngine("a", 0.0108, 8, curve)], [CoStream("a", "a", rate_hz)], duration_s=1500, seed=3)
+    assert model == pytest.approx(sim["a"].mean_s, rel=0.02)
+
+
+def test_shared_engines_model_errs_high_on_the_heavy_engine():
+    """Two engines at 85 % load: the heavy one is over-estimated (safe), the light one within 3 %."""
+    heavy = lambda b: 0.0294 * (1.0 + 0.66 * (b - 1))  # noqa: E731
+    light = lambda b: 0.0108 * (1.0 + 0.73 * (b - 1))  # noqa: E731
+    tenants = [Tenant("heavy", 0.0294, 23.0, 8, heavy), Tenant("light", 0.0108, 16.0, 8, light)]
+    engines = [CoEngine(t.name, t.service_s, 8, t.batch_latency_s) for t in tenants]
+    streams = [CoStream(t.name, t.name, t.rate_hz) for t in tenants]
+    sim = simulate_colocation(engines, streams, duration_s=600, seed=11)
+    model = engine_ps_response_s(tenants)
+    assert model["heavy"] > 1.05 * sim["heavy"].mean_s
+    assert model["light"] == pytest.approx(sim["light"].mean_s, rel=0.03)
