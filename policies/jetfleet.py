@@ -58,7 +58,7 @@ class JetfleetConfig:
 
     max_in_flight: int = 1  # batches committed to one device (running + queued on it)
     margins: Margins = field(default_factory=Margins)  # slack kept against predictor error
-    window: int = 256  # EDF candidates looked at per decision (more are looked at in the next one)
+    window: int = 192  # EDF candidates looked at per decision (more are looked at in the next one)
     lookahead: int = 64  # candidates behind a device's largest batch that its plan keeps safe
     late: LateMode = "serve"  # what to do with requests no device can finish in time
     late_batch_max_s: float = 1.0  # a batch of late requests may hold a device at most this long
@@ -329,6 +329,9 @@ class JetfleetPolicy(Policy):
             if self.config.late == "drop":
                 return
             late = [r for r in late if r.deadline_s >= expire_s]
+        limit, busy = self.config.max_in_flight, step.taken.union(step.held)
+        if not any(d.in_flight < limit and d.name not in busy for d in devices):
+            return  # no device left to run late work in this decision
         for family, requests in _by_family(late).items():
             self._serve_late(step, family, requests, devices)
 
