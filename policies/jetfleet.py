@@ -32,7 +32,6 @@ bounded queues), `handle_late` (shedding), `variant_for` (model variant per fami
 from __future__ import annotations
 
 import math
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
@@ -44,8 +43,17 @@ from cluster.catalogue import get_kind
 from costmodel.base import CostModel
 from jetfleet.errors import JetfleetError
 from jetfleet.types import BatchResult, Decisions, DeviceState, Dispatch, Drop, DropReason, Request, SetFrequency
+from policies.arrivals import ArrivalStats
 from policies.base import Policy
-from policies.planning import BatchPlan, GridCache, GridTables, IdlePowerFn, Margins, plan_batch
+from policies.planning import (
+    BatchPlan,
+    GridCache,
+    GridTables,
+    IdlePowerFn,
+    Margins,
+    default_idle_power_w,
+    plan_batch,
+)
 from policies.queue import RequestQueue
 from policies.registry import register
 
@@ -82,45 +90,6 @@ class JetfleetConfig:
             raise ValueError(f"late must be 'serve' or 'drop', got {self.late!r}")
         if self.window < 1:
             raise ValueError(f"window must be >= 1, got {self.window}")
-
-
-class ArrivalStats:
-    """What arrivals tell the policy, per model family: the frame rate (an exponentially decaying sum) and the
-    tightest SLO seen lately (a sliding-window minimum), which a batch must leave room for."""
-
-    def __init__(self, halflife_s: float, window_s: float) -> None:
-        self._decay = math.log(2.0) / halflife_s
-        self._window_s = window_s
-        self._rate: dict[str, tuple[float, float]] = {}  # family -> (rate at t, t)
-        self._tight: dict[str, deque[tuple[float, float, int]]] = {}  # family -> (arrival, slo, frames), slo rising
-
-    def observe(self, request: Request, now_s: float) -> None:
-        family = request.model
-        self._rate[family] = (self.frames_per_s(family, now_s) + request.n_frames * self._decay, now_s)
-        tight = self._tight.setdefault(family, deque())
-        while tight and tight[-1][1] >= request.slo_s:
-            tight.pop()
-        tight.append((now_s, request.slo_s, request.n_frames))
-
-    def last_arrival_s(self, family: str) -> float:
-        """When the last request of `family` arrived (-inf before any)."""
-        return self._rate.get(family, (0.0, -math.inf))[1]
-
-    def frames_per_s(self, family: str, now_s: float) -> float:
-        rate, t = self._rate.get(family, (0.0, now_s))
-        return rate * math.exp(-self._decay * max(0.0, now_s - t))
-
-    @property
-    def families(self) -> list[str]:
-        """The model families seen so far."""
-        return list(self._rate)
-
-    def tightest(self, family: str, now_s: float) -> tuple[float, int] | None:
-        """(slo_s, n_frames) of the arrival with the smallest SLO in the last `window_s`, or None."""
-        tight = self._tight.get(family)
-        while tight and tight[0][0] < now_s - self._window_s:
-            tight.popleft()
-        return (tight[0][1], tight[0][2]) if tight else None
 
 
 @dataclass
@@ -632,16 +601,6 @@ class _ParkGuard:
         if fi >= 0:
             serve_s = min(serve_s, float(t.padded_s[fi, b]))
         return policy._ready_s(now_s, device) + settle_s + serve_s <= now_s + slo_s
-
-
-def default_idle_power_w(kind: str, freq_hz: float) -> float:
-    """Idle board power of `kind` at `freq_hz`: the calibrated device curve, else the catalogue's figure."""
-    try:
-        from costmodel.device_models import device_model
-
-        return float(device_model(kind).idle_power_w(freq_hz))
-    except (JetfleetError, ImportError, OSError):
-        return get_kind(kind).idle_power_w
 
 
 def _representatives(free: list[DeviceState], n_clocks: int) -> list[DeviceState]:

@@ -30,6 +30,7 @@ import numpy as np
 
 from cluster.catalogue import get_kind
 from costmodel.base import CostModel
+from jetfleet.errors import JetfleetError
 
 _EPS_S = 1e-6  # comparisons of predicted times tolerate this much rounding
 IdlePowerFn = Callable[[str, float], float]  # (device kind, GPU frequency in Hz) -> idle board watts
@@ -428,3 +429,13 @@ def _fastest(lat: np.ndarray, batch: np.ndarray, mask: np.ndarray) -> tuple[int,
     rate = np.where(mask, batch[None, :] / lat, -np.inf)
     fi, k = np.unravel_index(int(np.argmax(rate)), rate.shape)
     return int(fi), int(k)
+
+
+def default_idle_power_w(kind: str, freq_hz: float) -> float:
+    """Idle board power of `kind` at `freq_hz`: the calibrated device curve, else the catalogue's figure."""
+    try:
+        from costmodel.device_models import device_model
+
+        return float(device_model(kind).idle_power_w(freq_hz))
+    except (JetfleetError, ImportError, OSError):
+        return get_kind(kind).idle_power_w

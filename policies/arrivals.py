@@ -1,0 +1,49 @@
+"""What the stream of arrivals tells a policy: frame rate, the tightest SLO lately, when it went quiet. Pure."""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+from jetfleet.types import Request
+
+__all__ = ["ArrivalStats"]
+
+
+class ArrivalStats:
+    """What arrivals tell the policy, per model family: the frame rate (an exponentially decaying sum) and the
+    tightest SLO seen lately (a sliding-window minimum), which a batch must leave room for."""
+
+    def __init__(self, halflife_s: float, window_s: float) -> None:
+        self._decay = math.log(2.0) / halflife_s
+        self._window_s = window_s
+        self._rate: dict[str, tuple[float, float]] = {}  # family -> (rate at t, t)
+        self._tight: dict[str, deque[tuple[float, float, int]]] = {}  # family -> (arrival, slo, frames), slo rising
+
+    def observe(self, request: Request, now_s: float) -> None:
+        family = request.model
+        self._rate[family] = (self.frames_per_s(family, now_s) + request.n_frames * self._decay, now_s)
+        tight = self._tight.setdefault(family, deque())
+        while tight and tight[-1][1] >= request.slo_s:
+            tight.pop()
+        tight.append((now_s, request.slo_s, request.n_frames))
+
+    def last_arrival_s(self, family: str) -> float:
+        """When the last request of `family` arrived (-inf before any)."""
+        return self._rate.get(family, (0.0, -math.inf))[1]
+
+    def frames_per_s(self, family: str, now_s: float) -> float:
+        rate, t = self._rate.get(family, (0.0, now_s))
+        return rate * math.exp(-self._decay * max(0.0, now_s - t))
+
+    @property
+    def families(self) -> list[str]:
+        """The model families seen so far."""
+        return list(self._rate)
+
+    def tightest(self, family: str, now_s: float) -> tuple[float, int] | None:
+        """(slo_s, n_frames) of the arrival with the smallest SLO in the last `window_s`, or None."""
+        tight = self._tight.get(family)
+        while tight and tight[0][0] < now_s - self._window_s:
+            tight.popleft()
+        return (tight[0][1], tight[0][2]) if tight else None
