@@ -101,6 +101,7 @@ class _Candidates:
     frames: np.ndarray
     deadlines_s: np.ndarray
     family: str
+    _alive_key: tuple | None = None
 
     @classmethod
     def of(cls, requests: list[Request], family: str) -> _Candidates:
@@ -112,6 +113,14 @@ class _Candidates:
             np.fromiter((r.deadline_s for r in requests), np.float64, n),
             family,
         )
+
+    def alive_positions(self, alive: np.ndarray) -> np.ndarray:
+        """Indices of the alive candidates, computed once per state of `alive` within a decision."""
+        if self._alive_key is not None and self._alive_key[0] is alive and np.array_equal(self._alive_key[1], alive):
+            return self._alive_key[2]
+        pos = np.flatnonzero(alive)
+        self._alive_key = (alive, alive.copy(), pos)
+        return pos
 
 
 @dataclass
@@ -169,6 +178,7 @@ class JetfleetPolicy(Policy):
         self._park_next_s = -math.inf  # when the next idle device reaches park_after_s
         self._held_before: set[str] = set()
         self._member_cache: dict[tuple, tuple[list, dict]] = {}
+        self._guard_cache: dict[tuple, tuple[GridTables, tuple]] = {}  # see `_guarded`
 
     # -- the Policy contract ----------------------------------------------------------------------
     def admit(self, now_s: float, request: Request, queue: RequestQueue) -> list[Drop]:
@@ -240,23 +250,14 @@ class JetfleetPolicy(Policy):
         enough for the device to serve that request in time as well.
         """
         t = group.tables
-        pos = np.flatnonzero(alive)[: t.cap + self.config.lookahead]
+        pos = cands.alive_positions(alive)[: t.cap + self.config.lookahead]
         ready_s = self._ready_s(step.now_s, device)
-        budget_s = None  # (F,) longest batch that leaves room for the guard request
-        per_frame = t.per_frame_s
-        if guard is not None:
-            slo_s, n = guard
-            n = min(n, t.max_frames)
-            budget_s = slo_s - np.minimum(t.padded_s[:, n - 1], group.change_delay_s + t.fastest_padded_s[n - 1])
-            # Behind this batch the device runs batches no longer than the guard allows.
-            per_frame = np.where(t.padded_s[:, : t.cap] <= budget_s[:, None], per_frame, np.inf)
-            per_frame[:, 0] = t.per_frame_s[:, 0]
+        budget_s, best, inv_best, best_min, overhead_s = self._guarded(t, group.change_delay_s, guard)
         # How fast the work left behind drains: this device at the clock it picks, plus the others at their best.
-        best = per_frame.min(axis=1)
         others_fps = max(0.0, fleet_fps - 1.0 / t.s_per_frame)
         # Clocks at which the fleet keeps up with the arrivals with headroom (the queue is not all there is).
         need_fps = self.arrivals.frames_per_s(cands.family, step.now_s) / self.config.max_utilisation
-        clock_ok = 1.0 / best + others_fps >= need_fps
+        drain_fps = inv_best + others_fps
         return plan_batch(
             t,
             ready_s=ready_s,
@@ -265,12 +266,37 @@ class JetfleetPolicy(Policy):
             frames=cands.frames[pos],
             deadlines_s=cands.deadlines_s[pos],
             positions=pos,
-            behind_s_per_frame=1.0 / (1.0 / best + others_fps),
-            behind_overhead_s=t.padded_s[:, 0] - best,
-            behind_share=1.0 / (1.0 + others_fps * float(best.min())),
+            behind_s_per_frame=1.0 / drain_fps,
+            behind_overhead_s=overhead_s,
+            behind_share=1.0 / (1.0 + others_fps * best_min),
             finish_limit_s=None if budget_s is None else ready_s + budget_s,
-            clock_ok=clock_ok,
+            clock_ok=drain_fps >= need_fps,
         )
+
+    def _guarded(
+        self, t: GridTables, change_delay_s: float, guard: tuple[float, int] | None
+    ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray, float, np.ndarray]:
+        """(budget_s, best, 1 / best, best.min(), padded_s[:, 0] - best) of `choose_batch` for (tables, guard):
+        they depend on nothing else, so they are computed once per (tables, change delay, guard) and kept."""
+        key = (id(t), change_delay_s, guard)
+        hit = self._guard_cache.get(key)
+        if hit is not None and hit[0] is t:
+            return hit[1]
+        budget_s = None  # (F,) longest batch that leaves room for the guard request
+        per_frame = t.per_frame_s
+        if guard is not None:
+            slo_s, n = guard
+            n = min(n, t.max_frames)
+            budget_s = slo_s - np.minimum(t.padded_s[:, n - 1], change_delay_s + t.fastest_padded_s[n - 1])
+            # Behind this batch the device runs batches no longer than the guard allows.
+            per_frame = np.where(t.padded_s[:, : t.cap] <= budget_s[:, None], per_frame, np.inf)
+            per_frame[:, 0] = t.per_frame_s[:, 0]
+        best = per_frame.min(axis=1)
+        value = (budget_s, best, 1.0 / best, float(best.min()), t.padded_s[:, 0] - best)
+        if len(self._guard_cache) > 256:
+            self._guard_cache.clear()
+        self._guard_cache[key] = (t, value)
+        return value
 
     def should_wait(self, step: _Step, plan: BatchPlan, tables: GridTables, family: str, left_behind: int = 0) -> bool:
         """Hold `plan` back while arrivals expected before its latest safe start would make it cheaper per frame.

@@ -307,9 +307,10 @@ def plan_batch(
     # A cheap, optimistic look-behind first (the rest drains at the fastest rate, no clock change); the chosen
     # plan is then re-checked with the rest run as real batches (`_verified_cheapest`).
     fastest = np.atleast_1d(np.asarray(behind_s_per_frame, dtype=float))
-    fi_fast = int(np.argmin(fastest))
-    overhead = float(np.broadcast_to(np.asarray(behind_overhead_s, dtype=float), fastest.shape)[fi_fast])
-    behind = _behind_limit(cum, deadlines_s, k_max, fastest[fi_fast : fi_fast + 1], overhead, 0.0)[0]
+    fi_fast = int(fastest.argmin())
+    overhead_s = np.asarray(behind_overhead_s, dtype=float)
+    overhead = float(overhead_s if overhead_s.ndim == 0 else overhead_s[fi_fast])
+    behind = _behind_limit_one(cum, deadlines_s, k_max, float(fastest[fi_fast]), overhead)
     protected = fits & (finish <= behind + _EPS_S)
     if clock_ok is not None and (protected & clock_ok[:, None]).any():
         protected &= clock_ok[:, None]  # clocks that keep up with the arrivals, when any protects the queue
@@ -338,6 +339,17 @@ def plan_batch(
         latest_dispatch_s=float(ready_s + max(0.0, slack)),
         overloaded=overloaded,
     )
+
+
+def _behind_limit_one(cum: np.ndarray, deadlines_s: np.ndarray, k_max: int, rate: float, overhead_s: float) -> np.ndarray:
+    """(K,): `_behind_limit` for one rate, no clock change (the same arithmetic, without its (F + 1, K) arrays)."""
+    out = np.full(k_max, math.inf)
+    upto = min(k_max, len(cum) - 1)
+    if upto > 0:
+        g = deadlines_s[1:] - rate * cum[1:]
+        out[:upto] = np.minimum.accumulate(g[::-1])[::-1][:upto]
+    out += rate * cum[:k_max] - overhead_s
+    return out
 
 
 def _behind_limit(
