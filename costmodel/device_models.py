@@ -366,6 +366,10 @@ class OracleCostModel:
             raise UnknownNameError("device kind", kind, self._coefficients)
         return AnalyticDeviceModel(kind=kind, coefficients=self._coefficients[kind], device_kind=get_kind(kind))
 
+    def idle_power_w(self, kind: str, freq_hz: float) -> float:
+        """Board power of `kind` idle at GPU frequency `freq_hz`, from the same device model (policies use it)."""
+        return float(self._model(kind).idle_power_w(freq_hz))
+
     def predict_grid(self, kind: str, model: str, freqs_hz: np.ndarray, batches: np.ndarray) -> CostGrid:
         f = np.asarray(freqs_hz, dtype=float).reshape(-1)
         b = np.asarray(batches, dtype=int).reshape(-1)

@@ -58,7 +58,7 @@ import pandas as pd
 from costmodel import features as feat
 from costmodel.base import CostGrid
 from costmodel.profiles import validate_profiles
-from jetfleet.errors import ConfigError, DataError, InvalidRequestError, NotFittedError
+from jetfleet.errors import ConfigError, DataError, InvalidRequestError, JetfleetError, NotFittedError
 
 FORMAT = "jetfleet-lgbm-costmodel"
 FORMAT_VERSION = 1
@@ -148,6 +148,18 @@ class LightGBMCostModel:
         return self._predict_x(feat.build_features(rows))
 
     # --- CostModel protocol -----------------------------------------------------------------------
+    def idle_power_w(self, kind: str, freq_hz: float) -> float:
+        """Board power of `kind` idle at `freq_hz` (policies use it): the calibrated device curve of
+        `costmodel.device_models`, else the catalogue's figure for kinds it has no curve for."""
+        from costmodel.device_models import device_model
+
+        try:
+            return float(device_model(kind).idle_power_w(freq_hz))
+        except JetfleetError:
+            from cluster.catalogue import get_kind
+
+            return get_kind(kind).idle_power_w
+
     def predict_grid(self, kind: str, model: str, freqs_hz: np.ndarray, batches: np.ndarray) -> CostGrid:
         """Costs of every (frequency, batch) of one kind and model; cached, arrays read-only.
 

@@ -30,7 +30,6 @@ import numpy as np
 
 from cluster.catalogue import get_kind
 from costmodel.base import CostModel
-from jetfleet.errors import JetfleetError
 
 _EPS_S = 1e-6  # comparisons of predicted times tolerate this much rounding
 IdlePowerFn = Callable[[str, float], float]  # (device kind, GPU frequency in Hz) -> idle board watts
@@ -341,7 +340,9 @@ def plan_batch(
     )
 
 
-def _behind_limit_one(cum: np.ndarray, deadlines_s: np.ndarray, k_max: int, rate: float, overhead_s: float) -> np.ndarray:
+def _behind_limit_one(
+    cum: np.ndarray, deadlines_s: np.ndarray, k_max: int, rate: float, overhead_s: float
+) -> np.ndarray:
     """(K,): `_behind_limit` for one rate, no clock change (the same arithmetic, without its (F + 1, K) arrays)."""
     out = np.full(k_max, math.inf)
     upto = min(k_max, len(cum) - 1)
@@ -444,10 +445,6 @@ def _fastest(lat: np.ndarray, batch: np.ndarray, mask: np.ndarray) -> tuple[int,
 
 
 def default_idle_power_w(kind: str, freq_hz: float) -> float:
-    """Idle board power of `kind` at `freq_hz`: the calibrated device curve, else the catalogue's figure."""
-    try:
-        from costmodel.device_models import device_model
-
-        return float(device_model(kind).idle_power_w(freq_hz))
-    except (JetfleetError, ImportError, OSError):
-        return get_kind(kind).idle_power_w
+    """Idle board power of `kind` from the catalogue (pure data; one figure for every frequency). The fallback
+    when neither the policy nor the cost model (an `idle_power_w(kind, freq_hz)` method) says better."""
+    return get_kind(kind).idle_power_w
