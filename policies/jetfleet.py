@@ -89,7 +89,7 @@ class JetfleetPolicy(Policy):
         self._park_dirty = True  # a device may have become idle since the last parking scan
         self._park_next_s = -math.inf  # when the next idle device reaches park_after_s
         self._held_before: set[str] = set()
-        self._member_cache: dict[tuple, tuple[list, dict]] = {}
+        self._member_cache: dict[tuple, dict[tuple[str, str], list[DeviceState]]] = {}
         self._guard_cache: dict[tuple, tuple[GridTables, tuple]] = {}  # see `_guarded`
 
     # -- the Policy contract ----------------------------------------------------------------------
@@ -333,56 +333,51 @@ class JetfleetPolicy(Policy):
         """Healthy devices able to serve `family`, grouped by (kind, variant); free ones earliest-ready first,
         then least recently used."""
         grids = self._grid_cache(step.cost)
-        members, counts = self._members(family, devices)
-        groups: dict[tuple[str, str], DeviceGroup] = {}
-        for key, count in counts.items():
-            group = self._new_group(step, *key, min_frames, grids)
-            if group is not None:  # else the cost model knows nothing of this (kind, variant)
-                group.frames_per_s = count * group.fps
-                groups[key] = group
+        by_key = self._members(family, devices)
         now_s, limit, taken, last_use = step.now_s, self.config.max_in_flight, step.taken, self._last_use
         settle, inf = self._settle_s, math.inf
-        order: dict[str, tuple[float, int, str]] = {}
-        for d, key in members:
-            group = groups.get(key)
-            if group is None:
+        out: list[DeviceGroup] = []
+        for key, members in by_key.items():
+            group = self._new_group(step, *key, min_frames, grids)
+            if group is None:  # the cost model knows nothing of this (kind, variant)
                 continue
-            ready_s = d.busy_until_s if d.in_flight and d.busy_until_s > now_s else now_s  # as _ready_s
-            if settle:
-                ready_s = max(ready_s, settle.get(d.name, -inf))
-            by_clock = group.ready_by_clock
-            fi = group.tables.clock_index.get(d.freq_hz)
-            if fi is None:
-                fi = group.tables.freq_index(d.freq_hz)
-            if ready_s < by_clock.get(fi, inf):
-                by_clock[fi] = ready_s
-            if d.in_flight < limit and d.name not in taken:
-                group.free.append(d)
-                order[d.name] = (ready_s, last_use.get(d.name, -1), d.name)
-        out = list(groups.values())
-        for group in out:
-            group.free.sort(key=lambda d: order[d.name])
+            group.frames_per_s = len(members) * group.fps
+            clock_index, by_clock = group.tables.clock_index, group.ready_by_clock
+            free: list[tuple[float, int, str, DeviceState]] = []
+            for d in members:
+                ready_s = d.busy_until_s if d.in_flight and d.busy_until_s > now_s else now_s  # as _ready_s
+                if settle:
+                    ready_s = max(ready_s, settle.get(d.name, -inf))
+                fi = clock_index.get(d.freq_hz)
+                if fi is None:
+                    fi = group.tables.freq_index(d.freq_hz)
+                if ready_s < by_clock.get(fi, inf):
+                    by_clock[fi] = ready_s
+                if d.in_flight < limit and d.name not in taken:
+                    free.append((ready_s, last_use.get(d.name, -1), d.name, d))
+            free.sort(key=_order_key)  # names are unique: devices themselves are never compared
+            group.free = [f[3] for f in free]
+            out.append(group)
         return out
 
-    def _members(
-        self, family: str, devices: Sequence[DeviceState]
-    ) -> tuple[list[tuple[DeviceState, tuple[str, str]]], dict[tuple[str, str], int]]:
-        """(device, (kind, variant)) for the devices able to serve `family`, and the count per (kind, variant).
+    def _members(self, family: str, devices: Sequence[DeviceState]) -> dict[tuple[str, str], list[DeviceState]]:
+        """The devices able to serve `family` per (kind, variant), in device order.
 
         Cached per (family, device set) unless a subclass decides variants itself (they may change over time)."""
         cacheable = type(self).variant_for is JetfleetPolicy.variant_for
         key = (family, tuple(map(id, devices)))
         if cacheable and key in self._member_cache:
             return self._member_cache[key]
-        members = [(d, (d.kind, v)) for d in devices if (v := self.variant_for(family, d)) is not None]
-        counts: dict[tuple[str, str], int] = {}
-        for _, k in members:
-            counts[k] = counts.get(k, 0) + 1
+        by_key: dict[tuple[str, str], list[DeviceState]] = {}
+        for d in devices:
+            v = self.variant_for(family, d)
+            if v is not None:
+                by_key.setdefault((d.kind, v), []).append(d)
         if cacheable:
             if len(self._member_cache) > 64:
                 self._member_cache.clear()
-            self._member_cache[key] = (members, counts)
-        return members, counts
+            self._member_cache[key] = by_key
+        return by_key
 
     def _new_group(self, step: _Step, kind: str, variant: str, min_frames: int, grids: GridCache) -> DeviceGroup | None:
         try:
@@ -492,6 +487,10 @@ class JetfleetPolicy(Policy):
             return self._idle_power_override
         from_cost = getattr(cost, "idle_power_w", None)
         return from_cost if callable(from_cost) else default_idle_power_w
+
+
+def _order_key(entry: tuple[float, int, str, DeviceState]) -> tuple[float, int, str]:
+    return entry[0], entry[1], entry[2]
 
 
 @register("jetfleet")
