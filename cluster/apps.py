@@ -24,10 +24,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from cluster.catalogue import get_kind
+from jetfleet.config import describe_validation_error, read_config_file
 from jetfleet.errors import ConfigError, JetfleetError
 
 __all__ = ["AppEntry", "AppSpec", "AppsConfig", "MemorySpec", "load_apps"]
@@ -157,18 +157,9 @@ class AppSpec:
         return f"AppSpec({self.name!r}, {self.model!r}, {self.rate_hz} Hz, slo {self.slo_s * 1000:g} ms)"
 
 
-def _describe(error: ValidationError, raw: dict[str, Any], source: str) -> str:
-    first = error.errors()[0]
-    loc = list(first["loc"])
-    where = source
-    if len(loc) >= 2 and loc[0] == "apps" and isinstance(loc[1], int):
-        items = raw.get("apps") or []
-        item = items[loc[1]] if loc[1] < len(items) else {}
-        label = item.get("name") or item.get("model") if isinstance(item, dict) else None
-        where += f": app #{loc[1] + 1}" + (f" ({label})" if label else "")
-        loc = loc[2:]
-    field = ".".join(str(p) for p in loc) or "(top level)"
-    return f"{where}: field {field!r}: {first['msg']}"
+def _app_label(index: int, item: Any) -> str:
+    name = (item.get("name") or item.get("model")) if isinstance(item, dict) else None
+    return f"app #{index + 1}" + (f" ({name})" if name else "")
 
 
 def apps_from_dict(raw: Any, source: str = "<apps>") -> AppsConfig:
@@ -178,18 +169,11 @@ def apps_from_dict(raw: Any, source: str = "<apps>") -> AppsConfig:
     try:
         return AppsConfig.model_validate(raw)
     except ValidationError as e:
-        raise ConfigError(_describe(e, raw, source)) from None
+        raise ConfigError(describe_validation_error(e, raw, source, "apps", _app_label)) from None
     except JetfleetError as e:  # an unknown device kind in service_ms / reserve_mb
         raise ConfigError(f"{source}: {e}") from None
 
 
 def load_apps(path: str | Path) -> AppsConfig:
     """Read and validate an apps YAML file."""
-    path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"{path}: no such apps file")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
-    return apps_from_dict(raw, str(path))
+    return apps_from_dict(read_config_file(path, "apps file"), str(path))

@@ -19,10 +19,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cluster.catalogue import CATALOGUE, DeviceKind
+from jetfleet.config import describe_validation_error, read_config_file
 from jetfleet.errors import ConfigError, UnknownNameError
 
 FLEETS_DIR = Path(__file__).parent / "fleets"
@@ -78,21 +78,9 @@ class Fleet(BaseModel):
         raise UnknownNameError("device", name, [d.name for d in self.devices])
 
 
-def _describe(error: ValidationError, raw: dict[str, Any], source: str) -> str:
-    first = error.errors()[0]
-    loc = list(first["loc"])
-    where = source
-    if len(loc) >= 2 and loc[0] == "devices" and isinstance(loc[1], int):
-        devices = raw.get("devices") or []
-        item = devices[loc[1]] if loc[1] < len(devices) else {}
-        label = item.get("name") if isinstance(item, dict) else None
-        where += f": device {label!r}" if label else f": device #{loc[1] + 1}"
-        loc = loc[2:]
-    message = first["msg"].removeprefix("Value error, ")
-    if not loc:
-        return f"{where}: {message}"
-    field = ".".join(str(p) for p in loc)
-    return f"{where}: field {field!r}: {message}"
+def _device_label(index: int, item: Any) -> str:
+    name = item.get("name") if isinstance(item, dict) else None
+    return f"device {name!r}" if name else f"device #{index + 1}"
 
 
 def fleet_from_dict(raw: Any, source: str = "<fleet>") -> Fleet:
@@ -102,7 +90,7 @@ def fleet_from_dict(raw: Any, source: str = "<fleet>") -> Fleet:
     try:
         return Fleet.model_validate(raw)
     except ValidationError as e:
-        raise ConfigError(_describe(e, raw, source)) from None
+        raise ConfigError(describe_validation_error(e, raw, source, "devices", _device_label)) from None
 
 
 def load_fleet(name_or_path: str | Path) -> Fleet:
@@ -112,13 +100,7 @@ def load_fleet(name_or_path: str | Path) -> Fleet:
         path = FLEETS_DIR / f"{name_or_path}.yaml"
         if not path.exists():
             raise UnknownNameError("fleet", str(name_or_path), builtin_fleets())
-    if not path.exists():
-        raise ConfigError(f"{path}: no such inventory file")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
-    return fleet_from_dict(raw, str(path))
+    return fleet_from_dict(read_config_file(path, "inventory file"), str(path))
 
 
 def builtin_fleets() -> list[str]:

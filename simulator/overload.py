@@ -29,10 +29,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from cluster.inventory import Fleet, fleet_from_dict, load_fleet
 from costmodel.base import CostModel, DeviceModel
+from jetfleet.config import read_config_file
 from jetfleet.errors import ConfigError
 from jetfleet.telemetry import EventSink
 from jetfleet.types import Outcome, OutcomeStatus, Request
@@ -67,14 +66,7 @@ class OverloadExperiment:
 
 def load_experiment(path: str | Path) -> OverloadExperiment:
     """Read and validate an experiment config (JSON or YAML); errors name the file, the stream and the field."""
-    path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"{path}: no such experiment config")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid JSON/YAML: {e}") from None
-    return experiment_from_dict(raw, str(path))
+    return experiment_from_dict(read_config_file(path, "experiment config"), str(path))
 
 
 def experiment_from_dict(raw: Any, source: str = "<experiment>") -> OverloadExperiment:

@@ -20,9 +20,10 @@ from typing import Any
 
 import numpy as np
 
+from jetfleet.config import read_config_file
 from jetfleet.errors import ConfigError
 from jetfleet.types import Request
-from policies.streams import StreamConfig, StreamSet, stream_set_from_text
+from policies.streams import StreamConfig, StreamSet, stream_set_from_dict
 
 PATTERNS = ("lockstep", "periodic", "poisson")
 
@@ -41,10 +42,8 @@ class ArrivalSpec:
 
 def load_stream_set(path: str | Path, *, extra_keys: Sequence[str] = ()) -> StreamSet:
     """Read a stream config file (JSON or YAML); errors name the file, the stream and the field."""
-    path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"{path}: no such stream config file")
-    return stream_set_from_text(path.read_text(), str(path), extra_keys=extra_keys)
+    raw = read_config_file(path, "stream config file")
+    return stream_set_from_dict(raw, str(path), extra_keys=extra_keys)
 
 
 def arrival_spec_from_dict(raw: Any, source: str) -> ArrivalSpec:
