@@ -48,7 +48,8 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except JetfleetError as e:
-        typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+        # One line, even when the cause (a YAML or CSV parser) wrote several.
+        typer.secho(f"error: {' '.join(str(e).split())}", fg=typer.colors.RED, err=True)
         sys.exit(2)
     except typer.Abort:
         typer.secho("aborted", err=True)
