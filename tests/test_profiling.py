@@ -149,47 +149,11 @@ def test_profile_command_writes_a_table_the_cost_model_reads(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def ray_with_devices():
-    """A Ray cluster advertising device:nano0 and device:nx0 (the shared one if it is up, else our own)."""
-    ray = pytest.importorskip("ray")
-    if ray.is_initialized():
-        have = ray.cluster_resources()
-        if not {"device:nano0", "device:nx0"} <= set(have):
-            pytest.skip("the running Ray cluster has no device:nano0 / device:nx0")
-        yield ray
-        return
-    import os
+def ray_with_devices(ray_cluster):
+    """The session's one shared Ray cluster (tests/conftest.py); its head offers device:nano0 and device:nx0."""
+    import ray
 
-    saved = {k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")}
-    os.environ.update({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "jetfleet-profiling-test-token"})
-    os.environ.pop("RAY_AUTH_TOKEN_PATH", None)
-    _refresh_ray_auth()
-    ray.init(
-        address="local",  # a cluster of our own even when another one runs on this machine
-        resources={"device:nano0": 1, "device:nx0": 1},
-        num_cpus=2,
-        include_dashboard=False,
-        logging_level="ERROR",
-        log_to_driver=False,
-    )
-    try:
-        yield ray
-    finally:
-        ray.shutdown()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        _refresh_ray_auth()
-
-
-def _refresh_ray_auth() -> None:
-    """Ray caches its auth mode and token in C++: re-read them after changing the environment."""
-    from ray._raylet import AuthenticationTokenLoader, Config
-
-    Config.initialize("")
-    AuthenticationTokenLoader.instance().reset_cache()
+    return ray
 
 
 @pytest.mark.ray
