@@ -91,6 +91,7 @@ class JetfleetPolicy(Policy):
         self._held_before: set[str] = set()
         self._member_cache: dict[tuple, dict[tuple[str, str], list[DeviceState]]] = {}
         self._guard_cache: dict[tuple, tuple[GridTables, tuple]] = {}  # see `_guarded`
+        self._floor_cache: dict[int, tuple[GridTables, list[float]]] = {}  # see `_epf_floor`
 
     # -- the Policy contract ----------------------------------------------------------------------
     def admit(self, now_s: float, request: Request, queue: RequestQueue) -> list[Drop]:
@@ -257,16 +258,7 @@ class JetfleetPolicy(Policy):
         tightest = self._guard(family, step.now_s)
         capable = self._guard_capable(step.now_s, free, tightest)
         while free and alive.any():
-            best: tuple[tuple, BatchPlan, DeviceGroup, DeviceState] | None = None
-            for group in free:
-                for rep in _representatives(group.free, self.config.clocks_per_kind):
-                    # Keep one free device able to serve the tightest request that may arrive next.
-                    guard = tightest if tightest is not None and not (capable - {rep.name}) else None
-                    plan = self.choose_batch(step, group, rep, cands, alive, fleet_fps, guard)
-                    if plan is not None:
-                        key = _plan_key(plan, self._last_use.get(rep.name, -1))
-                        if best is None or key < best[0]:
-                            best = (key, plan, group, rep)
+            best = self._best_plan(step, free, cands, alive, fleet_fps, tightest, capable)
             if best is None:
                 return
             _, plan, group, rep = best
@@ -287,6 +279,55 @@ class JetfleetPolicy(Policy):
             free = [g for g in free if g.free]
         if free and len(requests) >= self.config.window and not alive.any():
             step.wake(step.now_s)  # the window ran dry with devices still free: look again at once
+
+    def _best_plan(
+        self,
+        step: _Step,
+        free: list[DeviceGroup],
+        cands: _Candidates,
+        alive: np.ndarray,
+        fleet_fps: float,
+        tightest: tuple[float, int] | None,
+        capable: set[str],
+    ) -> tuple[tuple, BatchPlan, DeviceGroup, DeviceState] | None:
+        """(key, plan, group, device) of the best plan of the free groups' representatives (lowest `_plan_key`, the
+        first in group and representative order on ties); None when no device can take any candidate.
+
+        Groups are planned cheapest energy floor (`_epf_floor`) first, and a group whose floor is above the best
+        plan so far is not planned at all: none of its plans could win. The choice is the one of planning all."""
+        best: tuple[tuple, BatchPlan, DeviceGroup, DeviceState] | None = None
+        order: Sequence[int] = range(len(free))
+        # A subclass's plans may cost anything; one group has nothing to skip.
+        prune = type(self).choose_batch is JetfleetPolicy.choose_batch and len(free) > 1
+        floors: list[float] = []
+        if prune:
+            n_alive = int(cands.frames[alive].sum())
+            floors = [self._epf_floor(g.tables, n_alive) for g in free]
+            order = sorted(order, key=floors.__getitem__)
+        for gi in order:
+            group = free[gi]
+            if prune and best is not None and best[0][0][0] == 0 and floors[gi] > best[0][0][1]:
+                continue
+            for ri, rep in enumerate(_representatives(group.free, self.config.clocks_per_kind)):
+                # Keep one free device able to serve the tightest request that may arrive next.
+                guard = tightest if tightest is not None and not (capable - {rep.name}) else None
+                plan = self.choose_batch(step, group, rep, cands, alive, fleet_fps, guard)
+                if plan is not None:
+                    key = (_plan_key(plan, self._last_use.get(rep.name, -1)), gi, ri)
+                    if best is None or key < best[0]:
+                        best = (key, plan, group, rep)
+        return best
+
+    def _epf_floor(self, t: GridTables, n_frames: int) -> float:
+        """round(lowest marginal J/frame of `t` over batches of at most `n_frames`, 6): no plan of at most that many
+        frames costs less, so a group whose floor exceeds the best plan's `_plan_key` energy cannot win."""
+        hit = self._floor_cache.get(id(t))
+        if hit is None or hit[0] is not t:
+            if len(self._floor_cache) > 256:
+                self._floor_cache.clear()
+            floors = [round(float(x), 6) for x in np.minimum.accumulate(t.marginal_epf_j.min(axis=0))]
+            hit = self._floor_cache[id(t)] = (t, floors)
+        return hit[1][min(max(n_frames, 1), len(hit[1])) - 1]
 
     def _guard(self, family: str, now_s: float) -> tuple[float, int] | None:
         """(slo_s, n_frames) of the tightest request that may arrive next: seen lately, or the configured prior."""
@@ -319,14 +360,21 @@ class JetfleetPolicy(Policy):
         """Which candidates some healthy device (busy ones included, at their real free time) can finish in time."""
         ok = np.zeros(len(cands.ids), dtype=bool)
         b = cands.frames - 1
+        limit_s = cands.deadlines_s + 1e-6
         for g in groups:
             t = g.tables
             ready_min = min(g.ready_by_clock.values())
-            finish = ready_min + g.change_delay_s + t.fastest_padded_s[b]
-            for fi, ready_s in g.ready_by_clock.items():
-                if fi >= 0:
-                    finish = np.minimum(finish, ready_s + t.padded_s[fi, b])
-            ok |= finish <= cands.deadlines_s + 1e-6
+            # A candidate is reachable when any way of serving it finishes in time: test the ways one after the
+            # other (switching clocks, then each clock as it is) and stop once every candidate is.
+            ok |= ready_min + g.change_delay_s + t.fastest_padded_s[b] <= limit_s
+            if ok.all():
+                break
+            clocks = [fi for fi in g.ready_by_clock if fi >= 0]
+            if clocks:
+                ready = np.array([g.ready_by_clock[fi] for fi in clocks])
+                ok |= (ready[:, None] + t.padded_s[clocks][:, b] <= limit_s).any(axis=0)
+                if ok.all():
+                    break
         return ok
 
     def _groups(self, step: _Step, family: str, devices: Sequence[DeviceState], min_frames: int) -> list[DeviceGroup]:
@@ -344,18 +392,20 @@ class JetfleetPolicy(Policy):
             group.frames_per_s = len(members) * group.fps
             clock_index, by_clock = group.tables.clock_index, group.ready_by_clock
             free: list[tuple[float, int, str, DeviceState]] = []
+            append, use_of, by_clock_get = free.append, last_use.get, by_clock.get
             for d in members:
-                ready_s = d.busy_until_s if d.in_flight and d.busy_until_s > now_s else now_s  # as _ready_s
+                in_flight, name = d.in_flight, d.name
+                ready_s = d.busy_until_s if in_flight and d.busy_until_s > now_s else now_s  # as _ready_s
                 if settle:
-                    ready_s = max(ready_s, settle.get(d.name, -inf))
+                    ready_s = max(ready_s, settle.get(name, -inf))
                 fi = clock_index.get(d.freq_hz)
                 if fi is None:
                     fi = group.tables.freq_index(d.freq_hz)
-                if ready_s < by_clock.get(fi, inf):
+                if ready_s < by_clock_get(fi, inf):
                     by_clock[fi] = ready_s
-                if d.in_flight < limit and d.name not in taken:
-                    free.append((ready_s, last_use.get(d.name, -1), d.name, d))
-            free.sort(key=_order_key)  # names are unique: devices themselves are never compared
+                if in_flight < limit and name not in taken:
+                    append((ready_s, use_of(name, -1), name, d))
+            free.sort()  # names are unique: the devices themselves are never compared
             group.free = [f[3] for f in free]
             out.append(group)
         return out
@@ -448,10 +498,18 @@ class JetfleetPolicy(Policy):
         self._park_dirty, self._held_before, self._park_next_s = False, held, math.inf
         for name in [n for n, t in self._settle_s.items() if t <= step.now_s]:
             del self._settle_s[name]  # settled: keep the dict small, it is read for every device
-        idle = [d for d in devices if d.name not in step.taken and d.name not in held and d.idle(step.now_s)]
+        now_s, taken = step.now_s, step.taken
+        # d.idle(now_s), inlined: this scans the whole fleet.
+        idle = [
+            d
+            for d in devices
+            if d.in_flight == 0 and d.busy_until_s <= now_s and d.name not in taken and d.name not in held
+        ]
         guard = _ParkGuard(self, step, idle)
+        park = self._park
         for d in idle:
-            park_hz, idle_w = self._park_point(step.cost, d.kind)
+            hit = park.get(d.kind)
+            park_hz, idle_w = hit if hit is not None else self._park_point(step.cost, d.kind)
             if abs(d.freq_hz - park_hz) < 1.0 or idle_w.get(d.freq_hz, math.inf) - idle_w[park_hz] < 1e-3:
                 continue
             idle_since_s = max(d.last_busy_s, d.busy_until_s)
@@ -487,10 +545,6 @@ class JetfleetPolicy(Policy):
             return self._idle_power_override
         from_cost = getattr(cost, "idle_power_w", None)
         return from_cost if callable(from_cost) else default_idle_power_w
-
-
-def _order_key(entry: tuple[float, int, str, DeviceState]) -> tuple[float, int, str]:
-    return entry[0], entry[1], entry[2]
 
 
 @register("jetfleet")

@@ -78,9 +78,10 @@ class _Candidates:
 
     def alive_positions(self, alive: np.ndarray) -> np.ndarray:
         """Indices of the alive candidates, computed once per state of `alive` within a decision."""
-        if self._alive_key is not None and self._alive_key[0] is alive and np.array_equal(self._alive_key[1], alive):
-            return self._alive_key[2]
-        pos = np.flatnonzero(alive)
+        hit = self._alive_key
+        if hit is not None and hit[0] is alive and hit[1].shape == alive.shape and (hit[1] == alive).all():
+            return hit[2]
+        pos = alive.nonzero()[0]
         self._alive_key = (alive, alive.copy(), pos)
         return pos
 

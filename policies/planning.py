@@ -131,6 +131,7 @@ class GridCache:
         self._tables: dict[tuple[int, str, str], GridTables] = {}
         self._corrections: dict[tuple[str, str], LatencyCorrection] = {}
         self._seen: dict[tuple[int, str, str], int] = {}  # observations folded into the cached tables
+        self._idle_w: dict[tuple[int, str, str], np.ndarray] = {}  # idle watts per catalogue clock, asked once
 
     def get(self, cost: CostModel, kind: str, model: str, min_frames: int = 1) -> GridTables:
         """The tables of (kind, model) covering batches up to at least `min_frames` frames."""
@@ -150,7 +151,10 @@ class GridCache:
                 correction = self._regrid(kind, model, base[1].shape)
             factors = correction.factors()
             self._seen[key] = correction.observations
-        tables = derive_tables(kind, model, *base, self._idle_power_w, self._margins, factors)
+        idle_w = self._idle_w.get(key)
+        if idle_w is None:
+            idle_w = self._idle_w[key] = idle_watts(kind, base[0], self._idle_power_w)
+        tables = derive_tables(kind, model, *base, self._idle_power_w, self._margins, factors, idle_w=idle_w)
         self._tables[key] = tables
         return tables
 
@@ -198,6 +202,11 @@ def build_tables(
     return derive_tables(kind, model, *predicted_grid(cost, kind, model, max_frames), idle_power_w, margins)
 
 
+def idle_watts(kind: str, freqs: np.ndarray, idle_power_w: IdlePowerFn) -> np.ndarray:
+    """(F,) idle board watts of `kind` at each of `freqs`."""
+    return np.array([idle_power_w(kind, f) for f in freqs], dtype=float)
+
+
 def derive_tables(
     kind: str,
     model: str,
@@ -207,12 +216,16 @@ def derive_tables(
     idle_power_w: IdlePowerFn,
     margins: Margins,
     factors: np.ndarray | None = None,
+    *,
+    idle_w: np.ndarray | None = None,
 ) -> GridTables:
-    """The planner's tables from a predicted grid, with latency (and energy) scaled by `factors` if given."""
+    """The planner's tables from a predicted grid, with latency (and energy) scaled by `factors` if given.
+    `idle_w`: `idle_watts(kind, freqs, idle_power_w)` when the caller has it already."""
     if factors is not None:
         latency, energy = latency * factors, energy * factors
     batches = np.arange(1, latency.shape[1] + 1)
-    idle_w = np.array([idle_power_w(kind, f) for f in freqs], dtype=float)
+    if idle_w is None:
+        idle_w = idle_watts(kind, freqs, idle_power_w)
     floor_w = float(idle_w.min())
     # Board energy above the floor the device draws anyway; a predictor may dip below it, so clip.
     marginal = np.maximum(energy - floor_w * latency, 0.0) / batches[None, :]
@@ -293,8 +306,8 @@ def plan_batch(
         frames, deadlines_s, positions = frames[reachable], deadlines_s[reachable], positions[reachable]
         if len(frames) == 0:
             return None
-    cum = np.cumsum(frames)
-    k_max = max(1, int(np.searchsorted(cum, cap, side="right")))  # whole requests up to the cap
+    cum = frames.cumsum()
+    k_max = max(1, int(cum.searchsorted(cap, "right")))  # whole requests up to the cap
     batch = cum[:k_max]  # frames of prefix k (k = 1..k_max)
     n_behind = min(len(cum), k_max + lookahead)
     cum, deadlines_s = cum[:n_behind], deadlines_s[:n_behind]
@@ -305,9 +318,13 @@ def plan_batch(
         return None
     # A cheap, optimistic look-behind first (the rest drains at the fastest rate, no clock change); the chosen
     # plan is then re-checked with the rest run as real batches (`_verified_cheapest`).
-    fastest = np.atleast_1d(np.asarray(behind_s_per_frame, dtype=float))
+    fastest = behind_s_per_frame
+    if type(fastest) is not np.ndarray or fastest.ndim != 1 or fastest.dtype != np.float64:
+        fastest = np.atleast_1d(np.asarray(fastest, dtype=float))
     fi_fast = int(fastest.argmin())
-    overhead_s = np.asarray(behind_overhead_s, dtype=float)
+    overhead_s = behind_overhead_s
+    if type(overhead_s) is not np.ndarray or overhead_s.dtype != np.float64:
+        overhead_s = np.asarray(overhead_s, dtype=float)
     overhead = float(overhead_s if overhead_s.ndim == 0 else overhead_s[fi_fast])
     behind = _behind_limit_one(cum, deadlines_s, k_max, float(fastest[fi_fast]), overhead)
     protected = fits & (finish <= behind + _EPS_S)
@@ -395,14 +412,17 @@ def _verified_cheapest(
 ) -> tuple[int, int, float] | None:
     """The cheapest (freq index, prefix index) under `mask` whose requests behind still fit when their frames run
     as real batches; with that check's latest finish. The linear look-behind is optimistic for small batches."""
-    mask = mask.copy()
+    score = tables.marginal_epf_j[:, batch - 1]
+    copied = False
     for _ in range(tries):
         if not mask.any():
             return None
-        fi, k = _cheapest(tables.marginal_epf_j[:, batch - 1], mask, 0.02)
+        fi, k = _cheapest(score, mask, 0.02)
         exact = _batched_behind_limit(tables, fi, k, cum, deadlines_s, change_delay_s, share)
         if finish[fi, k] <= exact + _EPS_S:
             return fi, k, exact
+        if not copied:  # the caller's mask stays as it was
+            mask, copied = mask.copy(), True
         mask[finish[:, k] >= finish[fi, k], k] = False  # slower clocks finish later and drain slower: no better
     return None
 
@@ -432,8 +452,8 @@ def _cheapest(score: np.ndarray, mask: np.ndarray, tolerance: float) -> tuple[in
     masked = np.where(mask, score, np.inf)
     best = float(masked.min())
     near = masked <= best * (1.0 + tolerance) + 1e-12
-    k = int(np.flatnonzero(near.any(axis=0))[-1])  # the largest batch among the near-best
-    fi = int(np.argmin(masked[:, k]))
+    k = int(near.any(axis=0).nonzero()[0][-1])  # the largest batch among the near-best
+    fi = int(masked[:, k].argmin())
     return fi, k
 
 
