@@ -65,6 +65,7 @@ class DeviceStatus:
     dvfs: str = ""
     power: str = ""
     speed_factor: float = 1.0
+    freqs_hz: tuple[float, ...] = ()  # the device's own available GPU frequencies (its DVFS list), ascending
 
 
 def _device_model(spec: DeviceSpec, given: DeviceModel | None) -> DeviceModel:
@@ -336,6 +337,7 @@ class DeviceRuntime:
             dvfs=self.dvfs.name,
             power=self.power.name,
             speed_factor=self.speed_factor,
+            freqs_hz=tuple(sorted(float(f) for f in self.dvfs.available_frequencies_hz())),
         )
 
     async def profile(

@@ -57,10 +57,6 @@ from policies.core import SchedulerCore, StepOutput
 log = logging.getLogger(__name__)
 MIN_WAKE_WALL_S = 0.001  # the soonest a policy's "wake me at t <= now" is honoured again
 
-# An admission check: (now_s, request, core) -> None to accept, or (reason, retry_after_s wall, detail) to refuse.
-AdmissionFn = Callable[[float, Request, SchedulerCore], "tuple[str, float, str] | None"]
-
-
 @dataclass(slots=True)
 class _Pending:
     request: Request
@@ -83,7 +79,6 @@ class LiveScheduler:
         time_scale: float = 1.0,
         sink: EventSink | None = None,
         metrics: Any = None,
-        admission: AdmissionFn | None = None,
         clock: Callable[[], float] = time.monotonic,
         probe_interval_s: float = 1.0,
         probe_timeout_s: float = 5.0,
@@ -100,7 +95,7 @@ class LiveScheduler:
         self.fleet, self.cost, self.clients = fleet, cost, dict(clients)
         self.time_scale = float(time_scale)
         self.metrics = metrics if metrics is not None else NullMetrics()
-        self._sink, self._admission, self._clock = sink, admission, clock
+        self._sink, self._clock = sink, clock
         self.probe_interval_s, self.probe_timeout_s = probe_interval_s, probe_timeout_s
         self.batch_timeout_s, self.max_attempts = batch_timeout_s, max_attempts
         self.stale_grace_s, self.record_limit = stale_grace_s, record_limit
@@ -145,7 +140,9 @@ class LiveScheduler:
             self.ledgers[spec.name] = EnergyLedger(self._idle_power[spec.kind], f_max)
         self.policy = policy
         self.core = SchedulerCore(policy, self.cost, states, self._sink)
-        self.run = LiveRun(getattr(policy, "name", type(policy).__name__), self.ledgers)
+        for name, status in self._statuses.items():  # what the devices reported of themselves stays true
+            self._take_frequencies(name, status)
+        self.run = LiveRun(policy.name, self.ledgers)
         self._wake_s = None
 
     def start(self) -> None:
@@ -208,14 +205,9 @@ class LiveScheduler:
         if self.run.start_s is None:
             self._start_books(now)
         self.run.arrive(request)
-        refusal = self._admit(now, request)
-        if refusal is not None:
-            reason, retry_after_s, detail = refusal
-            outcome = Outcome(request.request_id, OutcomeStatus.DROPPED, now, reason=reason)
-            self._answer_one(pending, outcome, status="rejected", detail=detail, retry_after_s=retry_after_s)
-            return future
-        self._settle(self.core.submit(now, request))
-        self._kick()
+        self._settle(self.core.submit(now, request))  # the policy's admission may reject it at once (429)
+        if request.request_id in self.core.queue:
+            self._kick()
         return future
 
     async def submit(self, item: InferItem) -> InferAnswer:
@@ -239,20 +231,6 @@ class LiveScheduler:
                 group.append(answered.get_nowait())
             left -= len(group)
             yield group
-
-    def _admit(self, now: float, request: Request) -> tuple[str, float, str] | None:
-        """None to accept; else (reason, retry-after in wall seconds, detail). The given `admission`
-        function decides, else the policy's own `admission` method when it has one (overload control)."""
-        if self._admission is not None:
-            return self._admission(now, request, self.core)
-        decide = getattr(self.policy, "admission", None)
-        if decide is None:
-            return None
-        verdict = decide(now, request, self.core.queue, list(self.core.devices.values()), self.cost)
-        if verdict.accepted:
-            return None
-        reason = verdict.reason.value if verdict.reason is not None else DropReason.REJECTED.value
-        return reason, self._wall(verdict.retry_after_s), verdict.detail
 
     def _start_books(self, now: float) -> None:
         """The run's first arrival: devices idle so far count as idle from now (as in the simulator)."""
@@ -453,9 +431,23 @@ class LiveScheduler:
         except Exception as e:  # the policy believes the clock changed; the next batch sets it again
             log.warning("setting %s to %.0f Hz failed: %s", name, freq_hz, e)
 
+    def _take_frequencies(self, name: str, status: Any) -> None:
+        """Schedule only at the clocks the device itself offers (its DVFS list may differ from the catalogue)."""
+        listed = tuple(getattr(status, "freqs_hz", ()) or ())
+        if listed and listed != self.core.devices[name].freqs_hz:
+            try:
+                self.core.set_device_frequencies(name, listed)
+            except JetfleetError as e:
+                log.warning("device %s: frequency list not taken: %s", name, e)
+                return
+            self.ledgers[name].frequency(self.now(), self.core.devices[name].freq_hz)
+
     async def _probe_loop(self) -> None:
+        first = True
         while not self._closed:
-            await asyncio.sleep(self.probe_interval_s)
+            if not first:  # the first probe runs at once: the devices' own frequency lists before any batch
+                await asyncio.sleep(self.probe_interval_s)
+            first = False
             await asyncio.gather(*(self._probe(name) for name in self.clients), return_exceptions=True)
             try:
                 self.metrics.flush()
@@ -472,6 +464,7 @@ class LiveScheduler:
             log.warning("probe of %s failed: %s", name, e)
             return
         self._statuses[name] = status
+        self._take_frequencies(name, status)
         self.metrics.power(name, getattr(status, "power_w", math.nan))
         if not self._healthy[name]:
             self._device_restored(name)
@@ -499,7 +492,10 @@ class LiveScheduler:
             if outputs is not None and o.request_id in offsets:
                 a, b = offsets[o.request_id]
                 frames = list(outputs[a:b])
-            self._answer_one(p, o, outputs=frames, latency_s=latency_s)
+            if o.status is OutcomeStatus.REJECTED:
+                self._answer_one(p, o, detail=o.detail, retry_after_s=self._wall(o.retry_after_s))
+            else:
+                self._answer_one(p, o, outputs=frames, latency_s=latency_s)
 
     def _answer_one(
         self,

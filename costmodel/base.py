@@ -40,11 +40,18 @@ class CostGrid:
 
 @runtime_checkable
 class CostModel(Protocol):
-    """Predicts latency and energy per batch; what policies consult."""
+    """Predicts latency and energy per batch, and idle power; everything a policy may ask of a cost model.
+
+    Policies do not call it directly: they read `costmodel.view.CostView`, which caches its answers.
+    """
 
     def predict_grid(
         self, kind: str, model: str, freqs_hz: np.ndarray, batches: np.ndarray
     ) -> CostGrid:  # pragma: no cover - protocol
+        ...
+
+    def idle_power_w(self, kind: str, freq_hz: float) -> float:  # pragma: no cover - protocol
+        """Board power of an idle device of `kind` clocked at `freq_hz`."""
         ...
 
 

@@ -66,6 +66,26 @@ class DeviceState:
     last_busy_s: float = 0.0  # when it last finished work (for idle down-clocking)
     healthy: bool = True  # False once the driver saw it fail; policies must not dispatch to it
     models: tuple[str, ...] = ()  # model variants resident on it (empty: any)
+    # The device's own facts, as it reported them (its DVFS list, not the catalogue's). The driver fills
+    # them; `policies.context.with_device_facts` fills what a driver left empty from the catalogue.
+    freqs_hz: tuple[float, ...] = ()  # available GPU frequencies, ascending: the only ones a dispatch may use
+    freq_change_delay_s: float = math.nan  # time a clock change takes to settle (nan: not known yet)
+    max_batch: int = 0  # largest batch worth running
+
+    @property
+    def min_freq_hz(self) -> float:
+        return self.freqs_hz[0]
+
+    @property
+    def max_freq_hz(self) -> float:
+        return self.freqs_hz[-1]
+
+    def frequency(self, freq_hz: float) -> float | None:
+        """The listed frequency within 1 Hz of `freq_hz`, or None when the device does not offer it."""
+        for f in self.freqs_hz:
+            if abs(f - freq_hz) < 1.0:
+                return f
+        return None
 
     def idle(self, now_s: float) -> bool:
         """True when nothing is running or queued on the device."""
@@ -102,6 +122,7 @@ class SetFrequency:
     device: str
     freq_hz: float
     reason: str = ""
+    settled_s: float = math.nan  # filled by the core when it applies the change: when the new clock holds
 
 
 @dataclass(slots=True)
@@ -112,9 +133,54 @@ class Decisions:
     drops: list[Drop] = field(default_factory=list)
     frequency_changes: list[SetFrequency] = field(default_factory=list)
     wake_at_s: float | None = None  # call decide again no later than this, even with no event
+    memo: object = None  # the policy's own note, handed back in `Applied.memo` once the core applied this step
 
     def __bool__(self) -> bool:
         return bool(self.dispatches or self.drops or self.frequency_changes)
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """What `Policy.admit` answers for an arriving request, before it is queued.
+
+    Accepted: it joins the queue and `drops` (other queued requests, e.g. the oldest of a full bounded
+    queue) are answered. Rejected: it is answered at once with `reason` and `retry_after_s` (the live
+    service's HTTP 429 + Retry-After; the simulator records the same outcome).
+    """
+
+    accepted: bool = True
+    drops: tuple[Drop, ...] = ()  # queued requests to drop to make room (accepted only)
+    reason: DropReason | None = None  # why it was rejected (queue_full, deadline_unreachable, shed)
+    retry_after_s: float = 0.0  # when to try again, seconds from now (rejected only)
+    detail: str = ""
+    protected_stream: str = ""  # the stream a `shed` rejection protects
+
+    @classmethod
+    def accept(cls, drops: tuple[Drop, ...] = ()) -> Admission:
+        return cls(True, drops)
+
+    @classmethod
+    def reject(
+        cls, reason: DropReason, retry_after_s: float, detail: str = "", protected_stream: str = ""
+    ) -> Admission:
+        return cls(False, (), reason, retry_after_s, detail, protected_stream)
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What the core really applied, handed to `Policy.absorb`: a policy learns of its effects only here.
+
+    After an arrival: `admitted` (the request, when accepted) and the `drops` its admission caused. After a
+    step: the dispatches, frequency changes and drops the core applied (a wrapper such as overload control
+    may have kept only some of its inner policy's proposals) and the step's `memo`.
+    """
+
+    now_s: float
+    admitted: tuple[Request, ...] = ()
+    dispatches: tuple[Dispatch, ...] = ()
+    frequency_changes: tuple[SetFrequency, ...] = ()
+    drops: tuple[Drop, ...] = ()
+    memo: object = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +202,8 @@ class BatchResult:
 
 class OutcomeStatus(str, enum.Enum):
     COMPLETED = "completed"
-    DROPPED = "dropped"
+    DROPPED = "dropped"  # queued, then given up (reason says why)
+    REJECTED = "rejected"  # refused at admission, never queued (HTTP 429; `retry_after_s` says when to retry)
     FAILED = "failed"
 
 
@@ -152,6 +219,8 @@ class Outcome:
     freq_hz: float = math.nan
     reason: str = ""  # drop reason or failure message
     energy_j: float = 0.0  # its share of the batch energy (by frames)
+    retry_after_s: float = 0.0  # rejected: seconds (scheduler time) after which a retry may be admitted
+    detail: str = ""  # rejected: the admission's explanation
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,9 @@
-"""Admission for the HTTP path: take a request now, or refuse it at once with a reason and a retry-after.
+"""Admission: take an arriving request into the queue, or refuse it at once with a reason and a retry-after.
 
-The live scheduler (`actors.scheduler`) asks before queueing a request; a refusal becomes HTTP 429 with
-`Retry-After`. The reasoning is the overload layer's (`policies.overload`): the request's bounded queue,
-the deadline no device can meet, the higher-priority work it would make late. Nothing here reads a clock.
+`SchedulerCore.submit` asks the policy's `admit` for every arrival, in the simulator and in the live service
+alike; a refusal becomes an outcome with status `rejected` (HTTP 429 with `Retry-After` live). The reasoning
+is the overload layer's (`policies.overload`): the request's bounded queue, the deadline no device can meet,
+the higher-priority work it would make late. Nothing here reads a clock.
 """
 
 from __future__ import annotations
@@ -10,49 +11,33 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
-from costmodel.base import CostModel
-from jetfleet.types import DeviceState, DropReason, Request
-from policies.queue import RequestQueue
-from policies.shedding import ActiveStream, CostOracle, earliest_completion_s, plan
+from jetfleet.types import Admission, DeviceState, DropReason, Request
+from policies.context import QueueView
+from policies.shedding import ActiveStream, CostOracle, bound_victims, earliest_completion_s, plan
 from policies.streams import DropPolicy, StreamSet
 
+__all__ = ["admission_decision", "queue_head"]
+
 _EPS_S = 1e-9
-
-
-@dataclass(frozen=True)
-class AdmissionDecision:
-    """Whether to take a request now; when not, why and when to try again (HTTP 429 + Retry-After)."""
-
-    accepted: bool
-    reason: DropReason | None = None  # queue_full, deadline_unreachable or shed when rejected
-    retry_after_s: float = 0.0  # seconds; 0 when accepted
-    detail: str = ""
-    protected_stream: str = ""  # the stream a `shed` rejection protects
-
-    @classmethod
-    def accept(cls) -> AdmissionDecision:
-        return cls(True)
 
 
 def admission_decision(
     now_s: float,
     request: Request,
-    queue: RequestQueue,
+    queue: QueueView,
     streams: StreamSet,
     devices: Sequence[DeviceState] = (),
-    cost: CostModel | None = None,
+    oracle: CostOracle | None = None,
     *,
     active: Iterable[ActiveStream] = (),
     min_retry_after_s: float = 1.0,
-    oracle: CostOracle | None = None,
     window: int = 512,
-) -> AdmissionDecision:
-    """Accept `request` (not yet queued), or reject it with a reason and a retry-after.
+) -> Admission:
+    """Accept `request` (not yet queued), maybe dropping others of its bounded queue, or reject it.
 
     Rejected: its bounded queue is full and would drop the newcomer (drop_newest, or drop_low_priority
-    with nothing of lower priority queued) -> `queue_full`; with devices and a cost model, no device can
+    with nothing of lower priority queued) -> `queue_full`; with devices and a cost oracle, no device can
     finish it in time -> `deadline_unreachable`; it would only make its deadline by making higher-priority
     work (queued, or of the `active` streams) late -> `shed`. drop_oldest never rejects: the oldest goes.
     The shedding check looks at the `window` earliest-deadline requests of each priority, as `decide` does.
@@ -61,26 +46,24 @@ def admission_decision(
     if bound is not None:
         members = [r for r in queue if r.stream in bound.streams]
         full = len(members) >= bound.limit
+        lowest = min((m.priority for m in members), default=math.inf)
         loses = bound.drop_policy is DropPolicy.DROP_NEWEST or (
-            bound.drop_policy is DropPolicy.DROP_LOW_PRIORITY and request.priority < min(m.priority for m in members)
+            bound.drop_policy is DropPolicy.DROP_LOW_PRIORITY and request.priority < lowest
         )
         if full and loses:
-            wait_s = _drain_s(members[:1], devices, oracle or (CostOracle(cost) if cost else None))
-            return AdmissionDecision(
-                False,
+            wait_s = _drain_s(members[:1], devices, oracle)
+            return Admission.reject(
                 DropReason.QUEUE_FULL,
                 max(min_retry_after_s, wait_s),
                 f"{bound.scope} full ({len(members)}/{bound.limit}), {bound.drop_policy.value}",
             )
     healthy = [d for d in devices if d.healthy]
-    if not healthy or cost is None:
-        return AdmissionDecision.accept()
-    oracle = oracle or CostOracle(cost)
+    if not healthy or oracle is None:
+        return Admission.accept(tuple(bound_victims(request, queue, streams)))
     done_s = earliest_completion_s(now_s, request, healthy, oracle)
     if done_s > request.deadline_s + _EPS_S:
         free_s = min(max(now_s, d.busy_until_s) for d in healthy)
-        return AdmissionDecision(
-            False,
+        return Admission.reject(
             DropReason.DEADLINE_UNREACHABLE,
             max(min_retry_after_s, free_s - now_s),
             f"earliest completion {done_s - now_s:.3f} s after now exceeds its {request.slo_s:.3f} s budget",
@@ -93,19 +76,18 @@ def admission_decision(
             higher = {r.request_id for r in head if r.priority > request.priority}
             ahead = [c for rid, c in verdict.completion_s.items() if rid in higher]
             wait_s = max(ahead, default=now_s) - now_s
-            return AdmissionDecision(
-                False,
+            return Admission.reject(
                 DropReason.SHED,
                 max(min_retry_after_s, wait_s),
                 f"higher-priority work would be late; protects {protected}",
                 protected,
             )
-    return AdmissionDecision.accept()
+    return Admission.accept(tuple(bound_victims(request, queue, streams)))
 
 
-def queue_head(queue: Iterable[Request] | RequestQueue, window: int) -> list[Request]:
+def queue_head(queue: QueueView, window: int) -> list[Request]:
     """The first `window` requests of each priority in deadline order: what one decision looks at."""
-    ordered = queue.by_deadline() if isinstance(queue, RequestQueue) else sorted(queue, key=lambda r: r.deadline_s)
+    ordered = queue.by_deadline()
     levels: dict[int, list[Request]] = {}
     for r in ordered:
         level = levels.setdefault(r.priority, [])

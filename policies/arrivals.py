@@ -27,6 +27,8 @@ class ArrivalStats:
         while tight and tight[-1][1] >= request.slo_s:
             tight.pop()
         tight.append((now_s, request.slo_s, request.n_frames))
+        while tight[0][0] < now_s - self._window_s:  # out of the window for good: time only moves on
+            tight.popleft()
 
     def last_arrival_s(self, family: str) -> float:
         """When the last request of `family` arrived (-inf before any)."""
@@ -43,7 +45,7 @@ class ArrivalStats:
 
     def tightest(self, family: str, now_s: float) -> tuple[float, int] | None:
         """(slo_s, n_frames) of the arrival with the smallest SLO in the last `window_s`, or None."""
-        tight = self._tight.get(family)
-        while tight and tight[0][0] < now_s - self._window_s:
-            tight.popleft()
-        return (tight[0][1], tight[0][2]) if tight else None
+        for arrival_s, slo_s, n_frames in self._tight.get(family, ()):
+            if arrival_s >= now_s - self._window_s:  # a read only: the window is trimmed in `observe`
+                return (slo_s, n_frames)
+        return None

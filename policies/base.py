@@ -1,37 +1,50 @@
-"""The policy contract: pure functions of (now, queue, devices, cost model) -> decisions.
+"""The policy contract: what `SchedulerCore` asks a policy, and what it tells it back.
 
-Two phases, as in vLLM's scheduler: `decide` returns `Decisions`; the driver (`SchedulerCore`, used
-by both the simulator and the live scheduler actor) applies them, runs the batches, and feeds each
-`BatchResult` back through `observe`. `admit` is called once per arriving request, after it was
-queued, and may return drops (bounded queues, admission control).
+Two phases, as in vLLM's scheduler (`schedule()` then `update_from_output()`):
 
-A policy keeps only its own memory (a round-robin pointer, a timer); the queue and device states
-belong to the driver. A policy never reads a clock: `now_s` is given.
+    admit(ctx, request) -> Admission   an arriving request, not yet queued: accept it (maybe dropping
+                                       others to make room), or reject it with a reason and a retry-after
+    decide(ctx) -> Decisions           what to dispatch, drop and re-clock now; when to be asked again
+    absorb(applied)                    what the core really applied: the admitted request and its drops,
+                                       or the dispatches, clock changes and drops of a step
+    observe(result)                    what a device measured for one finished batch
+
+`admit` and `decide` have **no side effects**: a policy's memory (arrival rates, a round-robin pointer, the
+devices it last used, a re-plan) changes only in `absorb` and `observe`. A wrapper (overload control) may run
+its inner policy's `decide` on a narrower context and keep only some of its proposals; the inner policy then
+hears, through `absorb`, of exactly those — so it never keeps state for work that never ran. Timers go
+through `Decisions.wake_at_s`. Both drivers — the simulator in virtual time and the live scheduler actor in
+real time — call these four methods through the same core, so a policy object runs unchanged in both.
+A policy never reads a clock, does no I/O and imports nothing of Ray.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
 from typing import ClassVar
 
-from costmodel.base import CostModel
-from jetfleet.types import BatchResult, Decisions, DeviceState, Drop, Request
-from policies.queue import RequestQueue
+from jetfleet.types import Admission, Applied, BatchResult, Decisions, Request
+from policies.context import StepContext
+
+__all__ = ["Policy"]
 
 
 class Policy(abc.ABC):
-    """Base class of every scheduling policy."""
+    """Base class of every scheduling policy (see the module docstring)."""
 
     name: ClassVar[str] = "policy"
 
-    def admit(self, now_s: float, request: Request, queue: RequestQueue) -> list[Drop]:
-        """Called after `request` joined `queue`; return requests to drop (it may be one of them)."""
-        return []
+    def admit(self, ctx: StepContext, request: Request) -> Admission:
+        """Take `request` (not yet in `ctx.queue`) or refuse it. Default: accept everything."""
+        return Admission.accept()
 
     @abc.abstractmethod
-    def decide(self, now_s: float, queue: RequestQueue, devices: Sequence[DeviceState], cost: CostModel) -> Decisions:
+    def decide(self, ctx: StepContext) -> Decisions:
         """Return what to dispatch, drop or re-clock now, and when to be called again at the latest."""
+
+    def absorb(self, applied: Applied) -> None:
+        """Learn what the core applied (admissions, dispatches, clock changes, drops). Default: nothing."""
+        return None
 
     def observe(self, result: BatchResult) -> None:
         """Absorb what a device really did (measured latency/energy). Default: nothing."""

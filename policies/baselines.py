@@ -23,12 +23,12 @@ from __future__ import annotations
 import math
 import random as _random
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
-from cluster.catalogue import get_kind
-from costmodel.base import CostModel
-from jetfleet.types import Decisions, DeviceState, Dispatch, Request
+from jetfleet.errors import ConfigError
+from jetfleet.types import Applied, Decisions, DeviceState, Dispatch, Request
 from policies.base import Policy
-from policies.queue import RequestQueue
+from policies.context import QueueView, StepContext
 from policies.registry import register
 
 # LoudVA `DeviceData.initialize_devices`: max_batch_size per device.
@@ -38,9 +38,9 @@ FIXED_BATCH_TICK_S = 0.1  # FixedBatchScheduler sleeps 0.1 s per loop
 FIXED_BATCH_MAX_WAIT_S = 15.0  # Experiment 1's max_waiting_time for Fixed Batch
 
 
-def batch_cap(kind: str) -> int:
-    """LoudVA's per-device batch cap (frames) for a kind; the catalogue's `max_batch` for other kinds."""
-    return LOUDVA_BATCH_CAPS.get(kind, get_kind(kind).max_batch)
+def batch_cap(device: DeviceState) -> int:
+    """LoudVA's per-device batch cap (frames) for the device's kind; the device's own `max_batch` for others."""
+    return LOUDVA_BATCH_CAPS.get(device.kind, device.max_batch)
 
 
 def take_frames(requests: Iterable[Request], max_frames: int) -> list[Request]:
@@ -76,7 +76,7 @@ class Ticker:
 
     def __init__(self, period_s: float) -> None:
         if not period_s > 0:
-            raise ValueError(f"period must be > 0 s, got {period_s}")
+            raise ConfigError(f"polling period must be > 0 s, got {period_s}")
         self.period_s = period_s
 
     def due(self, now_s: float) -> bool:
@@ -98,41 +98,57 @@ class Transparent(Policy):
 
     name = "transparent"
 
-    def decide(self, now_s: float, queue: RequestQueue, devices: Sequence[DeviceState], cost: CostModel) -> Decisions:
+    def decide(self, ctx: StepContext) -> Decisions:
         out = Decisions()
-        if not queue:
+        if not ctx.queue:
             return out
-        waiting = list(queue)
-        for device in devices:
+        waiting = list(ctx.queue)
+        for device in ctx.devices:
             if not waiting:
                 break
-            if not device.healthy or not device.idle(now_s):
+            if not device.healthy or not device.idle(ctx.now_s):
                 continue
-            batch = take_frames(same_model(waiting), batch_cap(device.kind))
-            out.dispatches.append(dispatch(device, batch, get_kind(device.kind).max_freq_hz, "idle device"))
+            batch = take_frames(same_model(waiting), batch_cap(device))
+            out.dispatches.append(dispatch(device, batch, device.max_freq_hz, "idle device"))
             taken = {r.request_id for r in batch}
             waiting = [r for r in waiting if r.request_id not in taken]
         return out
 
 
 class _Cycling(Policy):
-    """Shared by the LoudVA cluster baselines that rotate over devices (`itertools.cycle(devices)`)."""
+    """Shared by the LoudVA cluster baselines that rotate over devices (`itertools.cycle(devices)`).
+
+    `decide` only proposes the next position of the rotation (in `Decisions.memo`); it moves in `absorb`, once
+    the core applied the step."""
 
     def __init__(self, period_s: float) -> None:
         self.ticker = Ticker(period_s)
         self._next_device = 0
 
-    def _rotate(self, devices: Sequence[DeviceState]) -> DeviceState | None:
+    def _rotate(self, devices: Sequence[DeviceState]) -> tuple[DeviceState | None, int]:
+        """(the next healthy device in turn, the rotation's position after it)."""
+        at = self._next_device
         for _ in range(len(devices)):
-            device = devices[self._next_device % len(devices)]
-            self._next_device = (self._next_device + 1) % len(devices)
+            device = devices[at % len(devices)]
+            at = (at + 1) % len(devices)
             if device.healthy:
-                return device
-        return None
+                return device, at
+        return None, at
 
-    def _send(self, queue: RequestQueue, device: DeviceState, max_frames: int, reason: str) -> Dispatch:
+    def _send(self, queue: QueueView, device: DeviceState, max_frames: int, reason: str) -> Dispatch:
         batch = take_frames(same_model(queue), max_frames)
-        return dispatch(device, batch, get_kind(device.kind).max_freq_hz, reason)
+        return dispatch(device, batch, device.max_freq_hz, reason)
+
+    def absorb(self, applied: Applied) -> None:
+        if isinstance(applied.memo, _Rotation):
+            self._next_device = applied.memo.next_device
+
+
+@dataclass(frozen=True)
+class _Rotation:
+    """A rotating baseline's state after a step, applied in `absorb`."""
+
+    next_device: int
 
 
 class RoundRobin(_Cycling):
@@ -146,15 +162,16 @@ class RoundRobin(_Cycling):
     def __init__(self) -> None:
         super().__init__(LOUDVA_TICK_S)
 
-    def decide(self, now_s: float, queue: RequestQueue, devices: Sequence[DeviceState], cost: CostModel) -> Decisions:
+    def decide(self, ctx: StepContext) -> Decisions:
+        now_s, queue = ctx.now_s, ctx.queue
         if not queue:
             return Decisions()
         if not self.ticker.due(now_s):
             return Decisions(wake_at_s=self.ticker.next(now_s))
-        out = Decisions(wake_at_s=self.ticker.next(now_s))
-        device = self._rotate(devices)
+        device, at = self._rotate(ctx.devices)
+        out = Decisions(wake_at_s=self.ticker.next(now_s), memo=_Rotation(at))
         if device is not None:
-            out.dispatches.append(self._send(queue, device, batch_cap(device.kind), "round robin"))
+            out.dispatches.append(self._send(queue, device, batch_cap(device), "round robin"))
         return out
 
 
@@ -172,14 +189,16 @@ class Interval(_Cycling):
         super().__init__(interval_s)
         self.name = f"interval:{interval_s:g}"
 
-    def decide(self, now_s: float, queue: RequestQueue, devices: Sequence[DeviceState], cost: CostModel) -> Decisions:
+    def decide(self, ctx: StepContext) -> Decisions:
+        now_s, queue = ctx.now_s, ctx.queue
         if not queue:
             return Decisions()
         out = Decisions(wake_at_s=self.ticker.next(now_s))
         if self.ticker.due(now_s):
-            device = self._rotate(devices)
+            device, at = self._rotate(ctx.devices)
+            out.memo = _Rotation(at)
             if device is not None:
-                out.dispatches.append(self._send(queue, device, batch_cap(device.kind), "interval"))
+                out.dispatches.append(self._send(queue, device, batch_cap(device), "interval"))
         return out
 
 
@@ -196,36 +215,46 @@ class FixedBatch(_Cycling):
 
     def __init__(self, batch_frames: int, max_wait_s: float = FIXED_BATCH_MAX_WAIT_S) -> None:
         if batch_frames < 1:
-            raise ValueError(f"batch size must be >= 1, got {batch_frames}")
+            raise ConfigError(f"fixed-batch: batch size must be >= 1, got {batch_frames}")
         super().__init__(FIXED_BATCH_TICK_S)
         self.batch_frames, self.max_wait_s = batch_frames, max_wait_s
         self.name = f"fixed-batch:{batch_frames}"
         self._first_item_s: float | None = None
 
-    def decide(self, now_s: float, queue: RequestQueue, devices: Sequence[DeviceState], cost: CostModel) -> Decisions:
+    def decide(self, ctx: StepContext) -> Decisions:
+        now_s, queue = ctx.now_s, ctx.queue
         if not queue:
-            self._first_item_s = None
-            return Decisions()
-        if self._first_item_s is None:
-            self._first_item_s = now_s
+            return Decisions(memo=_Waiting(None, self._next_device))
+        first_s = now_s if self._first_item_s is None else self._first_item_s
         if not self.ticker.due(now_s):
-            return Decisions(wake_at_s=self.ticker.next(now_s))
-        out = Decisions(wake_at_s=self.ticker.next(now_s))
-        live = [d for d in devices if d.healthy]
+            return Decisions(wake_at_s=self.ticker.next(now_s), memo=_Waiting(first_s, self._next_device))
+        out = Decisions(wake_at_s=self.ticker.next(now_s), memo=_Waiting(first_s, self._next_device))
+        live = [d for d in ctx.devices if d.healthy]
         if not live:
             return out
         device = live[self._next_device % len(live)]
-        target = min(self.batch_frames, batch_cap(device.kind))
+        target = min(self.batch_frames, batch_cap(device))
         if queue.frames >= target:
             out.dispatches.append(self._send(queue, device, target, f"batch of {target}"))
-        elif now_s - self._first_item_s >= self.max_wait_s - 1e-9:
+        elif now_s - first_s >= self.max_wait_s - 1e-9:
             out.dispatches.append(self._send(queue, device, queue.frames, "max wait"))
         else:
             return out
-        self._next_device = (self._next_device + 1) % len(live)
         left = queue.frames - sum(queue.get(i).n_frames for i in out.dispatches[0].request_ids)
-        self._first_item_s = now_s if left else None
+        out.memo = _Waiting(now_s if left else None, (self._next_device + 1) % len(live))
         return out
+
+    def absorb(self, applied: Applied) -> None:
+        if isinstance(applied.memo, _Waiting):
+            self._first_item_s, self._next_device = applied.memo.first_item_s, applied.memo.next_device
+
+
+@dataclass(frozen=True)
+class _Waiting:
+    """Fixed Batch's state after a step: since when the queue waits, and the next device in turn."""
+
+    first_item_s: float | None
+    next_device: int
 
 
 class Random(Policy):
@@ -239,23 +268,37 @@ class Random(Policy):
 
     def __init__(self, seed: int = 0) -> None:
         self.ticker = Ticker(LOUDVA_TICK_S)
-        self._rng = _random.Random(seed)
+        self._rng_state = _random.Random(seed).getstate()  # advanced in `absorb`, when a draw was applied
 
-    def decide(self, now_s: float, queue: RequestQueue, devices: Sequence[DeviceState], cost: CostModel) -> Decisions:
+    def decide(self, ctx: StepContext) -> Decisions:
+        now_s, queue = ctx.now_s, ctx.queue
         if not queue:
             return Decisions()
         if not self.ticker.due(now_s):
             return Decisions(wake_at_s=self.ticker.next(now_s))
-        available = [d for d in devices if d.healthy and d.in_flight == 0]
+        available = [d for d in ctx.devices if d.healthy and d.in_flight == 0]
         if not available:
             return Decisions()  # a completion wakes us
-        device = self._rng.choice(available)
-        freq_hz = self._rng.choice(get_kind(device.kind).freqs_hz)
-        frames = self._rng.randint(1, min(queue.frames, batch_cap(device.kind)))
+        rng = _random.Random()
+        rng.setstate(self._rng_state)
+        device = rng.choice(available)
+        freq_hz = rng.choice(device.freqs_hz)
+        frames = rng.randint(1, min(queue.frames, batch_cap(device)))
         batch = take_frames(same_model(queue), frames)
-        out = Decisions(wake_at_s=self.ticker.next(now_s))
+        out = Decisions(wake_at_s=self.ticker.next(now_s), memo=_Draws(rng.getstate()))
         out.dispatches.append(dispatch(device, batch, freq_hz, "random"))
         return out
+
+    def absorb(self, applied: Applied) -> None:
+        if isinstance(applied.memo, _Draws):
+            self._rng_state = applied.memo.state
+
+
+@dataclass(frozen=True)
+class _Draws:
+    """The random baseline's generator state after a step's draws."""
+
+    state: tuple
 
 
 def _number(arg: str | None, what: str, cast: type, default: object = None) -> object:

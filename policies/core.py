@@ -1,10 +1,15 @@
 """`SchedulerCore`: applies a policy's decisions to the queue and device states, the same way for
 the simulator (virtual time) and the live scheduler actor (real time).
 
-Life cycle of a request: `submit` (queued; admission may drop it) -> `step` dispatches it in a
-`Batch` (or drops it) -> `complete` answers it with the batch's result, or `fail_batch` /
-`fail_device` put it back in the queue for another device. Every request gets exactly one
-`Outcome`; answering one twice raises, so a driver bug cannot hide.
+Life cycle of a request: `submit` (the policy's `admit` accepts it into the queue, possibly dropping
+others, or rejects it at once) -> `step` dispatches it in a `Batch` (or drops it) -> `complete` answers it
+with the batch's result, or a failed batch / `fail_device` put it back in the queue for another device.
+Every request gets exactly one `Outcome`; answering one twice raises, so a driver bug cannot hide.
+
+Per call the core builds one read-only `StepContext` (now, the queue, the device states with each
+device's own frequency list, and the shared `CostView`), asks the policy, checks and applies what it
+returned, and tells the policy what it applied (`Policy.absorb`). Finished batches feed the cost view's
+learned latency correction and the policy's `observe`.
 
 The core is pure: the driver passes `now_s` and performs the batches and frequency changes.
 """
@@ -13,15 +18,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-import numpy as np
-
-from cluster.catalogue import get_kind
 from costmodel.base import CostModel
+from costmodel.view import CostView
 from jetfleet.errors import JetfleetError, UnknownNameError
 from jetfleet.telemetry import DecisionEvent, EventSink
 from jetfleet.types import (
+    Admission,
+    Applied,
     Batch,
     BatchResult,
     DeviceState,
@@ -34,11 +39,16 @@ from jetfleet.types import (
     SetFrequency,
 )
 from policies.base import Policy
+from policies.context import StepContext, with_device_facts
 from policies.queue import RequestQueue
 
 
 class PolicyContractError(JetfleetError, RuntimeError):
     """A policy returned a decision that cannot be applied (unknown request, device or frequency)."""
+
+
+class DeviceFactsError(JetfleetError, ValueError):
+    """A device reported facts the core cannot use (an empty or unordered frequency list)."""
 
 
 @dataclass(slots=True)
@@ -57,27 +67,31 @@ class SchedulerCore:
     def __init__(
         self,
         policy: Policy,
-        cost: CostModel,
+        cost: CostModel | CostView,
         devices: Sequence[DeviceState],
         sink: EventSink | None = None,
     ) -> None:
         self.policy = policy
-        self.cost = cost
+        self.cost_view = cost if isinstance(cost, CostView) else CostView(cost)
+        self.cost = self.cost_view.model
         self.queue = RequestQueue()
-        self.devices: dict[str, DeviceState] = {d.name: d for d in devices}
+        self.devices: dict[str, DeviceState] = {d.name: with_device_facts(d) for d in devices}
         self._device_list = list(self.devices.values())
         self._sink = sink
         self._open: dict[int, Request] = {}  # submitted, not yet answered
         self._in_flight: dict[int, Batch] = {}
         self._next_batch_id = 0
 
+    def context(self, now_s: float) -> StepContext:
+        """The read-only view a policy gets at `now_s`."""
+        return StepContext(now_s, self.queue, self._device_list, self.cost_view)
+
     # -- arrivals -----------------------------------------------------------------------------
     def submit(self, now_s: float, request: Request) -> list[Outcome]:
-        """Queue a request and let the policy's admission drop what it must. Returns drop outcomes."""
+        """Ask the policy's `admit`: queue the request (answering the drops it causes) or reject it at once.
+        Returns the outcomes answered now (drops, or the request's own rejection)."""
         if request.request_id in self._open:
             raise PolicyContractError(f"request {request.request_id} submitted twice")
-        self._open[request.request_id] = request
-        self.queue.add(request)
         self._emit(
             now_s,
             "arrival",
@@ -85,18 +99,53 @@ class SchedulerCore:
             (request,),
             detail={"arrival_s": request.arrival_s, "slo_s": request.slo_s, "priority": request.priority},
         )
-        return self._apply_drops(now_s, self.policy.admit(now_s, request, self.queue))
+        admission = self.policy.admit(self.context(now_s), request)
+        self._open[request.request_id] = request
+        if not admission.accepted:
+            return [self._reject(now_s, request, admission)]
+        self.queue.add(request)
+        outcomes = self._apply_drops(now_s, admission.drops)
+        self.policy.absorb(Applied(now_s, admitted=(request,), drops=admission.drops))
+        return outcomes
+
+    def _reject(self, now_s: float, request: Request, admission: Admission) -> Outcome:
+        reason = (admission.reason or DropReason.REJECTED).value
+        self._emit(
+            now_s,
+            "reject",
+            reason,
+            (request,),
+            protected_stream=admission.protected_stream,
+            detail={"retry_after_s": admission.retry_after_s, "detail": admission.detail},
+        )
+        return self._answer(
+            request,
+            OutcomeStatus.REJECTED,
+            now_s,
+            reason=reason,
+            retry_after_s=max(0.0, admission.retry_after_s),
+            detail=admission.detail,
+        )
 
     # -- decisions ----------------------------------------------------------------------------
     def step(self, now_s: float) -> StepOutput:
-        """Ask the policy what to do now and apply it."""
-        decisions = self.policy.decide(now_s, self.queue, self._device_list, self.cost)
+        """Ask the policy what to do now, apply it, and tell the policy what was applied."""
+        decisions = self.policy.decide(self.context(now_s))
         out = StepOutput(wake_at_s=decisions.wake_at_s)
         out.outcomes = self._apply_drops(now_s, decisions.drops)
         for change in decisions.frequency_changes:
             out.frequency_changes.append(self._apply_frequency(now_s, change))
         for dispatch in decisions.dispatches:
             out.batches.append(self._apply_dispatch(now_s, dispatch))
+        self.policy.absorb(
+            Applied(
+                now_s,
+                dispatches=tuple(b.dispatch for b in out.batches),
+                frequency_changes=tuple(out.frequency_changes),
+                drops=tuple(decisions.drops),
+                memo=decisions.memo,
+            )
+        )
         return out
 
     def _apply_dispatch(self, now_s: float, d: Dispatch) -> Batch:
@@ -110,12 +159,14 @@ class SchedulerCore:
             raise PolicyContractError(f"policy {self.policy.name} dispatched a request not queued: {e}") from None
         if not requests:
             raise PolicyContractError(f"policy {self.policy.name} dispatched an empty batch to {d.device}")
+        if freq_hz != d.freq_hz:
+            d = replace(d, freq_hz=freq_hz)  # the device's own listed value
         batch = Batch(self._next_batch_id, d, requests, now_s)
         self._next_batch_id += 1
         self._in_flight[batch.batch_id] = batch
         start_s = max(now_s, device.busy_until_s)
         if freq_hz != device.freq_hz:
-            start_s += get_kind(device.kind).freq_change_delay_s
+            start_s += device.freq_change_delay_s
         device.busy_until_s = start_s + self._expected_latency(device, d, batch.n_frames, freq_hz)
         device.freq_hz = freq_hz
         device.in_flight += 1
@@ -140,7 +191,7 @@ class SchedulerCore:
         freq_hz = self._check_freq(device, change.freq_hz)
         device.freq_hz = freq_hz
         self._emit(now_s, "frequency", change.reason, (), device=device.name, freq_hz=freq_hz)
-        return SetFrequency(device.name, freq_hz, change.reason)
+        return SetFrequency(device.name, freq_hz, change.reason, now_s + device.freq_change_delay_s)
 
     def _apply_drops(self, now_s: float, drops: Iterable[Drop]) -> list[Outcome]:
         outcomes = []
@@ -169,6 +220,11 @@ class SchedulerCore:
         if batch is None:
             raise PolicyContractError(f"batch {batch_id} completed but is not in flight")
         self._release(now_s, batch)
+        device = self.devices.get(batch.dispatch.device)
+        if result.ok and device is not None:
+            self.cost_view.observe(
+                device.kind, batch.dispatch.model, device.freqs_hz, result.freq_hz, result.n_frames, result.latency_s
+            )
         self.policy.observe(result)
         if not result.ok:
             return self._requeue(now_s, batch, f"batch failed on {result.device}: {result.error}")
@@ -213,6 +269,15 @@ class SchedulerCore:
     def restore_device(self, name: str) -> None:
         self._device(name).healthy = True
 
+    def set_device_frequencies(self, name: str, freqs_hz: Sequence[float]) -> None:
+        """Take the frequency list a device reported (its DVFS table) as the only clocks it may be given."""
+        listed = tuple(float(f) for f in freqs_hz)
+        if not listed or any(b <= a for a, b in zip(listed, listed[1:], strict=False)):
+            raise DeviceFactsError(f"device {name} reported frequencies {listed!r}; need a non-empty ascending list")
+        device = self._device(name)
+        device.freqs_hz = listed
+        if device.frequency(device.freq_hz) is None:
+            device.freq_hz = listed[-1]  # what a device that never ran at a listed clock is assumed to run at
     def drop_all(self, now_s: float, reason: DropReason = DropReason.SHUTDOWN) -> list[Outcome]:
         """Answer everything still queued (shutdown, end of a simulation)."""
         return self._apply_drops(now_s, [Drop(tuple(r.request_id for r in self.queue), reason)] if self.queue else [])
@@ -264,16 +329,19 @@ class SchedulerCore:
             raise UnknownNameError("device", name, self.devices) from None
 
     def _check_freq(self, device: DeviceState, freq_hz: float) -> float:
-        try:
-            return get_kind(device.kind).check_frequency(freq_hz)
-        except JetfleetError as e:
-            raise PolicyContractError(f"policy {self.policy.name} on {device.name}: {e}") from None
+        listed = device.frequency(freq_hz)
+        if listed is None:
+            offered = ", ".join(f"{f / 1e6:g}" for f in device.freqs_hz)
+            raise PolicyContractError(
+                f"policy {self.policy.name} asked {device.name} for {freq_hz:.0f} Hz, which it does not offer; "
+                f"available: {offered} MHz"
+            )
+        return listed
 
     def _expected_latency(self, device: DeviceState, d: Dispatch, n_frames: int, freq_hz: float) -> float:
         if math.isfinite(d.predicted_latency_s):
             return d.predicted_latency_s
-        grid = self.cost.predict_grid(device.kind, d.model, np.array([freq_hz]), np.array([n_frames]))
-        return float(grid.latency_s[0, 0])
+        return self.cost_view.latency_s(device.kind, d.model, device.freqs_hz, freq_hz, n_frames)
 
     def _emit(self, now_s: float, event: str, reason: str, requests: Sequence[Request], **kw: object) -> None:
         if self._sink is None:

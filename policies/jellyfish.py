@@ -28,12 +28,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cluster.catalogue import get_kind
-from costmodel.base import CostModel
 from costmodel.variants import family_variants, get_variant, reference_variant
+from costmodel.view import CostView
+from jetfleet.errors import ConfigError
 from jetfleet.types import Decisions, DeviceState, Dispatch, Drop, DropReason, Request
 from policies.base import Policy
-from policies.queue import RequestQueue
+from policies.context import StepContext
 from policies.registry import register
 from policies.variants import ClientInfo, PlanTimeline, StreamPlan, VariantProfiles, upload_estimate_s
 
@@ -54,25 +54,23 @@ class JellyfishPlanner:
         self, *, iterations: int = 60, temperature: float = 50.0, cooling: float = 0.93, seed: int = 0
     ) -> None:
         if iterations < 0 or temperature <= 0 or not 0 < cooling < 1:
-            raise ValueError(
-                f"need iterations >= 0, temperature > 0, 0 < cooling < 1; got {iterations}, {temperature}, {cooling}"
+            raise ConfigError(
+                f"jellyfish planner: need iterations >= 0, temperature > 0, 0 < cooling < 1; got {iterations}, {temperature}, {cooling}"
             )
         self.iterations, self.temperature, self.cooling, self.seed = iterations, temperature, cooling, seed
-        self._profiles: VariantProfiles | None = None
         self._previous: dict[str, str] = {}
         self._plans = 0
 
     def replan(
-        self, now_s: float, clients: Sequence[ClientInfo], devices: Sequence[DeviceState], cost: CostModel
+        self, now_s: float, clients: Sequence[ClientInfo], devices: Sequence[DeviceState], cost: CostView
     ) -> StreamPlan:
-        if self._profiles is None or self._profiles.cost is not cost:
-            self._profiles = VariantProfiles(cost)
+        profiles = VariantProfiles(cost, devices)
         gpus = [d for d in devices if d.healthy]
         families = sorted({c.family for c in clients})
         if not gpus or not clients:
             return StreamPlan(now_s, {c.stream: reference_variant(c.family).name for c in clients})
         candidates = [v.name for f in families for v in family_variants(f)]
-        ctx = _Context(clients, gpus, candidates, self._profiles)
+        ctx = _Context(clients, gpus, candidates, profiles)
         rng = np.random.default_rng(self.seed * 7919 + self._plans)
         self._plans += 1
         state = [self._previous.get(g.name) or self._initial(i, families) for i, g in enumerate(gpus)]
@@ -225,22 +223,21 @@ class JellyfishPolicy(Policy):
     def __init__(self, planner: JellyfishPlanner | None = None) -> None:
         self.planner = planner or JellyfishPlanner()
         self.timeline = PlanTimeline()
-        self._profiles: VariantProfiles | None = None
 
     def replan(
-        self, now_s: float, clients: Sequence[ClientInfo], devices: Sequence[DeviceState], cost: CostModel
+        self, now_s: float, clients: Sequence[ClientInfo], devices: Sequence[DeviceState], cost: CostView
     ) -> StreamPlan:
         plan = self.planner.replan(now_s, clients, devices, cost)
         self.timeline.add(plan)
         return plan
 
-    def decide(self, now_s: float, queue: RequestQueue, devices: Sequence[DeviceState], cost: CostModel) -> Decisions:
+    def decide(self, ctx: StepContext) -> Decisions:
+        now_s, queue = ctx.now_s, ctx.queue
         out = Decisions()
         if not queue:
             return out
-        if self._profiles is None or self._profiles.cost is not cost:
-            self._profiles = VariantProfiles(cost)
-        healthy = {d.name: d for d in devices if d.healthy}
+        profiles = VariantProfiles(ctx.cost, ctx.devices)
+        healthy = {d.name: d for d in ctx.devices if d.healthy}
         if not healthy:
             return out
         plan = self.timeline.at(now_s)
@@ -256,15 +253,15 @@ class JellyfishPolicy(Policy):
             if model is None:
                 family = requests[0].model
                 model = reference_variant(family).name if _is_family(family) else family
-            cap = plan.batch.get(name, get_kind(d.kind).max_batch) if plan is not None else get_kind(d.kind).max_batch
-            batch = self._batch(now_s, d, model, requests, cap, late)
+            cap = plan.batch.get(name, d.max_batch) if plan is not None else d.max_batch
+            batch = _batch(now_s, d, model, requests, cap, late, profiles)
             if batch:
-                latency = self._profiles.latency_s(d.kind, model, len(batch))
+                latency = profiles.latency_s(d.kind, model, len(batch))
                 out.dispatches.append(
                     Dispatch(
                         name,
                         tuple(r.request_id for r in batch),
-                        get_kind(d.kind).max_freq_hz,
+                        d.max_freq_hz,
                         model,
                         latency,
                         reason=f"jellyfish: {len(batch)} frames of {model}",
@@ -281,21 +278,29 @@ class JellyfishPolicy(Policy):
                 return p.device[r.stream]
         return min(healthy, key=lambda n: (healthy[n].in_flight, n))
 
-    def _batch(
-        self, now_s: float, d: DeviceState, model: str, requests: list[Request], cap: int, late: list[int]
-    ) -> list[Request]:
-        assert self._profiles is not None
-        one_s = self._profiles.latency_s(d.kind, model, 1)
-        alive = []
-        for r in requests:
-            if now_s + one_s > r.deadline_s:
-                late.append(r.request_id)
-            else:
-                alive.append(r)
-        batch = alive[:cap]
-        while len(batch) > 1 and now_s + self._profiles.latency_s(d.kind, model, len(batch)) > batch[0].deadline_s:
-            batch.pop()
-        return batch
+
+
+def _batch(
+    now_s: float,
+    d: DeviceState,
+    model: str,
+    requests: list[Request],
+    cap: int,
+    late: list[int],
+    profiles: VariantProfiles,
+) -> list[Request]:
+    """The longest EDF prefix (at most `cap`) that `d` finishes by its first deadline; the late go to `late`."""
+    one_s = profiles.latency_s(d.kind, model, 1)
+    alive = []
+    for r in requests:
+        if now_s + one_s > r.deadline_s:
+            late.append(r.request_id)
+        else:
+            alive.append(r)
+    batch = alive[:cap]
+    while len(batch) > 1 and now_s + profiles.latency_s(d.kind, model, len(batch)) > batch[0].deadline_s:
+        batch.pop()
+    return batch
 
 
 def _is_family(name: str) -> bool:

@@ -25,12 +25,12 @@ from itertools import islice
 
 import numpy as np
 
-from cluster.catalogue import get_kind
-from costmodel.base import CostModel
 from costmodel.variants import FAMILIES, Variant, family_variants, resolve
+from costmodel.view import CostView
+from jetfleet.errors import ConfigError
 from jetfleet.types import Decisions, DeviceState, Dispatch, Drop, DropReason, Request
 from policies.base import Policy
-from policies.queue import RequestQueue
+from policies.context import StepContext, device_grid
 from policies.registry import register
 
 __all__ = ["JugglerPolicy", "JugglerWeights"]
@@ -46,7 +46,7 @@ class JugglerWeights:
 
     def __post_init__(self) -> None:
         if min(self.efficiency, self.load, self.headroom) < 0:
-            raise ValueError(f"juggler weights must be >= 0, got {self}")
+            raise ConfigError(f"juggler weights must be >= 0, got {self}")
 
 
 class JugglerPolicy(Policy):
@@ -56,14 +56,14 @@ class JugglerPolicy(Policy):
 
     def __init__(self, weights: JugglerWeights | None = None, *, max_batch: int = 4, window: int = 128) -> None:
         if max_batch < 1 or window < 1:
-            raise ValueError(f"max_batch and window must be >= 1, got {max_batch}, {window}")
+            raise ConfigError(f"juggler: max_batch and window must be >= 1, got {max_batch}, {window}")
         self.weights = weights or JugglerWeights()
         self.max_batch, self.window = max_batch, window
-        self._cost: dict[tuple[int, str, str], tuple[np.ndarray, np.ndarray]] = {}
 
-    def decide(self, now_s: float, queue: RequestQueue, devices: Sequence[DeviceState], cost: CostModel) -> Decisions:
+    def decide(self, ctx: StepContext) -> Decisions:
+        now_s, queue, cost = ctx.now_s, ctx.queue, ctx.cost
         out = Decisions()
-        healthy = [d for d in devices if d.healthy]
+        healthy = [d for d in ctx.devices if d.healthy]
         if not queue or not healthy or all(d.in_flight for d in healthy):
             return out
         assigned: dict[tuple[str, str], list[Request]] = {}
@@ -84,7 +84,7 @@ class JugglerPolicy(Policy):
             d = by_name[name]
             if d.in_flight or name in {x.device for x in out.dispatches}:
                 continue
-            lat, _ = self._arrays(d.kind, variant, cost)
+            lat, _ = _arrays(d, variant, cost)
             batch, frames = [], 0
             for r in requests:  # up to max_batch requests, within the kind's largest batch of frames
                 if len(batch) == self.max_batch or (batch and frames + r.n_frames > len(lat)):
@@ -97,7 +97,7 @@ class JugglerPolicy(Policy):
                 Dispatch(
                     name,
                     tuple(r.request_id for r in batch),
-                    get_kind(d.kind).max_freq_hz,
+                    d.max_freq_hz,
                     variant,
                     predicted_latency_s=float(lat[min(frames, len(lat)) - 1]),
                     reason=f"juggler: {len(batch)} frames of {variant}",
@@ -106,14 +106,14 @@ class JugglerPolicy(Policy):
         return out
 
     def _choose(
-        self, now_s: float, r: Request, devices: Sequence[DeviceState], cost: CostModel, ready: dict[str, float]
+        self, now_s: float, r: Request, devices: Sequence[DeviceState], cost: CostView, ready: dict[str, float]
     ) -> tuple[str, str, float] | None:
         """The best (device, variant) for `r` and when that device would finish it; None if none in time."""
         options: list[tuple[str, str, float, float, float]] = []  # device, variant, efficiency, wait, finish
         for d in devices:
             ready_s = ready[d.name]
             for v in _variants(r.model):
-                lat, energy = self._arrays(d.kind, v.name, cost)
+                lat, energy = _arrays(d, v.name, cost)
                 n = min(r.n_frames, len(lat))
                 finish_s = ready_s + float(lat[n - 1]) * r.n_frames / n
                 if finish_s <= r.deadline_s:
@@ -131,14 +131,11 @@ class JugglerPolicy(Policy):
         best = max(options, key=lambda o: (score(o), o[0], o[1]))
         return best[0], best[1], best[4]
 
-    def _arrays(self, kind: str, model: str, cost: CostModel) -> tuple[np.ndarray, np.ndarray]:
-        key = (id(cost), kind, model)
-        hit = self._cost.get(key)
-        if hit is None:
-            k = get_kind(kind)
-            grid = cost.predict_grid(kind, model, np.array([k.max_freq_hz]), np.arange(1, k.max_batch + 1))
-            hit = self._cost[key] = (np.asarray(grid.latency_s[0]), np.asarray(grid.energy_j[0]))
-        return hit
+
+def _arrays(device: DeviceState, model: str, cost: CostView) -> tuple[np.ndarray, np.ndarray]:
+    """(latency_s, energy_j) of batches 1..max_batch of `model` at the device's top clock (raw predictions)."""
+    grid = device_grid(cost, device, model)
+    return grid.latency_s[-1, : device.max_batch], grid.energy_j[-1, : device.max_batch]
 
 
 def _variants(model: str) -> tuple[Variant, ...]:

@@ -35,12 +35,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cluster.catalogue import get_kind
-from costmodel.base import CostModel
-from jetfleet.types import Decisions, DeviceState, Dispatch, Request, SetFrequency
+from costmodel.view import CostView
+from jetfleet.types import Applied, Decisions, DeviceState, Dispatch, SetFrequency
 from policies.base import Policy
 from policies.baselines import LOUDVA_TICK_S, Ticker, batch_cap
-from policies.queue import RequestQueue
+from policies.context import QueueView, StepContext
 from policies.registry import register
 
 SAFETY_MARGIN_S = 0.2  # Settings.safety_margin
@@ -72,26 +71,24 @@ class LoudVA(Policy):
         self.max_in_flight = max_in_flight
         self._last_arrival_s = -math.inf
         self._scaling = Ticker(SCALING_PERIOD_S)
-        self._grids: dict[tuple[str, str], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-        self._tables: dict[tuple[str, str, float, bytes], _Table] = {}
 
-    def admit(self, now_s: float, request: Request, queue: RequestQueue) -> list:
-        self._last_arrival_s = now_s
-        return []
+    def absorb(self, applied: Applied) -> None:
+        if applied.admitted:
+            self._last_arrival_s = applied.now_s
 
-    def decide(self, now_s: float, queue: RequestQueue, devices: Sequence[DeviceState], cost: CostModel) -> Decisions:
+    def decide(self, ctx: StepContext) -> Decisions:
         out = Decisions()
-        if queue:
-            self._schedule(now_s, queue, devices, cost, out)
+        if ctx.queue:
+            self._schedule(ctx.now_s, ctx.queue, ctx.devices, ctx.cost, out)
         busy = {d.device for d in out.dispatches}
-        self._downclock(now_s, [d for d in devices if d.name not in busy], out)
+        self._downclock(ctx.now_s, [d for d in ctx.devices if d.name not in busy], out)
         return out
 
     # -- idle down-clocking ---------------------------------------------------------------------
     def _downclock(self, now_s: float, devices: Sequence[DeviceState], out: Decisions) -> None:
         pending = False
         for d in devices:
-            f_min = get_kind(d.kind).min_freq_hz
+            f_min = d.min_freq_hz
             if d.healthy and d.in_flight == 0 and d.freq_hz != f_min:
                 if self._scaling.due(now_s) and now_s - d.last_busy_s >= IDLE_DOWNCLOCK_S:
                     out.frequency_changes.append(SetFrequency(d.name, f_min, "idle for 4 s"))
@@ -102,7 +99,7 @@ class LoudVA(Policy):
 
     # -- batching -------------------------------------------------------------------------------
     def _schedule(
-        self, now_s: float, queue: RequestQueue, devices: Sequence[DeviceState], cost: CostModel, out: Decisions
+        self, now_s: float, queue: QueueView, devices: Sequence[DeviceState], cost: CostView, out: Decisions
     ) -> None:
         ordered = list(queue.by_deadline())  # least remaining slack first
         model = ordered[0].model
@@ -115,7 +112,7 @@ class LoudVA(Policy):
         choice = self._search(available, model, frames, slack_s, cost)
         if choice is None:
             return
-        largest_cap = max(batch_cap(d.kind) for d in devices)
+        largest_cap = max(batch_cap(d) for d in devices)
         if (
             slack_s > choice.expected_s * WAIT_STRICTNESS
             and queue.frames < largest_cap
@@ -139,7 +136,7 @@ class LoudVA(Policy):
             out.wake_at_s = _earliest(out.wake_at_s, now_s + LOUDVA_TICK_S)
 
     def _search(
-        self, devices: Sequence[DeviceState], model: str, frames: np.ndarray, slack_s: float, cost: CostModel
+        self, devices: Sequence[DeviceState], model: str, frames: np.ndarray, slack_s: float, cost: CostView
     ) -> _Choice | None:
         tables = [(d, self._table(d, model, frames, cost)) for d in devices]
         best: tuple[float, DeviceState, _Table, int] | None = None  # lowest energy per frame that fits
@@ -166,32 +163,20 @@ class LoudVA(Policy):
                 closest = (key, t.choice(d, flat, fits=False))
         return closest[1] if closest is not None else None
 
-    def _table(self, d: DeviceState, model: str, frames: np.ndarray, cost: CostModel) -> _Table:
-        """The search table of one device for this queue: cached, so holding requests back costs little."""
-        cap = batch_cap(d.kind)
+    def _table(self, d: DeviceState, model: str, frames: np.ndarray, cost: CostView) -> _Table:
+        """The search table of one device for this queue, kept in the cost view (holding requests back costs
+        little). LoudVA learns nothing from measurements: it reads the cost model's raw predictions."""
+        cap = batch_cap(d)
         n = max(1, int(np.searchsorted(frames, cap, side="right")))  # prefixes of <= cap frames (>= 1)
         sizes = frames[:n].astype(int)
-        key = (d.kind, model, d.freq_hz, sizes.tobytes())
-        table = self._tables.get(key)
-        if table is None:
-            if len(self._tables) > 4096:
-                self._tables.clear()
-            freqs, latency, energy = self._grid(d.kind, model, int(sizes[-1]), cost)
-            delay_s = get_kind(d.kind).freq_change_delay_s
-            table = _Table.build(freqs, latency[:, sizes - 1], energy[:, sizes - 1], sizes, d.freq_hz, delay_s, self)
-            self._tables[key] = table
-        return table
+        grid = cost.grid(d.kind, model, d.freqs_hz, max(int(sizes[-1]), cap))
+        key = ("loudva", d.kind, model, d.freqs_hz, d.freq_hz, d.freq_change_delay_s, self.safety_margin_s, sizes.tobytes())
 
-    def _grid(self, kind: str, model: str, batch: int, cost: CostModel) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The cost model's (freqs, latency[F, B], energy[F, B]) for batches 1..>= batch, cached per kind/model."""
-        hit = self._grids.get((kind, model))
-        if hit is None or hit[1].shape[1] < batch:
-            size = max(batch, batch_cap(kind), 2 * (hit[1].shape[1] if hit is not None else 0))
-            freqs = np.asarray(get_kind(kind).freqs_hz, dtype=float)
-            grid = cost.predict_grid(kind, model, freqs, np.arange(1, size + 1))
-            hit = (freqs, np.asarray(grid.latency_s), np.asarray(grid.energy_j))
-            self._grids[(kind, model)] = hit
-        return hit
+        def build() -> _Table:
+            lat, en = grid.latency_s[:, sizes - 1], grid.energy_j[:, sizes - 1]
+            return _Table.build(grid.freqs_hz, lat, en, sizes, d.freq_hz, d.freq_change_delay_s, self)
+
+        return cost.derived(key, grid, build)
 
 
 @dataclass(frozen=True)

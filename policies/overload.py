@@ -25,9 +25,11 @@
    because of it. When the inner proposes nothing acceptable, the earliest-deadline
    request runs alone at maximum frequency if that is safe.
 
-`admission_decision` (`policies.admission`, re-exported here) is the same reasoning for a request not yet
-queued, for the HTTP path (429 with Retry-After); `OverloadControl.admission` calls it with the policy's
-own state. Nothing here reads a clock.
+`OverloadControl.admit` is the same reasoning for a request not yet queued (`policies.admission`): the core
+calls it for every arrival in both drivers, and a refusal is a `rejected` outcome (HTTP 429 with Retry-After
+live). `decide` changes nothing: the device time charged to each stream and since when a stream is owed its
+floor travel in the step's memo and become the policy's memory in `absorb`, once the core applied the step;
+the inner policy hears through its own `absorb` of exactly what was applied. Nothing here reads a clock.
 """
 
 from __future__ import annotations
@@ -35,13 +37,13 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 
-from cluster.catalogue import get_kind
-from costmodel.base import CostModel
-from jetfleet.types import BatchResult, Decisions, DeviceState, Dispatch, Drop, DropReason, Request
-from policies.admission import AdmissionDecision, admission_decision, queue_head
+from jetfleet.errors import ConfigError
+from jetfleet.types import Admission, Applied, BatchResult, Decisions, DeviceState, Dispatch, Drop, DropReason, Request
+from policies.admission import admission_decision, queue_head
 from policies.base import Policy
+from policies.context import QueueView, StepContext
 from policies.queue import RequestQueue
 from policies.registry import register
 from policies.shedding import (
@@ -56,14 +58,7 @@ from policies.shedding import (
 )
 from policies.streams import StreamSet
 
-__all__ = [
-    "AdmissionDecision",
-    "EdfDispatch",
-    "FifoPolicy",
-    "OverloadControl",
-    "admission_decision",
-    "make_inner",
-]
+__all__ = ["EdfDispatch", "FifoPolicy", "OverloadControl", "make_inner"]
 
 _EPS_S = 1e-9
 _MIN_RATE_SPAN_S = 0.1  # a stream's rate is counted over at least this long (its first arrivals)
@@ -76,40 +71,43 @@ class _SingleDispatch(Policy):
 
     def __init__(self, streams: StreamSet | None = None) -> None:
         self.streams = streams or StreamSet()
-        self._oracle: CostOracle | None = None
 
-    def admit(self, now_s: float, request: Request, queue: RequestQueue) -> list[Drop]:
-        return bound_victims(request, queue, self.streams)
+    def admit(self, ctx: StepContext, request: Request) -> Admission:
+        """Bounded queues only: a newcomer that its full queue would drop is rejected; others make room."""
+        drops = bound_victims(request, ctx.queue, self.streams)
+        own = next((d for d in drops if request.request_id in d.request_ids), None)
+        if own is not None:
+            return Admission.reject(own.reason, 1.0, own.detail)
+        return Admission.accept(tuple(drops))
 
-    def _order(self, queue: RequestQueue) -> Iterable[Request]:  # pragma: no cover - abstract
+    def _order(self, queue: QueueView) -> Iterable[Request]:  # pragma: no cover - abstract
         raise NotImplementedError
 
     skip_late = False  # pass over requests this device would finish after their deadline
 
-    def decide(self, now_s: float, queue: RequestQueue, devices: Sequence[DeviceState], cost: CostModel) -> Decisions:
+    def decide(self, ctx: StepContext) -> Decisions:
         out = Decisions()
-        if not queue:
+        if not ctx.queue:
             return out
-        if self._oracle is None or self._oracle.cost is not cost:
-            self._oracle = CostOracle(cost)
+        oracle = CostOracle(ctx.cost, ctx.devices)
         taken: set[int] = set()
-        for d in devices:
+        for d in ctx.devices:
             if not d.healthy or d.in_flight:
                 continue
-            r = next((r for r in self._order(queue) if r.request_id not in taken and self._fits(now_s, d, r)), None)
+            order = self._order(ctx.queue)
+            r = next((r for r in order if r.request_id not in taken and self._fits(ctx.now_s, d, r, oracle)), None)
             if r is None:
                 continue
             taken.add(r.request_id)
-            out.dispatches.append(_single(d, r, self._oracle, self.name))
+            out.dispatches.append(_single(d, r, oracle, self.name))
         return out
 
-    def _fits(self, now_s: float, device: DeviceState, r: Request) -> bool:
+    def _fits(self, now_s: float, device: DeviceState, r: Request, oracle: CostOracle) -> bool:
         if not can_run(device, r.model):
             return False
         if not self.skip_late:
             return True
-        assert self._oracle is not None
-        return now_s + self._oracle.batch_latency_s(device.kind, r.model, r.n_frames) <= r.deadline_s + _EPS_S
+        return now_s + oracle.batch_latency_s(device.kind, r.model, r.n_frames) <= r.deadline_s + _EPS_S
 
 
 class FifoPolicy(_SingleDispatch):
@@ -117,7 +115,7 @@ class FifoPolicy(_SingleDispatch):
 
     name = "fifo"
 
-    def _order(self, queue: RequestQueue) -> Iterable[Request]:
+    def _order(self, queue: QueueView) -> Iterable[Request]:
         return iter(queue)
 
 
@@ -128,7 +126,7 @@ class EdfDispatch(_SingleDispatch):
     name = "edf"
     skip_late = True
 
-    def _order(self, queue: RequestQueue) -> Iterable[Request]:
+    def _order(self, queue: QueueView) -> Iterable[Request]:
         return queue.by_deadline()
 
 
@@ -137,7 +135,7 @@ def _single(device: DeviceState, request: Request, oracle: CostOracle, reason: s
     return Dispatch(
         device.name,
         (request.request_id,),
-        get_kind(device.kind).max_freq_hz,
+        device.max_freq_hz,
         request.model,
         predicted_latency_s=latency_s if math.isfinite(latency_s) else math.nan,
         reason=reason,
@@ -148,8 +146,13 @@ def _single(device: DeviceState, request: Request, oracle: CostOracle, reason: s
 class _Step:
     """One `decide` call's working state: what was taken, the devices as the inner should now see them."""
 
-    def __init__(self, now_s: float, devices: Sequence[DeviceState]) -> None:
+    def __init__(self, ctx: StepContext) -> None:
+        self.ctx = ctx
+        now_s, devices = ctx.now_s, ctx.devices
         self.now_s = now_s
+        self.oracle = CostOracle(ctx.cost, devices)
+        self.due_since: dict[str, float] = {}  # stream -> since when it is owed its floor, as of this step
+        self.inner_memo: object = None  # the memo of the inner decision whose proposals this step kept
         self.devices = [d for d in devices if d.healthy]
         self.views: dict[str, DeviceState] = {d.name: d for d in devices}
         self.free: dict[str, float] = {d.name: max(now_s, d.busy_until_s) for d in self.devices}
@@ -170,7 +173,7 @@ class _Step:
         device = self.views[dispatch.device]
         start_s = self.free[dispatch.device]
         if dispatch.freq_hz != device.freq_hz:
-            start_s += get_kind(device.kind).freq_change_delay_s
+            start_s += device.freq_change_delay_s
         self.free[dispatch.device] = start_s + latency_s
         self.views[dispatch.device] = replace(
             device, busy_until_s=start_s + latency_s, in_flight=device.in_flight + 1, freq_hz=dispatch.freq_hz
@@ -211,9 +214,9 @@ class OverloadControl(Policy):
         window: int = 512,
     ) -> None:
         if max_batch is not None and max_batch < 1:
-            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+            raise ConfigError(f"overload control: max_batch must be >= 1, got {max_batch}")
         if window < 1:
-            raise ValueError(f"window must be >= 1, got {window}")
+            raise ConfigError(f"overload control: window must be >= 1, got {window}")
         self.window = window  # requests per priority (earliest deadlines first) one decision looks at
         self.inner = inner
         self.streams = streams or StreamSet()
@@ -225,21 +228,42 @@ class OverloadControl(Policy):
         self._first_seen: dict[str, float] = {}
         self._served: deque[tuple[float, str, float]] = deque()  # (dispatched_s, stream, device seconds)
         self._served_by: dict[str, float] = {}
-        self._oracle: CostOracle | None = None
 
     # -- arrivals -----------------------------------------------------------------------------------
-    def admit(self, now_s: float, request: Request, queue: RequestQueue) -> list[Drop]:
-        """Remember the stream as active, then keep its bounded queue within its limit."""
-        self._note_arrival(now_s, request)
-        drops = bound_victims(request, queue, self.streams)
-        dropped = {i for d in drops for i in d.request_ids}
-        if request.request_id not in dropped:
-            for d in self.inner.admit(now_s, request, queue):
-                ids = tuple(i for i in d.request_ids if i not in dropped)
-                if ids:
-                    drops.append(replace(d, request_ids=ids))
-                    dropped.update(ids)
-        return drops
+    def admit(self, ctx: StepContext, request: Request) -> Admission:
+        """`policies.admission.admission_decision` with this policy's streams and active streams, then the
+        inner policy's own admission; the drops of both (bounded queues) when accepted."""
+        oracle = CostOracle(ctx.cost, ctx.devices)
+        active = self.active_streams(ctx.now_s)
+        verdict = admission_decision(
+            ctx.now_s, request, ctx.queue, self.streams, ctx.devices, oracle, active=active, window=self.window
+        )
+        if not verdict.accepted:
+            return verdict
+        inner = self.inner.admit(ctx, request)
+        if not inner.accepted:
+            return inner
+        dropped = {i for d in verdict.drops for i in d.request_ids}
+        extra = []
+        for d in inner.drops:
+            ids = tuple(i for i in d.request_ids if i not in dropped)
+            if ids:
+                extra.append(replace(d, request_ids=ids))
+                dropped.update(ids)
+        return Admission.accept(verdict.drops + tuple(extra))
+
+    def absorb(self, applied: Applied) -> None:
+        """Remember the arrivals and what the applied step charged and owed; tell the inner what was applied."""
+        for request in applied.admitted:
+            self._note_arrival(applied.now_s, request)
+        memo = applied.memo if isinstance(applied.memo, _Memo) else None
+        if memo is not None:
+            for charge in memo.charges:
+                self._served.append(charge)
+                self._served_by[charge[1]] = self._served_by.get(charge[1], 0.0) + charge[2]
+            self._due_since = dict(memo.due_since)
+        self._trim(applied.now_s)
+        self.inner.absorb(replace(applied, memo=memo.inner if memo is not None else None))
 
     def _note_arrival(self, now_s: float, request: Request) -> None:
         recent = self._arrivals.setdefault(request.stream, deque())
@@ -258,56 +282,42 @@ class OverloadControl(Policy):
         window_s = self.streams.active_window_s
         return [a for a in self._last.values() if now_s - a.last_arrival_s <= window_s]
 
-    def admission(
-        self, now_s: float, request: Request, queue: RequestQueue, devices: Sequence[DeviceState], cost: CostModel
-    ) -> AdmissionDecision:
-        """`admission_decision` with this policy's streams, active streams and cost cache (the HTTP path)."""
-        return admission_decision(
-            now_s,
-            request,
-            queue,
-            self.streams,
-            devices,
-            cost,
-            active=self.active_streams(now_s),
-            oracle=self._oracle_for(cost),
-            window=self.window,
-        )
-
     def observe(self, result: BatchResult) -> None:
         self.inner.observe(result)
 
     # -- decisions ----------------------------------------------------------------------------------
-    def decide(self, now_s: float, queue: RequestQueue, devices: Sequence[DeviceState], cost: CostModel) -> Decisions:
+    def decide(self, ctx: StepContext) -> Decisions:
+        now_s, queue = ctx.now_s, ctx.queue
         if not queue:
-            return self.inner.decide(now_s, queue, devices, cost)
-        oracle = self._oracle_for(cost)
-        step = _Step(now_s, devices)
+            out = self.inner.decide(ctx)
+            out.memo = _Memo((), dict(self._due_since), out.memo)
+            return out
+        step = _Step(ctx)
+        oracle = step.oracle
         head = queue_head(queue, self.window)
         step.by_id = {r.request_id: r for r in head}
         step.drop(self._unreachable(now_s, head, step, oracle))
         pending = [r for r in head if r.request_id not in step.taken]
         active = self.active_streams(now_s)
-        due = self._floor_due(now_s, pending)
+        due, step.due_since = self._floor_due(now_s, pending)
         verdict = plan(now_s, pending, step.devices, step.free, oracle, active, frozenset(due))
         step.drop(shed_drops(verdict))
         pending = [r for r in pending if r.request_id not in step.taken]
         for stream in due:
-            self._serve_floor(stream, pending, step, oracle, cost, verdict.top_priority, active)
+            self._serve_floor(stream, pending, step, oracle, verdict.top_priority, active)
         self._serve(
             [r for r in pending if r.priority >= verdict.top_priority and r.request_id not in step.taken],
             step.all_views(),
             step,
-            cost,
             check=None,
         )
-        self._serve_lower(verdict.top_priority, pending, step, oracle, cost, active, frozenset(due))
-        for d in step.out.dispatches:
-            self._record(now_s, d, step)
+        self._serve_lower(verdict.top_priority, pending, step, oracle, active, frozenset(due))
+        charges = tuple(c for d in step.out.dispatches for c in self._charges(now_s, d, step))
         if queue and len(step.taken) < len(queue) and step.idle():
             step.wakes.append(self._next_change_s(now_s))
         wakes = [w for w in step.wakes if w is not None and w > now_s]
         step.out.wake_at_s = min(wakes) if wakes else None
+        step.out.memo = _Memo(charges, step.due_since, step.inner_memo)
         return step.out
 
     def _unreachable(self, now_s: float, head: list[Request], step: _Step, oracle: CostOracle) -> list[Drop]:
@@ -328,7 +338,6 @@ class OverloadControl(Policy):
         requests: list[Request],
         devices: list[DeviceState],
         step: _Step,
-        cost: CostModel,
         check: Check | None,
         tag: str = "",
     ) -> int:
@@ -336,9 +345,10 @@ class OverloadControl(Policy):
         if not requests or not devices:
             return 0
         ids = {r.request_id for r in requests}
-        decisions = self.inner.decide(step.now_s, RequestQueue(requests), devices, cost)
+        decisions = self.inner.decide(step.ctx.replace(queue=RequestQueue(requests), devices=devices))
         step.drop(d for d in decisions.drops if set(d.request_ids) <= ids)
-        step.out.frequency_changes.extend(c for c in decisions.frequency_changes if c.device not in step.used)
+        changes = [c for c in decisions.frequency_changes if c.device not in step.used]
+        step.out.frequency_changes.extend(changes)
         if decisions.wake_at_s is not None:
             step.wakes.append(decisions.wake_at_s)
         kept = 0
@@ -351,6 +361,8 @@ class OverloadControl(Policy):
                 continue
             step.accept(replace(d, reason=f"{tag}{d.reason}") if tag else d, latency_s)
             kept += 1
+        if kept or changes:
+            step.inner_memo = decisions.memo
         return kept
 
     def _serve_floor(
@@ -359,7 +371,6 @@ class OverloadControl(Policy):
         pending: list[Request],
         step: _Step,
         oracle: CostOracle,
-        cost: CostModel,
         top_priority: int,
         active: list[ActiveStream],
     ) -> None:
@@ -369,7 +380,7 @@ class OverloadControl(Policy):
         requests = [r for r in pending if r.stream == stream and r.request_id not in step.taken]
         if not idle or not requests:
             return
-        aged = step.now_s - self._due_since.get(stream, step.now_s) >= self.streams.floor_max_wait_s
+        aged = step.now_s - step.due_since.get(stream, step.now_s) >= self.streams.floor_max_wait_s
 
         def check(d: Dispatch, latency_s: float) -> bool:
             if self._end_s(d, latency_s, step) > min(step.by_id[i].deadline_s for i in d.request_ids) + _EPS_S:
@@ -377,10 +388,10 @@ class OverloadControl(Policy):
             return aged or self._safe(d, latency_s, top_priority - 1, pending, step, oracle, active, frozenset())
 
         tag = f"floor({stream}{', aged' if aged else ''}): "
-        if not self._serve(requests, idle, step, cost, check, tag):
+        if not self._serve(requests, idle, step, check, tag):
             self._fallback(requests, step, oracle, check, tag)
         if not aged:
-            step.wakes.append(self._due_since.get(stream, step.now_s) + self.streams.floor_max_wait_s)
+            step.wakes.append(step.due_since.get(stream, step.now_s) + self.streams.floor_max_wait_s)
 
     def _serve_lower(
         self,
@@ -388,7 +399,6 @@ class OverloadControl(Policy):
         pending: list[Request],
         step: _Step,
         oracle: CostOracle,
-        cost: CostModel,
         active: list[ActiveStream],
         protected: frozenset[str],
     ) -> None:
@@ -402,7 +412,7 @@ class OverloadControl(Policy):
             def safe(d: Dispatch, latency_s: float, level: int = level) -> bool:
                 return self._safe(d, latency_s, level, pending, step, oracle, active, protected)
 
-            if not self._serve(requests, idle, step, cost, safe, "insert: "):
+            if not self._serve(requests, idle, step, safe, "insert: "):
                 self._fallback(requests, step, oracle, safe, "insert: ")
 
     def _safe(
@@ -483,28 +493,24 @@ class OverloadControl(Policy):
         device = step.views[d.device]
         start_s = step.free[d.device]
         if d.freq_hz != device.freq_hz:
-            start_s += get_kind(device.kind).freq_change_delay_s
+            start_s += device.freq_change_delay_s
         return start_s + latency_s
 
     def _latency(self, d: Dispatch, step: _Step) -> float:
         if math.isfinite(d.predicted_latency_s):
             return d.predicted_latency_s
         n_frames = sum(step.by_id[i].n_frames for i in d.request_ids)
-        assert self._oracle is not None
-        return self._oracle.latency_at_s(step.views[d.device].kind, d.model, n_frames, d.freq_hz)
+        return step.oracle.latency_at_s(step.views[d.device].kind, d.model, n_frames, d.freq_hz)
 
     # -- the floor's bookkeeping --------------------------------------------------------------------
-    def _record(self, now_s: float, d: Dispatch, step: _Step) -> None:
-        """Charge the dispatch's device time to its streams, by frames."""
+    def _charges(self, now_s: float, d: Dispatch, step: _Step) -> list[tuple[float, str, float]]:
+        """(dispatched_s, stream, device seconds): the dispatch's device time charged to its streams, by frames."""
         latency_s = self._latency(d, step)
         if not math.isfinite(latency_s):
-            return
+            return []
         requests = [step.by_id[i] for i in d.request_ids]
         frames = sum(r.n_frames for r in requests)
-        for r in requests:
-            share_s = latency_s * r.n_frames / frames
-            self._served.append((now_s, r.stream, share_s))
-            self._served_by[r.stream] = self._served_by.get(r.stream, 0.0) + share_s
+        return [(now_s, r.stream, latency_s * r.n_frames / frames) for r in requests]
 
     def _trim(self, now_s: float) -> None:
         horizon_s = now_s - self.streams.share_window_s
@@ -512,26 +518,38 @@ class OverloadControl(Policy):
             _, stream, share_s = self._served.popleft()
             self._served_by[stream] = max(0.0, self._served_by[stream] - share_s)
 
-    def _floor_due(self, now_s: float, pending: list[Request]) -> list[str]:
-        """Streams with work queued that got less than their `min_share` of recent device time, neediest first."""
+    def _shares_at(self, now_s: float) -> dict[str, float]:
+        """Device seconds per stream dispatched within the share window before `now_s` (changes nothing)."""
+        horizon_s = now_s - self.streams.share_window_s
+        served = dict(self._served_by)
+        for dispatched_s, stream, share_s in self._served:
+            if dispatched_s >= horizon_s:
+                break
+            served[stream] = max(0.0, served[stream] - share_s)
+        return served
+
+    def _floor_due(self, now_s: float, pending: list[Request]) -> tuple[list[str], dict[str, float]]:
+        """(streams with work queued that got less than their `min_share` of recent device time, neediest first;
+        since when each stream is owed its floor, as of `now_s`)."""
+        due_since = dict(self._due_since)
         floors = {s.name: s.min_share for s in self.streams.streams if s.min_share > 0}
         if not floors:
-            return []
-        self._trim(now_s)
-        total_s = sum(self._served_by.values())
+            return [], due_since
+        served = self._shares_at(now_s)
+        total_s = sum(served.values())
         if total_s <= 0:
-            return []
+            return [], due_since
         queued = {r.stream for r in pending}
         due = []
         for stream, share in floors.items():
-            got = self._served_by.get(stream, 0.0) / total_s
+            got = served.get(stream, 0.0) / total_s
             if got >= share:
-                self._due_since.pop(stream, None)
+                due_since.pop(stream, None)
                 continue
-            self._due_since.setdefault(stream, now_s)  # owed its floor since then, queued work or not
+            due_since.setdefault(stream, now_s)  # owed its floor since then, queued work or not
             if stream in queued:
                 due.append((got - share, stream))
-        return [s for _, s in sorted(due)]
+        return [s for _, s in sorted(due)], due_since
 
     def _next_change_s(self, now_s: float) -> float | None:
         """When waiting alone can unblock queued work: an active stream expires, or a share leaves the window."""
@@ -541,10 +559,15 @@ class OverloadControl(Policy):
         later = [t for t in times if t > now_s]
         return min(later) if later else None
 
-    def _oracle_for(self, cost: CostModel) -> CostOracle:
-        if self._oracle is None or self._oracle.cost is not cost:
-            self._oracle = CostOracle(cost)
-        return self._oracle
+
+
+@dataclass(frozen=True)
+class _Memo:
+    """What one overload decision would change in the policy's memory, applied in `absorb`."""
+
+    charges: tuple[tuple[float, str, float], ...] = ()  # (dispatched_s, stream, device seconds)
+    due_since: dict[str, float] = field(default_factory=dict)  # stream -> since when it is owed its floor
+    inner: object = None  # the inner policy's memo of the decision whose proposals were kept
 
 
 # -- registry -------------------------------------------------------------------------------------------
@@ -560,7 +583,7 @@ def make_inner(spec: str) -> Policy:
 @register("fifo")
 def _fifo(arg: str | None) -> Policy:
     if arg:
-        raise ValueError(f"fifo takes no argument, got {arg!r}")
+        raise ConfigError(f"fifo takes no argument, got {arg!r}")
     return FifoPolicy()
 
 

@@ -16,23 +16,24 @@ should it run as one batch, at which catalogue frequency, so that
 When (2) cannot hold for any choice the fleet is overloaded: the planner then takes the configuration that
 clears frames fastest (the largest batch at the best frames per second) instead of falling back to batch 1.
 
-Everything is numpy over a (frequencies x prefixes) grid; the cost model is asked once per (kind, model)
-and cached in `GridCache`. No clock, no I/O.
+What "cheapest" means is the caller's objective (`score`, a (frequency x batch) table, lower is better);
+the `jetfleet` policy passes its `Objective`'s table, energy per frame above idle by default.
+
+Everything is numpy over a (frequencies x prefixes) grid derived once per cost grid (`derive_tables`, kept
+in the core's `CostView`). No clock, no I/O.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
-from cluster.catalogue import get_kind
-from costmodel.base import CostModel
+from costmodel.view import RawGrid
 
 _EPS_S = 1e-6  # comparisons of predicted times tolerate this much rounding
-IdlePowerFn = Callable[[str, float], float]  # (device kind, GPU frequency in Hz) -> idle board watts
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ class GridTables:
 
     kind: str
     model: str
-    freqs_hz: np.ndarray  # (F,) the kind's catalogue frequencies, ascending
+    freqs_hz: np.ndarray  # (F,) the device's own frequencies, ascending
     latency_s: np.ndarray  # (F, B) predicted seconds per batch
     energy_j: np.ndarray  # (F, B) predicted board joules per batch (idle baseline included)
     padded_s: np.ndarray  # (F, B) latency with the safety margins
@@ -64,17 +65,20 @@ class GridTables:
     per_frame_s: np.ndarray  # (F, cap) latency_s / batch: device time per frame
     idle_w: np.ndarray  # (F,) idle board power at each frequency
     floor_w: float  # the kind's lowest idle power: what the board draws anyway
-    cap: int  # largest batch worth running (catalogue max_batch)
+    cap: int  # largest batch worth running (the device's max_batch)
     s_per_frame: float  # best sustained seconds per frame (max throughput over the grid up to cap)
     margins: Margins
-    clock_index: dict[float, int] = field(default_factory=dict, compare=False)  # catalogue freq_hz -> index
+    clock_index: dict[float, int] = field(default_factory=dict, compare=False)  # listed freq_hz -> index
+    # What callers derive from these tables and nothing else (guard budgets, objective floors), kept with them
+    # so it lives exactly as long as they do.
+    memo: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def max_frames(self) -> int:
         return int(self.latency_s.shape[1])
 
     def freq_index(self, freq_hz: float) -> int:
-        """Index of `freq_hz` in `freqs_hz`, or -1 when it is not a catalogue frequency."""
+        """Index of `freq_hz` in `freqs_hz`, or -1 when it is not one of them."""
         i = self.clock_index.get(freq_hz, -1)
         if i < 0:
             j = int(np.searchsorted(self.freqs_hz, freq_hz - 1.0))
@@ -82,161 +86,23 @@ class GridTables:
         return i
 
 
-class LatencyCorrection:
-    """Measured / predicted latency of one (kind, model), learned from completed batches.
-
-    A cost model's error is mostly a function of the batch size (a tree model's splits), so the factor for a
-    (frequency, batch) cell is that cell's own running ratio once seen, else the ratio seen for that batch
-    size at any frequency, else 1 (trust the model). Ratios are exponentially weighted (`alpha`) and clipped
-    to [0.5, 2] so one outlier cannot derail the planner.
-    """
-
-    def __init__(self, n_freqs: int, n_batches: int, alpha: float = 0.3) -> None:
-        self.alpha = alpha
-        self.cell = np.ones((n_freqs, n_batches))
-        self.cell_seen = np.zeros((n_freqs, n_batches), dtype=bool)
-        self.column = np.ones(n_batches)
-        self.column_seen = np.zeros(n_batches, dtype=bool)
-        self.observations = 0
-
-    def update(self, freq_index: int, batch: int, ratio: float) -> None:
-        ratio = min(2.0, max(0.5, ratio))
-        b = batch - 1
-        if not 0 <= b < len(self.column):
-            return
-        for seen, values, idx in ((self.column_seen, self.column, b), (self.cell_seen, self.cell, (freq_index, b))):
-            if freq_index < 0 and values is self.cell:
-                continue
-            values[idx] = ratio if not seen[idx] else (1 - self.alpha) * values[idx] + self.alpha * ratio
-            seen[idx] = True
-        self.observations += 1
-
-    def factors(self) -> np.ndarray:
-        """(F, B) multipliers for the predicted latency."""
-        return np.where(self.cell_seen, self.cell, self.column[None, :])
-
-
-class GridCache:
-    """Cost grids per (cost model, kind, model), asked once and kept; grows when a larger batch shows up.
-
-    With `learn=True`, `observe` feeds measured batch latencies into a `LatencyCorrection` per (kind, model)
-    and the tables are re-derived with the corrected latency (and energy, which lasts as long) on next use.
-    """
-
-    def __init__(self, idle_power_w: IdlePowerFn, margins: Margins, *, learn: bool = True) -> None:
-        self._idle_power_w = idle_power_w
-        self._margins = margins
-        self._learn = learn
-        self._base: dict[tuple[int, str, str], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-        self._tables: dict[tuple[int, str, str], GridTables] = {}
-        self._corrections: dict[tuple[str, str], LatencyCorrection] = {}
-        self._seen: dict[tuple[int, str, str], int] = {}  # observations folded into the cached tables
-        self._idle_w: dict[tuple[int, str, str], np.ndarray] = {}  # idle watts per catalogue clock, asked once
-
-    def get(self, cost: CostModel, kind: str, model: str, min_frames: int = 1) -> GridTables:
-        """The tables of (kind, model) covering batches up to at least `min_frames` frames."""
-        key = (id(cost), kind, model)
-        tables = self._tables.get(key)
-        correction = self._corrections.get((kind, model))
-        fresh = correction is None or self._seen.get(key) == correction.observations
-        if tables is not None and tables.max_frames >= min_frames and fresh:
-            return tables
-        base = self._base.get(key)
-        if base is None or base[1].shape[1] < min_frames:
-            size = max(get_kind(kind).max_batch, min_frames, 2 * base[1].shape[1] if base is not None else 0)
-            base = self._base[key] = predicted_grid(cost, kind, model, size)
-        factors = None
-        if correction is not None:
-            if correction.cell.shape != base[1].shape:
-                correction = self._regrid(kind, model, base[1].shape)
-            factors = correction.factors()
-            self._seen[key] = correction.observations
-        idle_w = self._idle_w.get(key)
-        if idle_w is None:
-            idle_w = self._idle_w[key] = idle_watts(kind, base[0], self._idle_power_w)
-        tables = derive_tables(kind, model, *base, self._idle_power_w, self._margins, factors, idle_w=idle_w)
-        self._tables[key] = tables
-        return tables
-
-    def observe(self, kind: str, model: str, freq_hz: float, n_frames: int, latency_s: float) -> None:
-        """Fold one measured batch latency into the correction of (kind, model)."""
-        if not self._learn or not latency_s > 0:
-            return
-        base = next((b for (_, k, m), b in self._base.items() if k == kind and m == model), None)
-        if base is None or n_frames > base[1].shape[1]:
-            return
-        freqs, latency, _ = base
-        fi = int(np.argmin(np.abs(freqs - freq_hz)))
-        fi = fi if abs(freqs[fi] - freq_hz) < 1.0 else -1
-        predicted = float(latency[fi, n_frames - 1]) if fi >= 0 else math.nan
-        if not predicted > 0:
-            return
-        correction = self._corrections.get((kind, model))
-        if correction is None:
-            correction = self._corrections[(kind, model)] = LatencyCorrection(*latency.shape)
-        correction.update(fi, n_frames, latency_s / predicted)
-
-    def _regrid(self, kind: str, model: str, shape: tuple[int, ...]) -> LatencyCorrection:
-        old = self._corrections[(kind, model)]
-        new = LatencyCorrection(*shape, alpha=old.alpha)
-        n = min(shape[1], old.cell.shape[1])
-        new.cell[:, :n], new.cell_seen[:, :n] = old.cell[:, :n], old.cell_seen[:, :n]
-        new.column[:n], new.column_seen[:n] = old.column[:n], old.column_seen[:n]
-        new.observations = old.observations
-        self._corrections[(kind, model)] = new
-        return new
-
-
-def predicted_grid(cost: CostModel, kind: str, model: str, max_frames: int) -> tuple[np.ndarray, ...]:
-    """(freqs_hz, latency_s, energy_j) the cost model predicts for the kind's catalogue clocks x 1..max_frames."""
-    freqs = np.asarray(get_kind(kind).freqs_hz, dtype=float)
-    grid = cost.predict_grid(kind, model, freqs, np.arange(1, max_frames + 1))
-    latency = np.maximum(np.asarray(grid.latency_s, dtype=float), 1e-6)
-    return freqs, latency, np.maximum(np.asarray(grid.energy_j, dtype=float), 0.0)
-
-
-def build_tables(
-    cost: CostModel, kind: str, model: str, max_frames: int, idle_power_w: IdlePowerFn, margins: Margins
-) -> GridTables:
-    """Ask `cost` for the (catalogue frequency x 1..max_frames) grid of (kind, model) and derive the rest."""
-    return derive_tables(kind, model, *predicted_grid(cost, kind, model, max_frames), idle_power_w, margins)
-
-
-def idle_watts(kind: str, freqs: np.ndarray, idle_power_w: IdlePowerFn) -> np.ndarray:
-    """(F,) idle board watts of `kind` at each of `freqs`."""
-    return np.array([idle_power_w(kind, f) for f in freqs], dtype=float)
-
-
-def derive_tables(
-    kind: str,
-    model: str,
-    freqs: np.ndarray,
-    latency: np.ndarray,
-    energy: np.ndarray,
-    idle_power_w: IdlePowerFn,
-    margins: Margins,
-    factors: np.ndarray | None = None,
-    *,
-    idle_w: np.ndarray | None = None,
-) -> GridTables:
-    """The planner's tables from a predicted grid, with latency (and energy) scaled by `factors` if given.
-    `idle_w`: `idle_watts(kind, freqs, idle_power_w)` when the caller has it already."""
-    if factors is not None:
-        latency, energy = latency * factors, energy * factors
+def derive_tables(grid: RawGrid, idle_w: np.ndarray, margins: Margins, max_batch: int) -> GridTables:
+    """The planner's tables from one cost grid (raw or corrected), the idle watts at its clocks and the margins."""
+    freqs, latency, energy = grid.freqs_hz, grid.latency_s, grid.energy_j
     batches = np.arange(1, latency.shape[1] + 1)
-    if idle_w is None:
-        idle_w = idle_watts(kind, freqs, idle_power_w)
     floor_w = float(idle_w.min())
     # Board energy above the floor the device draws anyway; a predictor may dip below it, so clip.
     marginal = np.maximum(energy - floor_w * latency, 0.0) / batches[None, :]
     padded = margins.padded(latency)
-    cap = min(get_kind(kind).max_batch, latency.shape[1])
+    cap = min(max_batch, latency.shape[1])
     per_frame = latency[:, :cap] / batches[None, :cap]
-    arrays = (freqs, latency, energy, padded, padded.min(axis=0), marginal, per_frame, idle_w)
+    arrays = (padded, padded.min(axis=0), marginal, per_frame)
     for a in arrays:
         a.flags.writeable = False
     index = {float(f): i for i, f in enumerate(freqs)}
-    return GridTables(kind, model, *arrays[:7], idle_w, floor_w, cap, float(per_frame.min()), margins, index)
+    return GridTables(
+        grid.kind, grid.model, freqs, latency, energy, *arrays, idle_w, floor_w, cap, float(per_frame.min()), margins, index
+    )
 
 
 @dataclass(frozen=True)
@@ -251,6 +117,7 @@ class BatchPlan:
     latency_s: float  # predicted batch latency (no margin)
     energy_j: float  # predicted board energy of the batch
     marginal_epf_j: float  # predicted joules per frame above the floor idle power
+    score: float  # the objective's value of this (frequency, batch): what plans are compared by
     latest_dispatch_s: float  # dispatching the same batch this late would still meet every deadline checked
     overloaded: bool  # the requests behind could not all be protected; chosen for throughput
 
@@ -275,7 +142,7 @@ def plan_batch(
     cap: int | None = None,
     behind_share: float = 1.0,
     lookahead: int = 64,
-    tie_tolerance: float = 0.02,
+    score: np.ndarray | None = None,
 ) -> BatchPlan | None:
     """Choose the batch and frequency for one device; None when it can serve none of the candidates in time.
 
@@ -289,7 +156,8 @@ def plan_batch(
     like the look-behind check it yields when no choice can honour it, as does `clock_ok` (per frequency,
     optional: the clocks fast enough for the expected arrivals). The look-behind check covers
     `lookahead` candidates past the largest batch; the chosen plan is re-checked with the frames behind run
-    as real batches (at most `cap` frames each), `behind_share` of them on this device.
+    as real batches (at most `cap` frames each), `behind_share` of them on this device. `score` (F, B) is what
+    "cheapest" minimises (default: `marginal_epf_j`, joules per frame above idle).
     """
     if len(frames) == 0:
         return None
@@ -334,7 +202,10 @@ def plan_batch(
         # Honour the limit where possible; otherwise come as close to it as the queued work allows.
         limit = np.maximum(finish_limit_s, finish[protected].min())
         protected &= finish <= limit[:, None] + _EPS_S
-    choice = _verified_cheapest(tables, protected, finish, cum, deadlines_s, batch, change_delay_s, behind_share)
+    score = tables.marginal_epf_j if score is None else score
+    choice = _verified_cheapest(
+        tables, score[:, batch - 1], protected, finish, cum, deadlines_s, change_delay_s, behind_share
+    )
     if choice is not None:
         fi, k, exact = choice
         slack = min(head_deadline[k], exact) - finish[fi, k]
@@ -352,6 +223,7 @@ def plan_batch(
         latency_s=float(tables.latency_s[fi, n - 1]),
         energy_j=float(tables.energy_j[fi, n - 1]),
         marginal_epf_j=float(tables.marginal_epf_j[fi, n - 1]),
+        score=float(score[fi, n - 1]),
         latest_dispatch_s=float(ready_s + max(0.0, slack)),
         overloaded=overloaded,
     )
@@ -360,7 +232,10 @@ def plan_batch(
 def _behind_limit_one(
     cum: np.ndarray, deadlines_s: np.ndarray, k_max: int, rate: float, overhead_s: float
 ) -> np.ndarray:
-    """(K,): `_behind_limit` for one rate, no clock change (the same arithmetic, without its (F + 1, K) arrays)."""
+    """(K,): for each prefix k, the latest finish that lets every later candidate j meet its deadline when the frames
+    behind drain at `rate` seconds per frame after `overhead_s`: request j completes no earlier than finish +
+    overhead + rate * (cum[j] - cum[k]), so finish <= min_{j > k} (deadline_j - rate * cum[j]) + rate * cum[k] -
+    overhead."""
     out = np.full(k_max, math.inf)
     upto = min(k_max, len(cum) - 1)
     if upto > 0:
@@ -370,49 +245,20 @@ def _behind_limit_one(
     return out
 
 
-def _behind_limit(
-    cum: np.ndarray,
-    deadlines_s: np.ndarray,
-    k_max: int,
-    s_per_frame: np.ndarray,
-    overhead_s: np.ndarray | float,
-    change_delay_s: float,
-) -> np.ndarray:
-    """(F, K): for each frequency and prefix k, the latest finish that lets every later candidate j meet its deadline.
-
-    Request j behind a batch of prefix k completes no earlier than finish + overhead[f] + s_per_frame[f] *
-    (cum[j] - cum[k]), so finish <= min_{j > k} (deadline_j - s_per_frame[f] * cum[j]) + s_per_frame[f] *
-    cum[k] - overhead[f]. The device may instead switch to its fastest rate for the rest, paying the delay.
-    """
-    n = len(cum)
-    overhead = np.broadcast_to(overhead_s, s_per_frame.shape)
-    fastest = int(np.argmin(s_per_frame))
-    rates = np.append(s_per_frame, s_per_frame[fastest])  # last row: switch to the fastest clock
-    extra = np.append(overhead, overhead[fastest] + change_delay_s)
-    out = np.full((len(rates), k_max), math.inf)
-    upto = min(k_max, n - 1)
-    if upto > 0:
-        g = deadlines_s[None, 1:] - rates[:, None] * cum[None, 1:]  # (F+1, n-1)
-        suffix_min = np.minimum.accumulate(g[:, ::-1], axis=1)[:, ::-1]  # suffix_min[:, j] = min(g[:, j:])
-        out[:, :upto] = suffix_min[:, :upto]
-    out += rates[:, None] * cum[None, :k_max] - extra[:, None]
-    return np.maximum(out[:-1], out[-1])
-
-
 def _verified_cheapest(
     tables: GridTables,
+    score: np.ndarray,
     mask: np.ndarray,
     finish: np.ndarray,
     cum: np.ndarray,
     deadlines_s: np.ndarray,
-    batch: np.ndarray,
     change_delay_s: float,
     share: float,
     tries: int = 16,
 ) -> tuple[int, int, float] | None:
-    """The cheapest (freq index, prefix index) under `mask` whose requests behind still fit when their frames run
-    as real batches; with that check's latest finish. The linear look-behind is optimistic for small batches."""
-    score = tables.marginal_epf_j[:, batch - 1]
+    """The cheapest (freq index, prefix index) by `score` (F, K) under `mask` whose requests behind still fit when
+    their frames run as real batches; with that check's latest finish. The linear look-behind is optimistic for
+    small batches."""
     copied = False
     for _ in range(tries):
         if not mask.any():
@@ -462,9 +308,3 @@ def _fastest(lat: np.ndarray, batch: np.ndarray, mask: np.ndarray) -> tuple[int,
     rate = np.where(mask, batch[None, :] / lat, -np.inf)
     fi, k = np.unravel_index(int(np.argmax(rate)), rate.shape)
     return int(fi), int(k)
-
-
-def default_idle_power_w(kind: str, freq_hz: float) -> float:
-    """Idle board power of `kind` from the catalogue (pure data; one figure for every frequency). The fallback
-    when neither the policy nor the cost model (an `idle_power_w(kind, freq_hz)` method) says better."""
-    return get_kind(kind).idle_power_w

@@ -98,7 +98,3 @@ class RequestQueue:
     def earliest(self) -> Request | None:
         """The request with the earliest deadline, or None when empty."""
         return self._by_id[self._keys[0][2]] if self._keys else None
-
-    def oldest(self) -> Request | None:
-        """The request that arrived first, or None when empty."""
-        return next(iter(self._by_id.values()), None)

@@ -53,12 +53,6 @@ def _load() -> None:
     _loaded = True
 
 
-def policy_names() -> list[str]:
-    """Registered policy names (parameterised ones shown bare, e.g. 'fixed-batch')."""
-    _load()
-    return sorted(_FACTORIES)
-
-
 def make_policy(spec: str) -> Policy:
     """Build a policy from `name` or `name:arg` (e.g. `interval:0.2`)."""
     _load()

@@ -1,7 +1,7 @@
 """The pure mechanics of overload control: queue-bound victims, cost look-ups, and the virtual schedule.
 
 - `bound_victims`: which queued requests a full bounded queue drops when one more arrives.
-- `CostOracle`: batch latencies at maximum frequency from any `CostModel`, cached per (kind, model).
+- `CostOracle`: batch latencies at maximum frequency, read from the core's `CostView`.
 - `earliest_completion_s` / `plan`: what the cost model predicts if the queue were served now, which
   the overload policy (`policies.overload`) and the HTTP admission check use to drop what cannot make its
   deadline, shed what would only make it by hurting a higher-priority stream, and test whether a
@@ -22,19 +22,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from cluster.catalogue import get_kind
-from costmodel.base import CostModel
+from costmodel.view import CostView
 from jetfleet.errors import JetfleetError
 from jetfleet.types import DeviceState, Drop, DropReason, Request
-from policies.queue import RequestQueue
+from policies.context import device_grid
 from policies.streams import Bound, DropPolicy, StreamSet
 
 INF = math.inf
 
 
 # -- bounded queues -----------------------------------------------------------------------------------
-def bound_victims(request: Request, queue: RequestQueue, streams: StreamSet) -> list[Drop]:
-    """Drops that keep `request`'s bounded queue within its limit, `request` already queued.
+def bound_victims(request: Request, queue: Iterable[Request], streams: StreamSet) -> list[Drop]:
+    """Drops that keep `request`'s bounded queue within its limit once `request` (not in `queue`) joins it.
 
     drop_oldest drops the request of the bound that arrived first, drop_newest the one that just arrived,
     drop_low_priority the lowest-priority one anywhere in the bound's streams (ties: the oldest first).
@@ -42,7 +41,8 @@ def bound_victims(request: Request, queue: RequestQueue, streams: StreamSet) -> 
     bound = streams.bound_of(request.stream)
     if bound is None:
         return []
-    members = [r for r in queue if r.stream in bound.streams]  # arrival order
+    members = [r for r in queue if r.stream in bound.streams and r.request_id != request.request_id]
+    members.append(request)  # arrival order
     excess = len(members) - bound.limit
     if excess <= 0:
         return []
@@ -68,13 +68,18 @@ def _pick_victims(members: list[Request], newest: Request, bound: Bound, n: int)
 
 # -- cost look-ups --------------------------------------------------------------------------------------
 class CostOracle:
-    """Latency of a batch at a device kind's maximum frequency, from a CostModel, cached per (kind, model).
+    """Latency of a batch at a device kind's maximum frequency (raw predictions of the core's `CostView`, at the
+    clocks of the first device of that kind in `devices`), with what overload control derives from it.
 
-    A (kind, model) the cost model cannot answer counts as impossible (infinite latency).
+    A (kind, model) the cost model cannot answer counts as impossible (infinite latency). An oracle belongs to
+    one decision (or one admission): build a new one from each `StepContext`.
     """
 
-    def __init__(self, cost: CostModel) -> None:
+    def __init__(self, cost: CostView, devices: Iterable[DeviceState]) -> None:
         self.cost = cost
+        self._device_of: dict[str, DeviceState] = {}
+        for d in devices:
+            self._device_of.setdefault(d.kind, d)
         self._lat: dict[tuple[str, str], np.ndarray | None] = {}
         self._frame: dict[tuple[str, str], float] = {}
         self._within: dict[tuple[str, str, float], float] = {}
@@ -82,14 +87,14 @@ class CostOracle:
     def _latencies(self, kind: str, model: str) -> np.ndarray | None:
         key = (kind, model)
         if key not in self._lat:
-            k = get_kind(kind)
-            batches = np.arange(1, k.max_batch + 1)
-            try:
-                grid = self.cost.predict_grid(kind, model, np.array([k.max_freq_hz]), batches)
-                lat = np.asarray(grid.latency_s, dtype=float)[0]
-                self._lat[key] = lat if np.all(np.isfinite(lat)) and np.all(lat > 0) else None
-            except (JetfleetError, KeyError, ValueError):
-                self._lat[key] = None
+            device = self._device_of.get(kind)
+            lat = None
+            if device is not None:
+                try:
+                    lat = device_grid(self.cost, device, model).latency_s[-1, : device.max_batch]
+                except (JetfleetError, KeyError, ValueError):
+                    lat = None
+            self._lat[key] = lat if lat is not None and np.all(np.isfinite(lat)) and np.all(lat > 0) else None
         return self._lat[key]
 
     def batch_latency_s(self, kind: str, model: str, n_frames: int) -> float:
@@ -125,9 +130,11 @@ class CostOracle:
 
     def latency_at_s(self, kind: str, model: str, n_frames: int, freq_hz: float) -> float:
         """Latency of one batch of `n_frames` at `freq_hz` (for checking another policy's dispatch)."""
+        device = self._device_of.get(kind)
+        if device is None:
+            return INF
         try:
-            grid = self.cost.predict_grid(kind, model, np.array([freq_hz]), np.array([n_frames]))
-            return float(np.asarray(grid.latency_s)[0, 0])
+            return self.cost.latency_s(kind, model, device.freqs_hz, freq_hz, n_frames)
         except (JetfleetError, KeyError, ValueError):
             return INF
 

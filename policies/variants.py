@@ -27,20 +27,20 @@ from __future__ import annotations
 import bisect
 import heapq
 import math
-from collections import Counter
-from collections.abc import Sequence
+from collections import Counter, deque
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from cluster.catalogue import get_kind
-from costmodel.base import CostModel
 from costmodel.variants import Variant, family_variants, resolve
-from jetfleet.types import Decisions, DeviceState, Drop, Request, SetFrequency
+from costmodel.view import CostView, RawGrid
+from jetfleet.errors import ConfigError, UnknownNameError
+from jetfleet.types import Applied, Decisions, DeviceState, Request, SetFrequency
 from policies.base import Policy
+from policies.context import QueueView, StepContext, device_grid, with_device_facts
 from policies.jetfleet import JetfleetConfig, JetfleetPolicy
 from policies.planning import Margins
-from policies.queue import RequestQueue
 from policies.registry import register
 from workloads.network import frame_bits
 
@@ -96,7 +96,7 @@ class PlanTimeline:
 
     def add(self, plan: StreamPlan) -> None:
         if self._times and plan.time_s < self._times[-1]:
-            raise ValueError(f"plan at {plan.time_s} s is older than the last one at {self._times[-1]} s")
+            raise ConfigError(f"stream plan at {plan.time_s} s is older than the last one at {self._times[-1]} s")
         self._times.append(plan.time_s)
         self.plans.append(plan)
 
@@ -133,23 +133,27 @@ def credited_accuracy(served: str, uploaded: str | None) -> float:
 
 
 class VariantProfiles:
-    """Latency and energy of each (kind, variant) at the kind's top clock for batches 1..max_batch."""
+    """Latency and energy of each (kind, variant) at the kind's top clock for batches 1..max_batch.
 
-    def __init__(self, cost: CostModel) -> None:
+    Read from the core's `CostView` (raw predictions) at the clocks of a device of that kind in `devices`."""
+
+    def __init__(self, cost: CostView, devices: Sequence[DeviceState]) -> None:
         self.cost = cost
-        self._cache: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
-        self._best: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}  # latency, best fps up to batch b
+        self._device_of: dict[str, DeviceState] = {}
+        for d in devices:
+            self._device_of.setdefault(d.kind, with_device_facts(d))
+
+    def _grid(self, kind: str, variant: str) -> tuple[DeviceState, RawGrid]:
+        try:
+            device = self._device_of[kind]
+        except KeyError:
+            raise UnknownNameError("device kind of this fleet", kind, self._device_of) from None
+        return device, device_grid(self.cost, device, variant)
 
     def arrays(self, kind: str, variant: str) -> tuple[np.ndarray, np.ndarray]:
         """(latency_s, energy_j), each indexed by batch - 1."""
-        key = (kind, variant)
-        hit = self._cache.get(key)
-        if hit is None:
-            k = get_kind(kind)
-            batches = np.arange(1, k.max_batch + 1)
-            grid = self.cost.predict_grid(kind, variant, np.array([k.max_freq_hz]), batches)
-            hit = self._cache[key] = (np.asarray(grid.latency_s[0]), np.asarray(grid.energy_j[0]))
-        return hit
+        device, grid = self._grid(kind, variant)
+        return grid.latency_s[-1, : device.max_batch], grid.energy_j[-1, : device.max_batch]
 
     def latency_s(self, kind: str, variant: str, batch: int = 1) -> float:
         lat, _ = self.arrays(kind, variant)
@@ -166,12 +170,14 @@ class VariantProfiles:
 
     def throughputs_fps(self, kind: str, variant: str, max_latency_s: np.ndarray) -> np.ndarray:
         """`throughput_fps` for many latency caps at once (0 where not even one frame fits)."""
-        hit = self._best.get((kind, variant))
-        if hit is None:
-            lat, _ = self.arrays(kind, variant)
-            best = np.maximum.accumulate(np.arange(1, len(lat) + 1) / lat)
-            hit = self._best[(kind, variant)] = (lat, np.concatenate([[0.0], best]))
-        lat, best = hit
+        device, grid = self._grid(kind, variant)
+
+        def best_fps() -> tuple[np.ndarray, np.ndarray]:
+            lat = grid.latency_s[-1, : device.max_batch]
+            return lat, np.concatenate([[0.0], np.maximum.accumulate(np.arange(1, len(lat) + 1) / lat)])
+
+        key = ("variant-best-fps", kind, variant, device.freqs_hz, device.max_batch)
+        lat, best = self.cost.derived(key, grid, best_fps)
         return best[np.searchsorted(lat, max_latency_s, side="right")]
 
 
@@ -196,24 +202,23 @@ class JetfleetVariantPlanner:
         margin: float = 0.1,
     ) -> None:
         if not (0 < max_load <= 1 and 0 < bandwidth_safety <= 1 and service_factor >= 1 and margin >= 0):
-            raise ValueError(
-                f"need 0 < max_load <= 1, 0 < bandwidth_safety <= 1, service_factor >= 1, margin >= 0; got "
+            raise ConfigError(
+                "jetfleet variant planner: need 0 < max_load <= 1, 0 < bandwidth_safety <= 1, service_factor >= 1, "
+                f"margin >= 0; got "
                 f"{max_load}, {bandwidth_safety}, {service_factor}, {margin}"
             )
         self.max_load, self.bandwidth_safety = max_load, bandwidth_safety
         self.service_factor, self.margin = service_factor, margin
-        self._profiles: VariantProfiles | None = None
 
     def replan(
-        self, now_s: float, clients: Sequence[ClientInfo], devices: Sequence[DeviceState], cost: CostModel
+        self, now_s: float, clients: Sequence[ClientInfo], devices: Sequence[DeviceState], cost: CostView
     ) -> StreamPlan:
-        """The variant of every client stream from now on."""
-        if self._profiles is None or self._profiles.cost is not cost:
-            self._profiles = VariantProfiles(cost)
+        """The variant of every client stream from now on (pure: nothing of the planner changes)."""
+        profiles = VariantProfiles(cost, devices)
         kinds = Counter(d.kind for d in devices if d.healthy)
         choices: list[_Choice] = []
         for family in dict.fromkeys(c.family for c in clients):
-            choices += self._options([c for c in clients if c.family == family], family, kinds)
+            choices += self._options([c for c in clients if c.family == family], family, kinds, profiles)
         load = sum(ch.load[0] for ch in choices)
         heap: list[tuple[float, int]] = []
         for i, ch in enumerate(choices):
@@ -235,10 +240,10 @@ class JetfleetVariantPlanner:
             kinds[ch.options[ch.index].name] = kinds.get(ch.options[ch.index].name, fast) & fast
         return StreamPlan(now_s, variant, kinds={v: tuple(sorted(k)) for v, k in kinds.items()}, objective=score)
 
-    def _options(self, clients: list[ClientInfo], family: str, kinds: Counter[str]) -> list[_Choice]:
+    def _options(
+        self, clients: list[ClientInfo], family: str, kinds: Counter[str], profiles: VariantProfiles
+    ) -> list[_Choice]:
         """Each client's feasible variants (ascending accuracy, from its cheapest), their loads and kinds."""
-        profiles = self._profiles
-        assert profiles is not None
         variants = family_variants(family)
         fps = np.array([c.fps for c in clients])
         slo = np.array([c.slo_s for c in clients])
@@ -285,26 +290,71 @@ class JetfleetVariantPlanner:
         heapq.heappush(heap, (-gain / extra, i))
 
 
+class StreamObserver:
+    """What the serving side learns of each client stream from its arrivals (for re-planning without reports).
+
+    Per stream over the last `window_s`: the frame rate, the end-to-end SLO (what was left of it at arrival plus
+    the upload) and the uplink bandwidth, estimated from each frame's upload time and the size of the variant it
+    was uploaded at (a frame that reports no upload time counts as a fast link)."""
+
+    def __init__(self, window_s: float = 2.0, fast_link_mbps: float = 1000.0) -> None:
+        self.window_s, self.fast_link_mbps = window_s, fast_link_mbps
+        self._seen: dict[str, deque[tuple[float, int, float, float, str]]] = {}  # arrival, frames, slo, mbps, family
+
+    def observe(self, now_s: float, request: Request, uploaded: Variant | None) -> None:
+        mbps = self.fast_link_mbps
+        if request.upload_s > 0 and uploaded is not None:
+            mbps = frame_bits(uploaded.input_hw) / request.upload_s / 1e6
+        seen = self._seen.setdefault(request.stream, deque())
+        seen.append((now_s, request.n_frames, request.slo_s + request.upload_s, mbps, request.model))
+        while seen and seen[0][0] < now_s - self.window_s:
+            seen.popleft()
+
+    def clients(self, now_s: float) -> list[ClientInfo]:
+        """The streams seen within the window before `now_s`, as the planner's clients (changes nothing)."""
+        out = []
+        for stream, seen in self._seen.items():
+            recent = [s for s in seen if s[0] >= now_s - self.window_s]
+            if not recent:
+                continue
+            fps = sum(s[1] for s in recent) / self.window_s
+            mbps = sum(s[3] for s in recent) / len(recent)
+            out.append(ClientInfo(stream, recent[-1][4], fps, min(s[2] for s in recent), mbps))
+        return out
+
+
 class JetfleetVariantsPolicy(JetfleetPolicy):
-    """The jetfleet policy serving each request with the variant planned for its stream (see module doc)."""
+    """The jetfleet policy serving each request with the variant planned for its stream (see module doc).
+
+    Plans come from one of two inputs, through the same planner: the clients' own reports (a driver calls
+    `replan` with each client's measured bandwidth, as Jellyfish's clients report theirs: the variant
+    experiment does), or, every `replan_every_s` (the default, and what the live service does), the
+    streams as observed from their arrivals (`StreamObserver`): `decide` asks to be woken then, plans, and
+    hands the plan to `absorb` in its memo. `replan_every_s=None` turns the timer off.
+    """
 
     name = "jetfleet-variants"
 
     def __init__(
-        self, planner: JetfleetVariantPlanner | None = None, config: JetfleetConfig | None = None, **kwargs: object
+        self,
+        planner: JetfleetVariantPlanner | None = None,
+        config: JetfleetConfig | None = None,
+        *,
+        replan_every_s: float | None = REPLAN_S,
     ) -> None:
-        super().__init__(config or STREAM_CONFIG, **kwargs)  # type: ignore[arg-type]
+        super().__init__(config or STREAM_CONFIG)
+        if replan_every_s is not None and not replan_every_s > 0:
+            raise ConfigError(f"jetfleet-variants: replan_every_s must be > 0 or None, got {replan_every_s}")
         self.planner = planner or JetfleetVariantPlanner()
+        self.replan_every_s = replan_every_s
         self.timeline = PlanTimeline()
-        self._mirror = RequestQueue()
-        self._current: StreamPlan | None = None
-        self._now_s = 0.0
-        self._settling: dict[str, float] = {}  # device -> when a clock change of `_keep_ready` settles
+        self.streams_seen = StreamObserver()
+        self._planned: dict[int, Request] = {}  # request id -> the request as its planned variant (a memo)
 
     def replan(
-        self, now_s: float, clients: Sequence[ClientInfo], devices: Sequence[DeviceState], cost: CostModel
+        self, now_s: float, clients: Sequence[ClientInfo], devices: Sequence[DeviceState], cost: CostView
     ) -> StreamPlan:
-        """Plan the streams' variants at `now_s` and keep the plan for the requests it will govern."""
+        """Plan the streams' variants at `now_s` from the clients' reports and keep the plan."""
         plan = self.planner.replan(now_s, clients, devices, cost)
         self.timeline.add(plan)
         return plan
@@ -313,49 +363,114 @@ class JetfleetVariantsPolicy(JetfleetPolicy):
         """The variant the request's stream was planned for when its frame was captured (else its model)."""
         return self.timeline.variant_at(request.stream, request.arrival_s - request.upload_s) or request.model
 
-    def admit(self, now_s: float, request: Request, queue: RequestQueue) -> list[Drop]:
-        mirrored = replace(request, model=self.planned_variant(request))
-        self._mirror.add(mirrored)
-        return super().admit(now_s, mirrored, self._mirror)
-
-    def variant_for(self, family: str, device: DeviceState) -> str | None:
+    def variant_for(self, family: str, device: DeviceState, now_s: float) -> str | None:
         """`family` is the planned variant here: served only by the kinds the plan found fast enough for it."""
-        kinds = self._current.kinds.get(family) if self._current is not None else None
+        plan = self.timeline.at(now_s)
+        kinds = plan.kinds.get(family) if plan is not None else None
         if kinds is not None and device.kind not in kinds:
             return None
-        if self._now_s < self._settling.get(device.name, -math.inf):
-            return None  # a clock change this layer asked for has not settled yet
-        return super().variant_for(family, device)
+        settling = self._settle.get(device.name)
+        if settling is not None and now_s < settling[0]:
+            return None  # a clock change has not settled yet
+        return super().variant_for(family, device, now_s)
 
-    def decide(self, now_s: float, queue: RequestQueue, devices: Sequence[DeviceState], cost: CostModel) -> Decisions:
-        self._current = self.timeline.at(now_s)
-        self._now_s = now_s
-        gone = [r.request_id for r in self._mirror if r.request_id not in queue]
-        if gone:
-            self._mirror.remove(gone)
-        if len(self._mirror) != len(queue):  # requests re-queued after a device failure come back here
-            for r in queue:
-                if r.request_id not in self._mirror:
-                    self._mirror.add(replace(r, model=self.planned_variant(r)))
-        out = super().decide(now_s, self._mirror, devices, cost)
-        return self._keep_ready(now_s, out, devices)
+    def absorb(self, applied: Applied) -> None:
+        for r in applied.admitted:
+            self.streams_seen.observe(applied.now_s, r, resolve(self.planned_variant(r)))
+        if isinstance(applied.memo, StreamPlan):
+            self.timeline.add(applied.memo)
+        gone = [i for d in (*applied.dispatches, *applied.drops) for i in d.request_ids]
+        for i in gone:
+            self._planned.pop(i, None)
+        planned = tuple(self._as_planned(r) for r in applied.admitted)
+        memo = applied.memo if not isinstance(applied.memo, StreamPlan) else None
+        super().absorb(replace(applied, admitted=planned, memo=memo))
 
-    def _keep_ready(self, now_s: float, out: Decisions, devices: Sequence[DeviceState]) -> Decisions:
+    def decide(self, ctx: StepContext) -> Decisions:
+        if len(self._planned) > 4 * len(ctx.queue) + 1024:  # requests answered outside a step (shutdown)
+            self._planned = {i: r for i, r in self._planned.items() if i in ctx.queue}
+        out = super().decide(ctx.replace(queue=_PlannedQueue(ctx.queue, self._as_planned)))
+        out = self._keep_ready(ctx, out)
+        plan, next_s = self._plan_timer(ctx)
+        if plan is not None:
+            out.memo = plan
+        if next_s is not None:
+            out.wake_at_s = min(out.wake_at_s if out.wake_at_s is not None else math.inf, next_s)
+        return out
+
+    def _as_planned(self, request: Request) -> Request:
+        hit = self._planned.get(request.request_id)
+        if hit is None:
+            hit = self._planned[request.request_id] = replace(request, model=self.planned_variant(request))
+        return hit
+
+    def _plan_timer(self, ctx: StepContext) -> tuple[StreamPlan | None, float | None]:
+        """(a new plan from the streams observed when one is due, when the next one is due); (None, None) when
+        the timer is off or no stream was seen lately (an arrival wakes the policy anyway)."""
+        if self.replan_every_s is None:
+            return None, None
+        clients = self.streams_seen.clients(ctx.now_s)
+        if not clients:
+            return None, None
+        last_s = self.timeline.plans[-1].time_s if len(self.timeline) else -math.inf
+        if ctx.now_s + 1e-9 < last_s + self.replan_every_s:
+            return None, last_s + self.replan_every_s
+        return self.planner.replan(ctx.now_s, clients, ctx.devices, ctx.cost), ctx.now_s + self.replan_every_s
+
+    def _keep_ready(self, ctx: StepContext, out: Decisions) -> Decisions:
         """The plan, not idleness, decides clocks: a clock change takes 0.5-0.8 s on a Jetson, longer than
         these SLOs, so devices of kinds the plan serves stay at their top clock (parking is off in
         STREAM_CONFIG) and devices of kinds it does not serve rest at their lowest clock."""
-        if self._current is None or not self._current.kinds:
+        current = self.timeline.at(ctx.now_s)
+        if current is None or not current.kinds:
             return out
-        needed = {k for kinds in self._current.kinds.values() for k in kinds}
+        needed = {k for kinds in current.kinds.values() for k in kinds}
         busy = {d.device for d in out.dispatches} | {c.device for c in out.frequency_changes}
-        for d in devices:
-            kind = get_kind(d.kind)
-            target = kind.max_freq_hz if d.kind in needed else kind.min_freq_hz
-            if d.healthy and d.name not in busy and d.idle(now_s) and abs(d.freq_hz - target) >= 1.0:
+        for d in ctx.devices:
+            target = d.max_freq_hz if d.kind in needed else d.min_freq_hz
+            if d.healthy and d.name not in busy and d.idle(ctx.now_s) and abs(d.freq_hz - target) >= 1.0:
                 why = "ready for the plan" if d.kind in needed else "not in the plan: rest"
                 out.frequency_changes.append(SetFrequency(d.name, target, f"jetfleet-variants: {why}"))
-                self._settling[d.name] = now_s + kind.freq_change_delay_s
         return out
+
+
+class _PlannedQueue:
+    """A read-only view of the queue whose requests name their planned variant as their model."""
+
+    def __init__(self, queue: QueueView, as_planned: Callable[[Request], Request]) -> None:
+        self._queue, self._as = queue, as_planned
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def __bool__(self) -> bool:
+        return bool(self._queue)
+
+    def __iter__(self) -> Iterator[Request]:
+        return map(self._as, self._queue)
+
+    def __contains__(self, request_id: object) -> bool:
+        return request_id in self._queue
+
+    def get(self, request_id: int) -> Request:
+        return self._as(self._queue.get(request_id))
+
+    def by_deadline(self, not_before_s: float | None = None) -> Iterator[Request]:
+        return map(self._as, self._queue.by_deadline(not_before_s))
+
+    def count_due_before(self, t_s: float) -> int:
+        return self._queue.count_due_before(t_s)
+
+    def earliest(self) -> Request | None:
+        r = self._queue.earliest()
+        return None if r is None else self._as(r)
+
+    def stream_counts(self) -> dict[str, int]:
+        return self._queue.stream_counts()
+
+    @property
+    def frames(self) -> int:
+        return self._queue.frames
 
 
 @register("jetfleet-variants")
@@ -363,4 +478,8 @@ def _make_jetfleet_variants(arg: str | None) -> Policy:
     """`jetfleet-variants` or `jetfleet-variants:MAX_LOAD` (fleet load cap of the planner, default 0.75)."""
     if arg is None:
         return JetfleetVariantsPolicy()
-    return JetfleetVariantsPolicy(JetfleetVariantPlanner(max_load=float(arg)))
+    try:
+        max_load = float(arg)
+    except ValueError:
+        raise ConfigError(f"jetfleet-variants: MAX_LOAD must be a number, got {arg!r}") from None
+    return JetfleetVariantsPolicy(JetfleetVariantPlanner(max_load=max_load))

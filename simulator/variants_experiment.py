@@ -86,8 +86,8 @@ def _make_policy(name: str, seed: int) -> Any:
 
     if name == "jellyfish":
         return JellyfishPolicy(JellyfishPlanner(seed=seed))
-    if name == "jetfleet-variants":
-        return JetfleetVariantsPolicy()
+    if name == "jetfleet-variants":  # the clients report their bandwidth (`_plan`): no server-side timer
+        return JetfleetVariantsPolicy(replan_every_s=None)
     from policies.registry import make_policy
 
     return make_policy(name)

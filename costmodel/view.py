@@ -1,0 +1,213 @@
+"""`CostView`: the one cache of predicted costs that a scheduler core and all its policies share.
+
+A policy asks "what would a batch of b frames of model m cost on a device of kind k at each of its clocks?"
+many times per second; the cost model (LightGBM, or the analytic oracle) answers a whole grid at once, but
+not cheaply. The view asks each (kind, model, frequency list) once, keeps the answer, and keeps beside it:
+
+- the idle board power of the kind at each listed clock (`idle_w`), from the cost model's `idle_power_w`;
+- a learned latency correction per (kind, model, frequency list) (`LatencyCorrection`), fed by the core with
+  every finished batch (`observe`). Grids come raw (`corrected=False`: what the model says) or corrected;
+- policy-derived tables (`derived`): anything a policy computes from a grid (the jetfleet planner's tables,
+  LoudVA's energy-per-frame arrays) is kept here under the policy's key and recomputed when the grid it
+  came from changed (a larger batch asked for, or a new correction) — one invalidation rule for all.
+
+Keys are values (kind, model, the frequency tuple, ...), never `id()`s: a view belongs to one cost model,
+and a core builds a new view for a new model. Frequencies are the *device's own* list (its DVFS table), so a
+device whose list differs from the catalogue's gets grids at its real clocks. Nothing here reads a clock.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from costmodel.base import CostGrid, CostModel
+
+__all__ = ["CostView", "LatencyCorrection", "RawGrid"]
+
+FreqList = tuple[float, ...]
+_MAX_DERIVED = 4096  # derived entries kept; the older half goes when full
+
+
+@dataclass(frozen=True)
+class RawGrid:
+    """Predicted (frequency x batch 1..max_frames) latency and energy of one (kind, model, frequency list).
+
+    `version` changes whenever the arrays do (the grid grew, or a correction was folded in): a policy's derived
+    tables are valid for one version. Arrays are read-only.
+    """
+
+    kind: str
+    model: str
+    freqs_hz: np.ndarray  # (F,) ascending
+    latency_s: np.ndarray  # (F, B) seconds per batch of b = 1..B frames
+    energy_j: np.ndarray  # (F, B) board joules per batch
+    version: tuple[int, int]  # (prediction number, observations folded in; -1 for a raw grid)
+
+    @property
+    def max_frames(self) -> int:
+        return int(self.latency_s.shape[1])
+
+
+class LatencyCorrection:
+    """Measured / predicted latency of one (kind, model), learned from completed batches.
+
+    A cost model's error is mostly a function of the batch size (a tree model's splits), so the factor for a
+    (frequency, batch) cell is that cell's own running ratio once seen, else the ratio seen for that batch
+    size at any frequency, else 1 (trust the model). Ratios are exponentially weighted (`alpha`) and clipped
+    to [0.5, 2] so one outlier cannot derail a planner.
+    """
+
+    def __init__(self, n_freqs: int, n_batches: int, alpha: float = 0.3) -> None:
+        self.alpha = alpha
+        self.cell = np.ones((n_freqs, n_batches))
+        self.cell_seen = np.zeros((n_freqs, n_batches), dtype=bool)
+        self.column = np.ones(n_batches)
+        self.column_seen = np.zeros(n_batches, dtype=bool)
+        self.observations = 0
+
+    def update(self, freq_index: int, batch: int, ratio: float) -> None:
+        ratio = min(2.0, max(0.5, ratio))
+        b = batch - 1
+        if not 0 <= b < len(self.column):
+            return
+        for seen, values, idx in ((self.column_seen, self.column, b), (self.cell_seen, self.cell, (freq_index, b))):
+            if freq_index < 0 and values is self.cell:
+                continue
+            values[idx] = ratio if not seen[idx] else (1 - self.alpha) * values[idx] + self.alpha * ratio
+            seen[idx] = True
+        self.observations += 1
+
+    def factors(self) -> np.ndarray:
+        """(F, B) multipliers for the predicted latency."""
+        return np.where(self.cell_seen, self.cell, self.column[None, :])
+
+    def resized(self, n_batches: int) -> LatencyCorrection:
+        """The same learned ratios on a wider batch axis (unseen cells trust the model)."""
+        new = LatencyCorrection(self.cell.shape[0], n_batches, self.alpha)
+        n = min(n_batches, self.cell.shape[1])
+        new.cell[:, :n], new.cell_seen[:, :n] = self.cell[:, :n], self.cell_seen[:, :n]
+        new.column[:n], new.column_seen[:n] = self.column[:n], self.column_seen[:n]
+        new.observations = self.observations
+        return new
+
+
+class CostView:
+    """Cached, optionally corrected cost grids of one cost model (see the module docstring)."""
+
+    def __init__(self, model: CostModel, *, learn: bool = True) -> None:
+        self.model = model
+        self.learn = learn
+        self._raw: dict[tuple[str, str, FreqList], RawGrid] = {}
+        self._corrected: dict[tuple[str, str, FreqList], RawGrid] = {}
+        self._corrections: dict[tuple[str, str, FreqList], LatencyCorrection] = {}
+        self._idle: dict[tuple[str, FreqList], np.ndarray] = {}
+        self._derived: dict[Hashable, tuple[tuple[int, int], Any]] = {}
+        self._versions = 0
+
+    # -- grids --------------------------------------------------------------------------------------------
+    def grid(self, kind: str, model: str, freqs_hz: FreqList, min_frames: int, *, corrected: bool = False) -> RawGrid:
+        """The grid of (kind, model) at `freqs_hz` covering batches 1..at least `min_frames`.
+
+        Raises what the cost model raises for a (kind, model) it knows nothing of (`JetfleetError`)."""
+        key = (kind, model, freqs_hz)
+        raw = self._raw.get(key)
+        if raw is None or raw.max_frames < min_frames:
+            size = max(min_frames, 2 * raw.max_frames if raw is not None else 0)
+            raw = self._raw[key] = self._predict(kind, model, freqs_hz, size)
+        if not corrected:
+            return raw
+        correction = self._corrections.get(key)
+        if correction is None:
+            return raw
+        version = (raw.version[0], correction.observations)
+        hit = self._corrected.get(key)
+        if hit is not None and hit.version == version:
+            return hit
+        if correction.cell.shape != raw.latency_s.shape:
+            correction = self._corrections[key] = correction.resized(raw.max_frames)
+        factors = correction.factors()
+        hit = self._corrected[key] = RawGrid(
+            kind,
+            model,
+            raw.freqs_hz,
+            _frozen(raw.latency_s * factors),
+            _frozen(raw.energy_j * factors),  # a batch that runs longer draws its power longer
+            version,
+        )
+        return hit
+
+    def latency_s(self, kind: str, model: str, freqs_hz: FreqList, freq_hz: float, n_frames: int) -> float:
+        """Predicted latency of one batch (raw), from the cached grid when `freq_hz` is listed."""
+        fi = _index(freqs_hz, freq_hz)
+        if fi >= 0:
+            return float(self.grid(kind, model, freqs_hz, n_frames).latency_s[fi, n_frames - 1])
+        grid = self.model.predict_grid(kind, model, np.array([freq_hz]), np.array([n_frames]))
+        return float(np.asarray(grid.latency_s)[0, 0])
+
+    def idle_w(self, kind: str, freqs_hz: FreqList) -> np.ndarray:
+        """(F,) idle board watts of `kind` at each of `freqs_hz` (read-only)."""
+        key = (kind, freqs_hz)
+        hit = self._idle.get(key)
+        if hit is None:
+            hit = self._idle[key] = _frozen(np.array([self.model.idle_power_w(kind, f) for f in freqs_hz], dtype=float))
+        return hit
+
+    # -- learning -----------------------------------------------------------------------------------------
+    def observe(self, kind: str, model: str, freqs_hz: FreqList, freq_hz: float, n_frames: int, latency_s: float) -> None:
+        """Fold one measured batch latency into the correction of (kind, model, frequency list)."""
+        key = (kind, model, freqs_hz)
+        raw = self._raw.get(key)
+        if not self.learn or not latency_s > 0 or raw is None or n_frames > raw.max_frames:
+            return
+        fi = _index(freqs_hz, freq_hz)
+        predicted = float(raw.latency_s[fi, n_frames - 1]) if fi >= 0 else math.nan
+        if not predicted > 0:
+            return
+        correction = self._corrections.get(key)
+        if correction is None:
+            correction = self._corrections[key] = LatencyCorrection(*raw.latency_s.shape)
+        correction.update(fi, n_frames, latency_s / predicted)
+
+    def observations(self, kind: str, model: str, freqs_hz: FreqList) -> int:
+        """Batches folded into the correction of (kind, model, frequency list) so far."""
+        c = self._corrections.get((kind, model, freqs_hz))
+        return 0 if c is None else c.observations
+
+    # -- policy-derived tables ----------------------------------------------------------------------------
+    def derived(self, key: Hashable, source: RawGrid, make: Callable[[], Any]) -> Any:
+        """`make()`, kept under `key` for as long as `source` (the grid it is derived from) stays current."""
+        hit = self._derived.get(key)
+        if hit is not None and hit[0] == source.version:
+            return hit[1]
+        if len(self._derived) >= _MAX_DERIVED:
+            for old in list(self._derived)[: _MAX_DERIVED // 2]:
+                del self._derived[old]
+        value = make()
+        self._derived[key] = (source.version, value)
+        return value
+
+    # -- helpers ------------------------------------------------------------------------------------------
+    def _predict(self, kind: str, model: str, freqs_hz: FreqList, max_frames: int) -> RawGrid:
+        freqs = np.asarray(freqs_hz, dtype=float)
+        grid: CostGrid = self.model.predict_grid(kind, model, freqs, np.arange(1, max_frames + 1))
+        latency = np.maximum(np.asarray(grid.latency_s, dtype=float), 1e-6)
+        energy = np.maximum(np.asarray(grid.energy_j, dtype=float), 0.0)
+        self._versions += 1
+        return RawGrid(kind, model, _frozen(freqs), _frozen(latency), _frozen(energy), (self._versions, -1))
+
+
+def _index(freqs_hz: FreqList, freq_hz: float) -> int:
+    for i, f in enumerate(freqs_hz):
+        if abs(f - freq_hz) < 1.0:
+            return i
+    return -1
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    a.flags.writeable = False
+    return a

@@ -1,0 +1,80 @@
+"""`StepContext`: everything a policy may read at one decision, built by `SchedulerCore`, read-only.
+
+    now_s     the time of the decision (virtual in the simulator, scheduler time live)
+    queue     the queued requests (`QueueView`: arrival order, deadline order, counts)
+    devices   one `DeviceState` per device, carrying the device's *own* facts (its frequency list, clock
+              change delay, max batch) beside its state (clock, busy-until, batches in flight, health)
+    cost      the core's `CostView`: cached cost grids, idle power, the learned latency correction
+
+A policy never changes what it is given: the core owns the queue and the device states. A wrapper policy
+(overload control) hands its inner policy a narrower context (`replace`) — fewer requests, devices as they
+would be after its own choices — and the inner cannot tell the difference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from dataclasses import replace as _replace
+from typing import Protocol
+
+from cluster.catalogue import get_kind
+from costmodel.view import CostView, RawGrid
+from jetfleet.types import DeviceState, Request
+
+__all__ = ["QueueView", "StepContext", "device_grid", "with_device_facts"]
+
+
+class QueueView(Protocol):
+    """The read-only queue a policy sees (implemented by `policies.queue.RequestQueue`)."""
+
+    def __len__(self) -> int: ...
+    def __bool__(self) -> bool: ...
+    def __iter__(self) -> Iterator[Request]: ...
+    def __contains__(self, request_id: object) -> bool: ...
+    def get(self, request_id: int) -> Request: ...
+    def by_deadline(self, not_before_s: float | None = None) -> Iterator[Request]: ...
+    def count_due_before(self, t_s: float) -> int: ...
+    def earliest(self) -> Request | None: ...
+    def stream_counts(self) -> dict[str, int]: ...
+
+    @property
+    def frames(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StepContext:
+    """What one `Policy.admit` or `Policy.decide` call sees (see the module docstring)."""
+
+    now_s: float
+    queue: QueueView
+    devices: Sequence[DeviceState]
+    cost: CostView
+
+    def replace(self, **changes: object) -> StepContext:
+        """A copy with some fields replaced (a wrapper's narrower view for its inner policy)."""
+        return _replace(self, **changes)  # type: ignore[arg-type]
+
+
+def with_device_facts(device: DeviceState) -> DeviceState:
+    """Fill the facts a driver left empty (frequency list, change delay, max batch) from the catalogue; returns
+    the same object. Drivers that know the device's own list (the live scheduler asks the device) set it."""
+    if not device.freqs_hz or device.max_batch <= 0 or not device.freq_change_delay_s >= 0:
+        kind = get_kind(device.kind)
+        if not device.freqs_hz:
+            device.freqs_hz = tuple(float(f) for f in kind.freqs_hz)
+        if device.max_batch <= 0:
+            device.max_batch = kind.max_batch
+        if not device.freq_change_delay_s >= 0:
+            device.freq_change_delay_s = kind.freq_change_delay_s
+    return device
+
+
+def device_grid(cost: CostView, device: DeviceState, model: str, min_frames: int = 1, *, corrected: bool = False) -> RawGrid:
+    """The cost grid of `model` on `device`: its kind at its own clocks, batches up to its max batch at least."""
+    return cost.grid(device.kind, model, device.freqs_hz, max(device.max_batch, min_frames), corrected=corrected)
+
+
+def moved(device: DeviceState, **changes: object) -> DeviceState:
+    """A copy of a device state with some fields changed (a wrapper's what-if view)."""
+    return _replace(device, **changes)  # type: ignore[arg-type]

@@ -1,0 +1,469 @@
+"""`JetfleetPolicy`: the project's own policy, the default. Energy-aware like LoudVA, without LoudVA's blind spots.
+
+Each `decide`:
+
+1. **Candidates.** The earliest-deadline-first head of the queue (`candidates`), per model family. Requests
+   no healthy device can finish in time any more, counting each device's real `busy_until_s` and clock, are
+   *late*: they are served in spare capacity (`late="serve"`, the default) or dropped with
+   `DEADLINE_UNREACHABLE` (`late="drop"`). Nothing is dropped silently.
+2. **Assignment.** Free devices (healthy, fewer than `max_in_flight` batches) are grouped by (kind, model
+   variant, own facts) (`policies.jetfleet.groups`); each group's first device at each of its clocks proposes a
+   plan (`choose_batch`: `policies.planning.plan_batch`, every request in the batch and the ones behind it in
+   time); the plan the `Objective` scores lowest wins (`policies.jetfleet.objective`; energy per frame above
+   idle by default), its requests leave the candidate set; repeat while devices and candidates remain.
+3. **Guard.** A batch leaves room for the tightest request that may arrive (`policies.jetfleet.guard`).
+4. **Waiting.** `should_wait` holds a plan back while the expected arrivals (an exponentially weighted frame
+   rate) would lower its score enough, only until the plan's *latest safe dispatch* (from the cost model,
+   margins included), and not once the stream has been quiet for `quiet_after_s`.
+5. **Parking.** Idle devices go to their lowest-idle-power clock (`policies.jetfleet.parking`).
+6. **Learning.** Plans read the core's cost view with its learned latency correction (`learn_latency`).
+
+`decide` changes nothing. The policy's memory — arrival statistics, each device's last use, clock changes
+still settling, the parking scan — changes only in `absorb` (what the core applied) and `observe`.
+
+Extension points for the model-variant layer: `variant_for` (model variant per family and device) and
+`choose_batch` (the (device, frequency, batch) choice for a candidate set).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from itertools import islice
+
+import numpy as np
+
+from jetfleet.errors import ConfigError, JetfleetError
+from jetfleet.types import Applied, BatchResult, Decisions, DeviceState, Dispatch, Drop, DropReason, Request
+from policies.arrivals import ArrivalStats
+from policies.base import Policy
+from policies.context import StepContext, device_grid
+from policies.jetfleet.candidates import Candidates, by_family
+from policies.jetfleet.config import JetfleetConfig
+from policies.jetfleet.groups import DeviceGroup, GroupKey, device_for, group_key, representatives
+from policies.jetfleet.guard import Guard, ParkGuard, capable_devices, guard_budget, guard_request
+from policies.jetfleet.objective import floor, plan_key
+from policies.jetfleet.parking import Parking, ParkScan
+from policies.jetfleet.step import Step
+from policies.planning import BatchPlan, GridTables, derive_tables, plan_batch
+from policies.registry import register
+
+__all__ = ["JetfleetPolicy"]
+
+
+class JetfleetPolicy(Policy):
+    """See the module docstring."""
+
+    name = "jetfleet"
+
+    def __init__(self, config: JetfleetConfig | None = None) -> None:
+        self.config = config or JetfleetConfig()
+        self.objective = self.config.objective
+        self.arrivals = ArrivalStats(self.config.rate_halflife_s, self.config.guard_window_s)
+        self.parking = Parking(self.config.park_after_s)
+        self._use_seq = 0
+        self._last_use: dict[str, int] = {}  # device -> sequence number of its last applied dispatch
+        self._settle: dict[str, tuple[float, float]] = {}  # device -> (settled at, clock) of an applied change
+        self._members: tuple[Sequence[DeviceState], dict[str, dict[GroupKey, list[DeviceState]]]] | None = None
+
+    # -- the Policy contract ----------------------------------------------------------------------
+    def absorb(self, applied: Applied) -> None:
+        """Remember what was applied: arrivals, which devices ran what, clock changes, the parking scan."""
+        for request in applied.admitted:
+            self.arrivals.observe(request, applied.now_s)
+        for d in applied.dispatches:
+            self._use_seq += 1
+            self._last_use[d.device] = self._use_seq
+            settling = self._settle.get(d.device)
+            if settling is not None and abs(settling[1] - d.freq_hz) >= 1.0:
+                del self._settle[d.device]  # a new clock change: the dispatch's start already pays its delay
+        for change in applied.frequency_changes:
+            settled_s = change.settled_s if math.isfinite(change.settled_s) else applied.now_s
+            self._settle[change.device] = (settled_s, change.freq_hz)
+        if self._settle and (applied.dispatches or applied.frequency_changes):
+            for name in [n for n, (t, _) in self._settle.items() if t <= applied.now_s]:
+                del self._settle[name]  # settled: keep the dict small, it is read for every device
+        if isinstance(applied.memo, ParkScan):
+            self.parking.absorb(applied.memo)
+
+    def observe(self, result: BatchResult) -> None:
+        if result.request_ids:
+            self.parking.invalidate()
+
+    def decide(self, ctx: StepContext) -> Decisions:
+        step = Step(ctx, Decisions())
+        healthy = [d for d in ctx.devices if d.healthy]
+        if ctx.queue and healthy:
+            on_time, past_due = self.candidates(ctx, healthy)
+            for family, requests in by_family(on_time).items():
+                self._serve_family(step, family, requests, healthy)
+            late = past_due + step.late
+            if late:
+                self.handle_late(step, late, healthy)
+        step.out.memo = self._park_idle(step, healthy)
+        step.out.wake_at_s = step.wake_s if math.isfinite(step.wake_s) else None
+        return step.out
+
+    # -- extension points -------------------------------------------------------------------------
+    def candidates(self, ctx: StepContext, devices: Sequence[DeviceState]) -> tuple[list[Request], list[Request]]:
+        """(candidates not yet due, EDF order; requests already past their deadline), both bounded in size.
+
+        Past-due requests are fetched only as far as this decision can act on them: all (bounded) when they
+        are dropped, else those old enough to expire plus, when a device is free to run them, a window more.
+        """
+        cfg, queue, now_s = self.config, ctx.queue, ctx.now_s
+        on_time = list(islice(queue.by_deadline(now_s), cfg.window))
+        n_due = queue.count_due_before(now_s)
+        if not n_due:
+            return on_time, []
+        expiring = queue.count_due_before(now_s - cfg.late_expire_s)
+        any_free = any(d.in_flight < cfg.max_in_flight for d in devices)
+        take = n_due if cfg.late == "drop" else max(cfg.window if any_free else 0, expiring)
+        if not take:
+            return on_time, []
+        return on_time, list(islice(queue.by_deadline(), min(n_due, take, cfg.max_late_per_decision)))
+
+    def variant_for(self, family: str, device: DeviceState, now_s: float) -> str | None:
+        """The model (variant) `device` would run for `family` at `now_s`; None when it cannot serve the family."""
+        return family if not device.models or family in device.models else None
+
+    def choose_batch(
+        self,
+        step: Step,
+        group: DeviceGroup,
+        device: DeviceState,
+        cands: Candidates,
+        alive: np.ndarray,
+        fleet_fps: float,
+        guard: Guard | None = None,
+    ) -> BatchPlan | None:
+        """The (frequency, batch) `device` of `group` should run from the alive candidates; None if none fits.
+
+        `fleet_fps` is the whole fleet's best throughput, frames per second. `guard` = (slo_s, n_frames) of a
+        request that may arrive any moment with nothing else free to take it: the batch then must end early
+        enough for the device to serve that request in time as well.
+        """
+        t = group.tables
+        pos = cands.alive_positions(alive)[: t.cap + self.config.lookahead]
+        ready_s = self.ready_s(step.now_s, device)
+        budget_s, best, inv_best, best_min, overhead_s = guard_budget(t, group.change_delay_s, guard)
+        # How fast the work left behind drains: this device at the clock it picks, plus the others at their best.
+        others_fps = max(0.0, fleet_fps - 1.0 / t.s_per_frame)
+        # Clocks at which the fleet keeps up with the arrivals with headroom (the queue is not all there is).
+        need_fps = self.arrivals.frames_per_s(cands.family, step.now_s) / self.config.max_utilisation
+        drain_fps = inv_best + others_fps
+        return plan_batch(
+            t,
+            ready_s=ready_s,
+            freq_index=t.freq_index(device.freq_hz),
+            change_delay_s=group.change_delay_s,
+            frames=cands.frames[pos],
+            deadlines_s=cands.deadlines_s[pos],
+            positions=pos,
+            behind_s_per_frame=1.0 / drain_fps,
+            behind_overhead_s=overhead_s,
+            behind_share=1.0 / (1.0 + others_fps * best_min),
+            finish_limit_s=None if budget_s is None else ready_s + budget_s,
+            clock_ok=drain_fps >= need_fps,
+            score=self.objective.table(t),
+        )
+
+    def should_wait(self, step: Step, plan: BatchPlan, tables: GridTables, family: str, left_behind: int = 0) -> bool:
+        """Hold `plan` back while arrivals expected before its latest safe start would lower its score enough.
+
+        Only a batch that took all the queued work (`left_behind` == 0 frames left) can grow by waiting: one that
+        left work behind was cut by deadlines, the guard or the cap, and waiting would only push work later."""
+        horizon_s = _wake_before(plan) - max(step.now_s, plan.start_s)
+        if plan.overloaded or horizon_s < self.config.min_wait_s or plan.n_frames >= tables.cap or left_behind > 0:
+            return False
+        if step.now_s - self.arrivals.last_arrival_s(family) >= self.config.quiet_after_s:
+            return False  # the stream went quiet: nothing is coming to share the batch
+        grown = min(tables.cap, plan.n_frames + int(self.arrivals.frames_per_s(family, step.now_s) * horizon_s))
+        if grown <= plan.n_frames:
+            return False
+        score = self.objective.table(tables)
+        return score[plan.freq_index, grown - 1] < plan.score * (1.0 - self.config.wait_gain)
+
+    def handle_late(self, step: Step, late: list[Request], devices: Sequence[DeviceState]) -> None:
+        """Requests no device can finish in time: drop them, or run them on devices with nothing better to do."""
+        expire_s = step.now_s - self.config.late_expire_s
+        expired = [r for r in late if r.deadline_s < expire_s]
+        if self.config.late == "drop" or expired:
+            gone = late if self.config.late == "drop" else expired
+            reason = DropReason.DEADLINE_UNREACHABLE if self.config.late == "drop" else DropReason.DEADLINE_EXPIRED
+            step.out.drops.append(Drop(tuple(r.request_id for r in gone), reason, "no device can finish it in time"))
+            if self.config.late == "drop":
+                return
+            late = [r for r in late if r.deadline_s >= expire_s]
+        limit, busy = self.config.max_in_flight, step.taken.union(step.held)
+        if not any(d.in_flight < limit and d.name not in busy for d in devices):
+            return  # no device left to run late work in this decision
+        for family, requests in by_family(late).items():
+            self._serve_late(step, family, requests, devices)
+
+    def ready_s(self, now_s: float, device: DeviceState) -> float:
+        """When `device` is free and any clock change applied to it has settled."""
+        busy_s = device.busy_until_s if device.in_flight else now_s
+        settling = self._settle.get(device.name)
+        return max(now_s, busy_s, settling[0] if settling is not None else -math.inf)
+
+    def tables(self, ctx: StepContext, device: DeviceState, variant: str, min_frames: int = 1) -> GridTables:
+        """The planner's tables of `variant` on `device`'s kind and clocks, kept in the cost view."""
+        grid = device_grid(ctx.cost, device, variant, min_frames, corrected=self.config.learn_latency)
+        key = ("jetfleet-tables", *group_key(device, variant), self.config.margins, self.config.learn_latency)
+        idle_w = ctx.cost.idle_w(device.kind, device.freqs_hz)
+        return ctx.cost.derived(key, grid, lambda: derive_tables(grid, idle_w, self.config.margins, device.max_batch))
+
+    # -- on-time work -----------------------------------------------------------------------------
+    def _serve_family(self, step: Step, family: str, requests: list[Request], devices: Sequence[DeviceState]) -> None:
+        cands = Candidates.of(requests, family)
+        groups = self._groups(step, family, devices, int(cands.frames.max()))
+        if not groups:
+            step.out.drops.append(Drop(tuple(cands.ids.tolist()), DropReason.NO_DEVICE, f"nothing serves {family}"))
+            return
+        alive = self._reachable(step.now_s, cands, groups)
+        if not alive.all():
+            step.late += [r for r, ok in zip(requests, alive.tolist(), strict=True) if not ok]
+        fleet_fps = sum(g.frames_per_s for g in groups)
+        free = [g for g in groups if g.free]
+        tightest = guard_request(self.arrivals, self.config.guard_slo_s, family, step.now_s)
+        capable = capable_devices(step.now_s, free, tightest, self.ready_s)
+        while free and alive.any():
+            best = self._best_plan(step, free, cands, alive, fleet_fps, tightest, capable)
+            if best is None:
+                return
+            _, plan, group, rep = best
+            device = device_for(group, rep, plan, self.ready_s, step.now_s)
+            group.free.remove(device)
+            capable.discard(device.name)
+            left_behind = int(cands.frames[alive].sum()) - plan.n_frames
+            alive[plan.positions] = False
+            if self.should_wait(step, plan, group.tables, family, left_behind):
+                # Hold the batch for this device. Other devices go on only for requests that come before it in
+                # deadline order (those this device cannot finish in time); the rest is planned at the next event.
+                quiet_s = self.arrivals.last_arrival_s(family) + self.config.quiet_after_s
+                step.wake(min(_wake_before(plan), quiet_s))
+                step.held[device.name] = plan.latest_dispatch_s
+                alive &= cands.deadlines_s < cands.deadlines_s[plan.positions[0]]
+            else:
+                self._dispatch(step, device, group.variant, plan, cands, "on time")
+            free = [g for g in free if g.free]
+        if free and len(requests) >= self.config.window and not alive.any():
+            step.wake(step.now_s)  # the window ran dry with devices still free: look again at once
+
+    def _best_plan(
+        self,
+        step: Step,
+        free: list[DeviceGroup],
+        cands: Candidates,
+        alive: np.ndarray,
+        fleet_fps: float,
+        tightest: Guard | None,
+        capable: set[str],
+    ) -> tuple[tuple, BatchPlan, DeviceGroup, DeviceState] | None:
+        """(key, plan, group, device) of the best plan of the free groups' representatives (lowest `plan_key`, the
+        first in group and representative order on ties); None when no device can take any candidate.
+
+        Groups are planned lowest objective floor first, and a group whose floor is above the best plan so far is
+        not planned at all: none of its plans could win. The choice is the one of planning all."""
+        best: tuple[tuple, BatchPlan, DeviceGroup, DeviceState] | None = None
+        order: Sequence[int] = range(len(free))
+        # A subclass's plans may score anything; one group has nothing to skip.
+        prune = type(self).choose_batch is JetfleetPolicy.choose_batch and len(free) > 1
+        floors: list[float] = []
+        if prune:
+            n_alive = int(cands.frames[alive].sum())
+            floors = [floor(self.objective, g.tables, n_alive) for g in free]
+            order = sorted(order, key=floors.__getitem__)
+        for gi in order:
+            group = free[gi]
+            if prune and best is not None and best[0][0][0] == 0 and floors[gi] > best[0][0][1]:
+                continue
+            for ri, rep in enumerate(representatives(group.free, self.config.clocks_per_kind)):
+                # Keep one free device able to serve the tightest request that may arrive next.
+                guard = tightest if tightest is not None and not (capable - {rep.name}) else None
+                plan = self.choose_batch(step, group, rep, cands, alive, fleet_fps, guard)
+                if plan is not None:
+                    key = (plan_key(plan, self._last_use.get(rep.name, -1)), gi, ri)
+                    if best is None or key < best[0]:
+                        best = (key, plan, group, rep)
+        return best
+
+    def _reachable(self, now_s: float, cands: Candidates, groups: list[DeviceGroup]) -> np.ndarray:
+        """Which candidates some healthy device (busy ones included, at their real free time) can finish in time."""
+        ok = np.zeros(len(cands.ids), dtype=bool)
+        b = cands.frames - 1
+        limit_s = cands.deadlines_s + 1e-6
+        for g in groups:
+            t = g.tables
+            ready_min = min(g.ready_by_clock.values())
+            # A candidate is reachable when any way of serving it finishes in time: test the ways one after the
+            # other (switching clocks, then each clock as it is) and stop once every candidate is.
+            ok |= ready_min + g.change_delay_s + t.fastest_padded_s[b] <= limit_s
+            if ok.all():
+                break
+            clocks = [fi for fi in g.ready_by_clock if fi >= 0]
+            if clocks:
+                ready = np.array([g.ready_by_clock[fi] for fi in clocks])
+                ok |= (ready[:, None] + t.padded_s[clocks][:, b] <= limit_s).any(axis=0)
+                if ok.all():
+                    break
+        return ok
+
+    def _groups(self, step: Step, family: str, devices: Sequence[DeviceState], min_frames: int) -> list[DeviceGroup]:
+        """Healthy devices able to serve `family`, grouped by `GroupKey`; free ones earliest-ready first, then least
+        recently used."""
+        now_s, limit, taken, last_use = step.now_s, self.config.max_in_flight, step.taken, self._last_use
+        settle, inf = self._settle, math.inf
+        out: list[DeviceGroup] = []
+        for key, members in self._members_of(family, devices, now_s).items():
+            try:
+                tables = self.tables(step.ctx, members[0], key[1], min_frames)
+            except JetfleetError:  # the cost model knows nothing of this (kind, variant)
+                continue
+            group = DeviceGroup(key[0], key[1], tables, key[4])
+            group.frames_per_s = len(members) * group.fps
+            clock_index, by_clock = tables.clock_index, group.ready_by_clock
+            free: list[tuple[float, int, str, DeviceState]] = []
+            append, use_of, by_clock_get = free.append, last_use.get, by_clock.get
+            for d in members:
+                in_flight, name = d.in_flight, d.name
+                ready_s = d.busy_until_s if in_flight and d.busy_until_s > now_s else now_s  # as ready_s()
+                if settle:
+                    settling = settle.get(name)
+                    if settling is not None:
+                        ready_s = max(ready_s, settling[0])
+                fi = clock_index.get(d.freq_hz)
+                if fi is None:
+                    fi = tables.freq_index(d.freq_hz)
+                if ready_s < by_clock_get(fi, inf):
+                    by_clock[fi] = ready_s
+                if in_flight < limit and name not in taken:
+                    append((ready_s, use_of(name, -1), name, d))
+            free.sort()  # names are unique: the devices themselves are never compared
+            group.free = [f[3] for f in free]
+            out.append(group)
+        return out
+
+    def _members_of(
+        self, family: str, devices: Sequence[DeviceState], now_s: float
+    ) -> dict[GroupKey, list[DeviceState]]:
+        """The devices able to serve `family` per `GroupKey`, in device order.
+
+        Kept while the core hands the same device list (held here, so its identity is never reused) unless a
+        subclass decides variants itself (they may change over time)."""
+        cacheable = type(self).variant_for is JetfleetPolicy.variant_for
+        if cacheable and self._members is not None and self._members[0] is devices:
+            hit = self._members[1].get(family)
+            if hit is not None:
+                return hit
+        by_key: dict[GroupKey, list[DeviceState]] = {}
+        for d in devices:
+            v = self.variant_for(family, d, now_s)
+            if v is not None:
+                by_key.setdefault(group_key(d, v), []).append(d)
+        if cacheable:
+            if self._members is None or self._members[0] is not devices:
+                self._members = (devices, {})
+            self._members[1][family] = by_key
+        return by_key
+
+    def _dispatch(
+        self, step: Step, device: DeviceState, variant: str, plan: BatchPlan, cands: Candidates, why: str
+    ) -> None:
+        ids = tuple(cands.ids[plan.positions].tolist())
+        mode = "overload: max throughput" if plan.overloaded else self.objective.describe(plan)
+        step.out.dispatches.append(
+            Dispatch(
+                device.name,
+                ids,
+                plan.freq_hz,
+                variant,
+                predicted_latency_s=plan.latency_s,
+                predicted_energy_j=plan.energy_j,
+                reason=f"jetfleet {why}: {plan.n_frames} frames, {mode}",
+            )
+        )
+        step.taken.add(device.name)
+
+    # -- late work --------------------------------------------------------------------------------
+    def _serve_late(self, step: Step, family: str, requests: list[Request], devices: Sequence[DeviceState]) -> None:
+        """Run late requests on free devices, in batches short enough not to block on-time work."""
+        late = sorted(requests, key=lambda r: (r.deadline_s, r.request_id))
+        cands = Candidates.of(late, family)
+        alive = np.ones(len(late), dtype=bool)
+        for group in self._groups(step, family, devices, int(cands.frames.max())):
+            for device in list(group.free):
+                if not alive.any():
+                    return
+                until_s = min(step.now_s + self.config.late_batch_max_s, step.held.get(device.name, math.inf))
+                pos = np.flatnonzero(alive)
+                plan = plan_batch(
+                    group.tables,
+                    ready_s=self.ready_s(step.now_s, device),
+                    freq_index=group.tables.freq_index(device.freq_hz),
+                    change_delay_s=group.change_delay_s,
+                    frames=cands.frames[pos],
+                    deadlines_s=np.full(len(pos), until_s),
+                    positions=pos,
+                    behind_s_per_frame=group.tables.per_frame_s[:, 0],
+                    score=self.objective.table(group.tables),
+                )
+                if plan is not None:
+                    self._dispatch(step, device, group.variant, plan, cands, "late")
+                    alive[plan.positions] = False
+
+    # -- idle devices -----------------------------------------------------------------------------
+    def _park_idle(self, step: Step, devices: Sequence[DeviceState]) -> ParkScan | None:
+        """Propose parking clock changes (`policies.jetfleet.parking`); the scan's findings go in the step's memo."""
+        held = frozenset(step.held)
+        if not self.parking.must_scan(step.now_s, held):
+            step.wake(self.parking.next_s)
+            return None
+        now_s, taken = step.now_s, step.taken
+        # d.idle(now_s), inlined: this scans the whole fleet.
+        idle = [
+            d
+            for d in devices
+            if d.in_flight == 0 and d.busy_until_s <= now_s and d.name not in taken and d.name not in held
+        ]
+        changes, next_s = self.parking.scan(now_s, idle, step.ctx.cost, self._park_guard(step, idle))
+        step.out.frequency_changes += changes
+        step.wake(next_s)
+        return ParkScan(next_s, held)
+
+    def _park_guard(self, step: Step, idle: list[DeviceState]) -> ParkGuard:
+        """The guard of the tightest family seen lately: parking must leave a device able to serve it."""
+        guards = [
+            (g, f)
+            for f in self.arrivals.families
+            if (g := guard_request(self.arrivals, self.config.guard_slo_s, f, step.now_s)) is not None
+        ]
+        guard, family = min(guards, key=lambda gf: gf[0][0]) if guards else (None, "")
+
+        def tables_for(device: DeviceState) -> GridTables | None:
+            variant = self.variant_for(family, device, step.now_s)
+            if variant is None:
+                return None
+            try:
+                return self.tables(step.ctx, device, variant)
+            except JetfleetError:
+                return None
+
+        return ParkGuard(step.now_s, guard, idle, tables_for, self.ready_s)
+
+
+def _wake_before(plan: BatchPlan) -> float:
+    """When to look again at a held plan: a little before its latest safe dispatch, so that a prediction that grew
+    in the meantime (a learned correction, a clock change) still finds it feasible."""
+    return plan.latest_dispatch_s - max(0.02, 0.1 * plan.latency_s)
+
+
+@register("jetfleet")
+def _make_jetfleet(arg: str | None) -> Policy:
+    """`jetfleet` (late requests served in spare capacity) or `jetfleet:drop` (late ones dropped)."""
+    if arg is None:
+        return JetfleetPolicy()
+    if arg in ("serve", "drop"):
+        return JetfleetPolicy(JetfleetConfig(late=arg))
+    raise ConfigError(f"unknown jetfleet option {arg!r}; expected 'serve' or 'drop'")
