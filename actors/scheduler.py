@@ -57,6 +57,7 @@ from policies.core import SchedulerCore, StepOutput
 log = logging.getLogger(__name__)
 MIN_WAKE_WALL_S = 0.001  # the soonest a policy's "wake me at t <= now" is honoured again
 
+
 @dataclass(slots=True)
 class _Pending:
     request: Request
@@ -198,7 +199,7 @@ class LiveScheduler:
             next(self._ids), now, item.n_frames, item.slo_s * self.time_scale, item.model, item.priority, item.stream
         )
         future: asyncio.Future[InferAnswer] = asyncio.get_running_loop().create_future()
-        pending = self._pending[request.request_id] = _Pending(request, item.inputs, future)
+        self._pending[request.request_id] = _Pending(request, item.inputs, future)
         self.counters["submitted"] += 1
         if len(self.run.requests) >= self.record_limit and not self.core.open_requests:
             self.run = LiveRun(self.run.policy, self.ledgers)
@@ -250,6 +251,7 @@ class LiveScheduler:
 
     async def _loop(self) -> None:
         assert self._event is not None
+        await self._learn_devices()
         while not self._closed:
             timeout = None
             wake = self._next_wake()
@@ -431,12 +433,27 @@ class LiveScheduler:
         except Exception as e:  # the policy believes the clock changed; the next batch sets it again
             log.warning("setting %s to %.0f Hz failed: %s", name, freq_hz, e)
 
+    async def _learn_devices(self) -> None:
+        """Before the first decision: ask every device for its own facts (its frequency list), so no batch is
+        ever sent at a clock a device does not offer. A device that does not answer keeps the catalogue's."""
+
+        async def learn(name: str) -> None:
+            try:
+                status = await asyncio.wait_for(self.clients[name].status(), self.probe_timeout_s)
+            except Exception as e:  # noqa: BLE001 - health is the probes' business, not this one's
+                log.warning("device %s: could not read its facts at start: %s", name, e)
+                return
+            self._statuses[name] = status
+            self._take_frequencies(name, status)
+
+        await asyncio.gather(*(learn(name) for name in self.clients))
+
     def _take_frequencies(self, name: str, status: Any) -> None:
         """Schedule only at the clocks the device itself offers (its DVFS list may differ from the catalogue)."""
         listed = tuple(getattr(status, "freqs_hz", ()) or ())
         if listed and listed != self.core.devices[name].freqs_hz:
             try:
-                self.core.set_device_frequencies(name, listed)
+                self.core.set_device_frequencies(name, listed, getattr(status, "freq_hz", None))
             except JetfleetError as e:
                 log.warning("device %s: frequency list not taken: %s", name, e)
                 return

@@ -158,7 +158,9 @@ class CostView:
         return hit
 
     # -- learning -----------------------------------------------------------------------------------------
-    def observe(self, kind: str, model: str, freqs_hz: FreqList, freq_hz: float, n_frames: int, latency_s: float) -> None:
+    def observe(
+        self, kind: str, model: str, freqs_hz: FreqList, freq_hz: float, n_frames: int, latency_s: float
+    ) -> None:
         """Fold one measured batch latency into the correction of (kind, model, frequency list)."""
         key = (kind, model, freqs_hz)
         raw = self._raw.get(key)

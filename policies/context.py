@@ -70,7 +70,9 @@ def with_device_facts(device: DeviceState) -> DeviceState:
     return device
 
 
-def device_grid(cost: CostView, device: DeviceState, model: str, min_frames: int = 1, *, corrected: bool = False) -> RawGrid:
+def device_grid(
+    cost: CostView, device: DeviceState, model: str, min_frames: int = 1, *, corrected: bool = False
+) -> RawGrid:
     """The cost grid of `model` on `device`: its kind at its own clocks, batches up to its max batch at least."""
     return cost.grid(device.kind, model, device.freqs_hz, max(device.max_batch, min_frames), corrected=corrected)
 

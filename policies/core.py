@@ -269,15 +269,21 @@ class SchedulerCore:
     def restore_device(self, name: str) -> None:
         self._device(name).healthy = True
 
-    def set_device_frequencies(self, name: str, freqs_hz: Sequence[float]) -> None:
-        """Take the frequency list a device reported (its DVFS table) as the only clocks it may be given."""
+    def set_device_frequencies(self, name: str, freqs_hz: Sequence[float], current_hz: float | None = None) -> None:
+        """Take the frequency list a device reported (its DVFS table) as the only clocks it may be given, and its
+        clock now when it said (else its top clock, when the one assumed so far is not listed)."""
         listed = tuple(float(f) for f in freqs_hz)
         if not listed or any(b <= a for a, b in zip(listed, listed[1:], strict=False)):
             raise DeviceFactsError(f"device {name} reported frequencies {listed!r}; need a non-empty ascending list")
         device = self._device(name)
         device.freqs_hz = listed
-        if device.frequency(device.freq_hz) is None:
-            device.freq_hz = listed[-1]  # what a device that never ran at a listed clock is assumed to run at
+        now_hz = device.frequency(current_hz) if current_hz is not None else None
+        if now_hz is not None:
+            device.freq_hz = now_hz
+        elif device.frequency(device.freq_hz) is None:
+            device.freq_hz = listed[-1]
+        self._device_list = list(self._device_list)  # a new list: policies' caches keyed on it start afresh
+
     def drop_all(self, now_s: float, reason: DropReason = DropReason.SHUTDOWN) -> list[Outcome]:
         """Answer everything still queued (shutdown, end of a simulation)."""
         return self._apply_drops(now_s, [Drop(tuple(r.request_id for r in self.queue), reason)] if self.queue else [])

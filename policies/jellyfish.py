@@ -55,7 +55,8 @@ class JellyfishPlanner:
     ) -> None:
         if iterations < 0 or temperature <= 0 or not 0 < cooling < 1:
             raise ConfigError(
-                f"jellyfish planner: need iterations >= 0, temperature > 0, 0 < cooling < 1; got {iterations}, {temperature}, {cooling}"
+                "jellyfish planner: need iterations >= 0, temperature > 0, 0 < cooling < 1; "
+                f"got {iterations}, {temperature}, {cooling}"
             )
         self.iterations, self.temperature, self.cooling, self.seed = iterations, temperature, cooling, seed
         self._previous: dict[str, str] = {}
@@ -277,7 +278,6 @@ class JellyfishPolicy(Policy):
             if p is not None and p.device.get(r.stream) in healthy:
                 return p.device[r.stream]
         return min(healthy, key=lambda n: (healthy[n].in_flight, n))
-
 
 
 def _batch(

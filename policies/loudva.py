@@ -170,7 +170,16 @@ class LoudVA(Policy):
         n = max(1, int(np.searchsorted(frames, cap, side="right")))  # prefixes of <= cap frames (>= 1)
         sizes = frames[:n].astype(int)
         grid = cost.grid(d.kind, model, d.freqs_hz, max(int(sizes[-1]), cap))
-        key = ("loudva", d.kind, model, d.freqs_hz, d.freq_hz, d.freq_change_delay_s, self.safety_margin_s, sizes.tobytes())
+        key = (
+            "loudva",
+            d.kind,
+            model,
+            d.freqs_hz,
+            d.freq_hz,
+            d.freq_change_delay_s,
+            self.safety_margin_s,
+            sizes.tobytes(),
+        )
 
         def build() -> _Table:
             lat, en = grid.latency_s[:, sizes - 1], grid.energy_j[:, sizes - 1]

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
 from jetfleet.errors import ConfigError
@@ -558,7 +558,6 @@ class OverloadControl(Policy):
             times.append(self._served[0][0] + self.streams.share_window_s)
         later = [t for t in times if t > now_s]
         return min(later) if later else None
-
 
 
 @dataclass(frozen=True)

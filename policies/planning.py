@@ -101,7 +101,18 @@ def derive_tables(grid: RawGrid, idle_w: np.ndarray, margins: Margins, max_batch
         a.flags.writeable = False
     index = {float(f): i for i, f in enumerate(freqs)}
     return GridTables(
-        grid.kind, grid.model, freqs, latency, energy, *arrays, idle_w, floor_w, cap, float(per_frame.min()), margins, index
+        grid.kind,
+        grid.model,
+        freqs,
+        latency,
+        energy,
+        *arrays,
+        idle_w,
+        floor_w,
+        cap,
+        float(per_frame.min()),
+        margins,
+        index,
     )
 
 

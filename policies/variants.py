@@ -33,7 +33,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from costmodel.variants import Variant, family_variants, resolve
+from costmodel.variants import FAMILIES, Variant, family_variants, resolve
 from costmodel.view import CostView, RawGrid
 from jetfleet.errors import ConfigError, UnknownNameError
 from jetfleet.types import Applied, Decisions, DeviceState, Request, SetFrequency
@@ -409,7 +409,7 @@ class JetfleetVariantsPolicy(JetfleetPolicy):
         the timer is off or no stream was seen lately (an arrival wakes the policy anyway)."""
         if self.replan_every_s is None:
             return None, None
-        clients = self.streams_seen.clients(ctx.now_s)
+        clients = [c for c in self.streams_seen.clients(ctx.now_s) if c.family in FAMILIES]  # others: as they are
         if not clients:
             return None, None
         last_s = self.timeline.plans[-1].time_s if len(self.timeline) else -math.inf

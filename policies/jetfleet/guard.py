@@ -54,7 +54,9 @@ def guard_budget(t: GridTables, change_delay_s: float, guard: Guard | None) -> G
     return value
 
 
-def serves_guard(t: GridTables, change_delay_s: float, guard: Guard, freq_hz: float, free_s: float, now_s: float) -> bool:
+def serves_guard(
+    t: GridTables, change_delay_s: float, guard: Guard, freq_hz: float, free_s: float, now_s: float
+) -> bool:
     """Could a device of tables `t`, free (and settled) at `free_s` at clock `freq_hz`, serve the guard request in
     time if it arrived at `now_s`? It may keep its clock or switch to its fastest, paying the change delay."""
     slo_s, n = guard

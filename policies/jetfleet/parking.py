@@ -88,5 +88,3 @@ class Parking:
     def invalidate(self) -> None:
         """Something changed that a scan must see: a batch finished."""
         self._dirty = True
-
-
