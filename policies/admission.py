@@ -31,6 +31,7 @@ def admission_decision(
     oracle: CostOracle | None = None,
     *,
     active: Iterable[ActiveStream] = (),
+    protected: frozenset[str] = frozenset(),
     min_retry_after_s: float = 1.0,
     window: int = 512,
 ) -> Admission:
@@ -39,7 +40,8 @@ def admission_decision(
     Rejected: its bounded queue is full and would drop the newcomer (drop_newest, or drop_low_priority
     with nothing of lower priority queued) -> `queue_full`; with devices and a cost oracle, no device can
     finish it in time -> `deadline_unreachable`; it would only make its deadline by making higher-priority
-    work (queued, or of the `active` streams) late -> `shed`. drop_oldest never rejects: the oldest goes.
+    work (queued, or of the `active` streams) late -> `shed`, unless its stream is in `protected` (owed its
+    floor, as `decide` spares it). drop_oldest never rejects: the oldest goes.
     The shedding check looks at the `window` earliest-deadline requests of each priority, as `decide` does.
     """
     bound = streams.bound_of(request.stream)
@@ -70,7 +72,7 @@ def admission_decision(
         )
     free = {d.name: max(now_s, d.busy_until_s) for d in healthy}
     head = queue_head(queue, window)
-    verdict = plan(now_s, [*head, request], healthy, free, oracle, active)
+    verdict = plan(now_s, [*head, request], healthy, free, oracle, active, protected)
     for r, protected in verdict.shed:
         if r.request_id == request.request_id:
             higher = {r.request_id for r in head if r.priority > request.priority}

@@ -231,12 +231,22 @@ class OverloadControl(Policy):
 
     # -- arrivals -----------------------------------------------------------------------------------
     def admit(self, ctx: StepContext, request: Request) -> Admission:
-        """`policies.admission.admission_decision` with this policy's streams and active streams, then the
-        inner policy's own admission; the drops of both (bounded queues) when accepted."""
+        """`policies.admission.admission_decision` with this policy's streams and active streams (a stream owed its
+        floor is not shed, as in `decide`), then the inner policy's own admission; the drops of both (bounded
+        queues) when accepted."""
         oracle = CostOracle(ctx.cost, ctx.devices)
         active = self.active_streams(ctx.now_s)
+        owed, _ = self._floor_due(ctx.now_s, [request])
         verdict = admission_decision(
-            ctx.now_s, request, ctx.queue, self.streams, ctx.devices, oracle, active=active, window=self.window
+            ctx.now_s,
+            request,
+            ctx.queue,
+            self.streams,
+            ctx.devices,
+            oracle,
+            active=active,
+            protected=frozenset(owed),
+            window=self.window,
         )
         if not verdict.accepted:
             return verdict

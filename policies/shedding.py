@@ -193,12 +193,7 @@ class Plan:
     completion_s: dict[int, float] = field(default_factory=dict)  # kept requests' virtual completions
     shed: list[tuple[Request, str]] = field(default_factory=list)  # (request, the stream it protects)
     insertable: set[int] = field(default_factory=set)  # late in priority order, but may run now safely
-    slack_above: dict[int, tuple[float, str]] = field(default_factory=dict)  # per priority: (slack, binding)
     final_slack_s: float = INF  # the least slack of everything kept (queued and fresh arrivals)
-
-    def slack_for(self, priority: int) -> tuple[float, str]:
-        """How long work above `priority` can be delayed with nothing of it late, and the stream that binds."""
-        return self.slack_above.get(priority, (INF, ""))
 
 
 class _Groups:
@@ -267,7 +262,6 @@ def plan(
     groups = _Groups(devices, free_s)
     slack, binding = INF, ""
     for level in levels:
-        result.slack_above[level] = (slack, binding)
         level_slack, level_binding = INF, ""
         for r in by_level.get(level, ()):
             i, c = groups.best(r.model, lambda kind, r=r: _job_s(oracle, kind, r, pessimistic))

@@ -240,7 +240,7 @@ def events_stream_stats(events: Iterable[Mapping[str, Any]]) -> dict[str, Stream
     """Per-stream results from decision events (dicts as `DecisionEvent.to_json` writes them).
 
     Latency is the `complete` event's time minus the arrival; the budget is the arrival event's `slo_s`.
-    A drop or shed without a reason counts under `unexplained`.
+    A drop, shed or rejection without a reason counts under `unexplained`.
     """
     seen: dict[int, _Seen] = {}
     stats: dict[str, StreamStats] = {}
@@ -256,7 +256,7 @@ def events_stream_stats(events: Iterable[Mapping[str, Any]]) -> dict[str, Stream
                 seen[rid] = _Seen(stream, arrival_s, detail.get("slo_s", math.inf))
                 stats.setdefault(stream, StreamStats()).offered += 1
                 latencies.setdefault(stream, [])
-        elif kind in ("complete", "drop", "shed"):
+        elif kind in ("complete", "drop", "shed", "reject"):  # a rejection at admission counts as dropped
             for rid in ids:
                 r = seen.get(rid)
                 if r is None or rid in answered:

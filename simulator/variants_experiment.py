@@ -148,14 +148,16 @@ def run_point(
 ) -> RunRow:
     """Run one policy at one grid point (see module docstring)."""
     from costmodel.device_models import OracleCostModel, device_model
+    from costmodel.view import CostView
+    from policies.context import with_device_facts
     from simulator.engine import simulate
 
     cost = VariantCostModel(OracleCostModel())
     truth = wrap_device_models({d.kind: device_model(d.kind) for d in fleet.devices})
-    devices = [DeviceState(d.name, d.kind, get_kind(d.kind).max_freq_hz) for d in fleet.devices]
+    devices = [with_device_facts(DeviceState(d.name, d.kind, get_kind(d.kind).max_freq_hz)) for d in fleet.devices]
     policy = _make_policy(policy_name, seed)
     traces = _traces(point, duration_s, seed)
-    times_ms = _plan(policy, point, family, traces, devices, cost, duration_s)
+    times_ms = _plan(policy, point, family, traces, devices, CostView(cost), duration_s)
     requests, uploaded, captured, client_drops = _frames(policy, point, family, traces, duration_s, seed)
     result = simulate(requests, fleet, policy, cost, device_models=truth, seed=seed)
     by_id = {r.request_id: r for r in requests}

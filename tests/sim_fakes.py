@@ -13,6 +13,7 @@ from cluster.inventory import Fleet, fleet_from_dict
 from costmodel.base import CostGrid
 from jetfleet.types import Decisions, Dispatch, Request
 from policies.base import Policy
+from policies.context import StepContext
 
 
 class FakeDeviceModel:
@@ -49,6 +50,9 @@ class FakeCost:
         en = np.array([[dm.energy_j(model, int(x), y) for x in b] for y in f])
         return CostGrid(kind, model, f, b, lat, en)
 
+    def idle_power_w(self, kind: str, freq_hz: float) -> float:
+        return FakeDeviceModel(kind).idle_power_w(freq_hz)
+
 
 def fake_models(fleet: Fleet) -> dict[str, FakeDeviceModel]:
     return {d.kind: FakeDeviceModel(d.kind) for d in fleet.devices}
@@ -68,11 +72,11 @@ class SendAll(Policy):
 
     name = "send-all"
 
-    def decide(self, now_s, queue, devices, cost):
+    def decide(self, ctx: StepContext) -> Decisions:
         out = Decisions()
-        for d in devices:
-            if queue and d.idle(now_s):
-                ids = tuple(r.request_id for r in queue)
-                out.dispatches.append(Dispatch(d.name, ids, get_kind(d.kind).max_freq_hz, "inceptionv3"))
+        for d in ctx.devices:
+            if ctx.queue and d.idle(ctx.now_s):
+                ids = tuple(r.request_id for r in ctx.queue)
+                out.dispatches.append(Dispatch(d.name, ids, d.max_freq_hz, "inceptionv3"))
                 break
         return out

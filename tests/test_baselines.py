@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from policy_harness import arrive, decide
 from sim_fakes import FakeCost, fake_models, make_fleet, req
 
 from cluster.catalogue import get_kind
 from jetfleet.errors import ConfigError, UnknownNameError
 from jetfleet.types import DeviceState, OutcomeStatus
 from policies.baselines import FixedBatch, Interval, Random, RoundRobin, Transparent, batch_cap, take_frames
+from policies.context import with_device_facts
 from policies.loudva import LoudVA
 from policies.queue import RequestQueue
 from policies.registry import make_policy
@@ -36,20 +38,23 @@ def test_take_frames_keeps_requests_whole():
 
 
 def test_loudva_batch_caps():
-    assert (batch_cap("agx-xavier"), batch_cap("xavier-nx"), batch_cap("jetson-nano")) == (64, 8, 4)
-    assert batch_cap("agx-orin") == get_kind("agx-orin").max_batch
+    caps = [batch_cap(with_device_facts(DeviceState("d", k, 1e9))) for k in ("agx-xavier", "xavier-nx", "jetson-nano")]
+    assert caps == [64, 8, 4]
+    orin = with_device_facts(DeviceState("d", "agx-orin", 1e9))
+    assert batch_cap(orin) == get_kind("agx-orin").max_batch
+    assert batch_cap(DeviceState("d", "agx-orin", 1e9, max_batch=12)) == 12  # the device's own max batch
 
 
 def test_transparent_idle_device_takes_everything_waiting_at_max_frequency():
     q = RequestQueue([req(1, frames=2), req(2, t=0.1, frames=5)])
-    out = Transparent().decide(0.1, q, [_agx()], FakeCost())
+    out = decide(Transparent(), 0.1, q, [_agx()], FakeCost())
     assert _ids(out) == (1, 2) and out.dispatches[0].freq_hz == AGX.max_freq_hz
 
 
 def test_transparent_waits_while_the_device_is_busy_and_caps_the_batch():
     q = RequestQueue([req(i, frames=10) for i in range(8)])
-    assert not Transparent().decide(0.0, q, [_agx(busy_until_s=1.0, in_flight=1)], FakeCost()).dispatches
-    out = Transparent().decide(1.0, q, [_agx()], FakeCost())
+    assert not decide(Transparent(), 0.0, q, [_agx(busy_until_s=1.0, in_flight=1)], FakeCost()).dispatches
+    out = decide(Transparent(), 1.0, q, [_agx()], FakeCost())
     assert sum(q.get(i).n_frames for i in _ids(out)) == 60  # whole requests within the AGX cap of 64
 
 
@@ -64,29 +69,29 @@ def test_transparent_batches_what_arrived_during_a_batch():
 def test_fixed_batch_waits_for_b_frames_then_sends_b():
     policy = FixedBatch(8)
     q = RequestQueue([req(1, frames=4)])
-    out = policy.decide(0.0, q, [_agx()], FakeCost())
+    out = decide(policy, 0.0, q, [_agx()], FakeCost())
     assert not out.dispatches and out.wake_at_s == pytest.approx(0.1)
     q.add(req(2, t=0.05, frames=4))
     q.add(req(3, t=0.05, frames=4))
-    assert not policy.decide(0.05, q, [_agx()], FakeCost()).dispatches  # between ticks
-    out = policy.decide(0.1, q, [_agx()], FakeCost())
+    assert not decide(policy, 0.05, q, [_agx()], FakeCost()).dispatches  # between ticks
+    out = decide(policy, 0.1, q, [_agx()], FakeCost())
     assert _ids(out) == (1, 2)
 
 
 def test_fixed_batch_sends_a_short_batch_after_the_max_wait():
     policy = FixedBatch(32)
     q = RequestQueue([req(1, frames=3)])
-    policy.decide(0.0, q, [_agx()], FakeCost())
-    assert not policy.decide(14.9, q, [_agx()], FakeCost()).dispatches
-    assert _ids(policy.decide(15.0, q, [_agx()], FakeCost())) == (1,)
+    decide(policy, 0.0, q, [_agx()], FakeCost())
+    assert not decide(policy, 14.9, q, [_agx()], FakeCost()).dispatches
+    assert _ids(decide(policy, 15.0, q, [_agx()], FakeCost())) == (1,)
 
 
 def test_interval_sends_only_on_its_ticks_at_most_one_cap():
     policy = Interval(0.5)
     q = RequestQueue([req(i, frames=10) for i in range(10)])
-    out = policy.decide(0.2, q, [_agx()], FakeCost())
+    out = decide(policy, 0.2, q, [_agx()], FakeCost())
     assert not out.dispatches and out.wake_at_s == pytest.approx(0.5)
-    out = policy.decide(0.5, q, [_agx()], FakeCost())
+    out = decide(policy, 0.5, q, [_agx()], FakeCost())
     assert len(out.dispatches) == 1 and sum(q.get(i).n_frames for i in _ids(out)) == 60
 
 
@@ -96,7 +101,7 @@ def test_round_robin_rotates_over_devices_busy_or_not():
     chosen = []
     for k, t in enumerate((0.0, 0.01, 0.02)):
         q = RequestQueue([req(k, t=t)])
-        chosen.append(policy.decide(t, q, devices, FakeCost()).dispatches[0].device)
+        chosen.append(decide(policy, t, q, devices, FakeCost()).dispatches[0].device)
     assert chosen == ["a", "b", "a"]
 
 
@@ -107,7 +112,7 @@ def test_random_is_seeded_and_uses_only_idle_devices():
         policy, out = Random(seed), []
         for k in range(5):
             q = RequestQueue([req(10 * k + j, t=0.0, frames=3) for j in range(5)])
-            d = policy.decide(0.01 * k, q, devices, FakeCost()).dispatches[0]
+            d = decide(policy, 0.01 * k, q, devices, FakeCost()).dispatches[0]
             out.append((d.device, d.freq_hz, len(d.request_ids)))
         return out
 
@@ -120,12 +125,12 @@ def test_loudva_picks_lowest_energy_per_frame_that_fits_the_tightest_slack():
     """With slack for it the whole queue goes as one batch; with tighter slack, at no lower a clock."""
     cost = FakeCost()
     q = RequestQueue([req(i, frames=8, slo=0.9) for i in range(8)])  # 64 frames: no adaptive wait
-    roomy = LoudVA().decide(0.0, q, [_agx()], cost).dispatches[0]
+    roomy = decide(LoudVA(), 0.0, q, [_agx()], cost).dispatches[0]
     assert len(roomy.request_ids) == 8
     grid = cost.predict_grid("agx-xavier", "inceptionv3", np.array([roomy.freq_hz]), np.array([64]))
     assert grid.latency_s[0, 0] + 0.2 <= 0.9
     tight_q = RequestQueue([req(i, frames=8, slo=0.5) for i in range(8)])
-    tight = LoudVA().decide(0.0, tight_q, [_agx()], cost).dispatches[0]
+    tight = decide(LoudVA(), 0.0, tight_q, [_agx()], cost).dispatches[0]
     assert tight.freq_hz >= roomy.freq_hz
 
 
@@ -134,48 +139,48 @@ def test_loudva_counts_the_frequency_change_delay():
     f_mid = 1032.75e6
     q = RequestQueue([req(1, frames=64, slo=0.8)])
     here = DeviceState("d0", "agx-xavier", f_mid)
-    assert LoudVA().decide(0.0, q, [here], FakeCost()).dispatches[0].freq_hz == f_mid
+    assert decide(LoudVA(), 0.0, q, [here], FakeCost()).dispatches[0].freq_hz == f_mid
     roomy = RequestQueue([req(1, frames=64, slo=1.5)])
-    assert LoudVA().decide(0.0, roomy, [here], FakeCost()).dispatches[0].freq_hz == AGX.max_freq_hz
+    assert decide(LoudVA(), 0.0, roomy, [here], FakeCost()).dispatches[0].freq_hz == AGX.max_freq_hz
 
 
 def test_loudva_waits_while_slack_is_ample_and_the_queue_short():
-    q = RequestQueue([req(1, frames=2, slo=20.0)])
+    q = RequestQueue()
     policy = LoudVA()
-    policy.admit(0.0, q.get(1), q)
-    out = policy.decide(0.0, q, [_agx()], FakeCost())
+    arrive(policy, 0.0, req(1, frames=2, slo=20.0), q, [_agx()], FakeCost())
+    out = decide(policy, 0.0, q, [_agx()], FakeCost())
     assert not out.dispatches and out.wake_at_s == pytest.approx(0.01)
 
 
 def test_loudva_falls_back_to_the_fastest_small_batch_when_nothing_fits():
     """An already-late queue gets LoudVA's closest configuration: batch 1 at the current clock."""
     q = RequestQueue([req(i, t=0.0, frames=1, slo=0.1) for i in range(3)])
-    d = LoudVA().decide(0.05, q, [_agx()], FakeCost()).dispatches[0]
+    d = decide(LoudVA(), 0.05, q, [_agx()], FakeCost()).dispatches[0]
     assert len(d.request_ids) == 1 and d.freq_hz == AGX.max_freq_hz and d.reason == "throughput fallback"
 
 
 def test_loudva_ignores_work_queued_on_a_device_and_stops_at_two_in_flight():
     """A device with one batch in flight is still 'available' (and treated as idle); with two it is not."""
     q = RequestQueue([req(i, frames=8, slo=2.0) for i in range(8)])
-    one = LoudVA().decide(0.0, q, [_agx(in_flight=1, busy_until_s=100.0)], FakeCost())
+    one = decide(LoudVA(), 0.0, q, [_agx(in_flight=1, busy_until_s=100.0)], FakeCost())
     assert one.dispatches  # a deadline 2 s away, behind 100 s of work: LoudVA does not see it
-    two = LoudVA().decide(0.0, q, [_agx(in_flight=2, busy_until_s=100.0)], FakeCost())
+    two = decide(LoudVA(), 0.0, q, [_agx(in_flight=2, busy_until_s=100.0)], FakeCost())
     assert not two.dispatches
 
 
 def test_loudva_downclocks_devices_idle_for_four_seconds():
     policy = LoudVA()
     q = RequestQueue()
-    out = policy.decide(2.0, q, [_agx(last_busy_s=0.0)], FakeCost())
+    out = decide(policy, 2.0, q, [_agx(last_busy_s=0.0)], FakeCost())
     assert not out.frequency_changes and out.wake_at_s == pytest.approx(4.0)
-    out = policy.decide(4.0, q, [_agx(last_busy_s=0.0)], FakeCost())
+    out = decide(policy, 4.0, q, [_agx(last_busy_s=0.0)], FakeCost())
     assert [c.freq_hz for c in out.frequency_changes] == [AGX.min_freq_hz]
 
 
 def test_loudva_uses_the_nano_cap_of_four_frames():
     q = RequestQueue([req(i, frames=1, slo=3.0) for i in range(10)])
     nano = DeviceState("n0", "jetson-nano", NANO.max_freq_hz)
-    d = LoudVA().decide(0.0, q, [nano], FakeCost()).dispatches[0]
+    d = decide(LoudVA(), 0.0, q, [nano], FakeCost()).dispatches[0]
     assert len(d.request_ids) == 4
 
 

@@ -20,15 +20,18 @@ class FlatCost:
         lat = np.outer(np.ones(len(freqs_hz)), 0.01 * np.asarray(batches, float))
         return CostGrid(kind, model, np.asarray(freqs_hz), np.asarray(batches), lat, lat * 10)
 
+    def idle_power_w(self, kind, freq_hz):
+        return 5.0
+
 
 class SendAll(Policy):
     name = "send-all"
 
-    def decide(self, now_s, queue, devices, cost):
-        if not queue:
+    def decide(self, ctx):
+        if not ctx.queue:
             return Decisions()
-        ids = tuple(r.request_id for r in queue)
-        return Decisions(dispatches=[Dispatch(devices[0].name, ids, AGX_MAX, "inceptionv3")])
+        ids = tuple(r.request_id for r in ctx.queue)
+        return Decisions(dispatches=[Dispatch(ctx.devices[0].name, ids, AGX_MAX, "inceptionv3")])
 
 
 def _core(policy=None, sink=None):
@@ -64,18 +67,18 @@ def test_failed_device_requeues_its_requests():
 
 def test_unlisted_frequency_is_a_contract_error():
     class BadFreq(SendAll):
-        def decide(self, now_s, queue, devices, cost):
+        def decide(self, ctx):
             return Decisions(dispatches=[Dispatch("agx0", (1,), 1e9, "inceptionv3")])
 
     core = _core(BadFreq())
     core.submit(0.0, _req(1))
-    with pytest.raises(PolicyContractError, match="not an available frequency"):
+    with pytest.raises(PolicyContractError, match="does not offer"):
         core.step(0.0)
 
 
 def test_request_cannot_be_answered_twice():
     class DropTwice(SendAll):
-        def decide(self, now_s, queue, devices, cost):
+        def decide(self, ctx):
             return Decisions(drops=[Drop((1,), DropReason.SHED), Drop((1,), DropReason.SHED)])
 
     core = _core(DropTwice())

@@ -7,19 +7,25 @@ from itertools import combinations
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from policy_harness import decide, view_of
 
 from cluster.catalogue import get_kind
 from costmodel.device_models import OracleCostModel
 from costmodel.variants import VariantCostModel, get_variant
 from jetfleet.types import DeviceState, DropReason, Request
+from policies.context import with_device_facts
 from policies.jellyfish import JellyfishPlanner, JellyfishPolicy, _knapsack
 from policies.juggler import JugglerPolicy, JugglerWeights
 from policies.queue import RequestQueue
 from policies.variants import ClientInfo, StreamPlan
 
 COST = VariantCostModel(OracleCostModel())
+VIEW = view_of(COST)  # what a planner reads: the core's cost view
 AGX, NX, NANO = (get_kind(k).max_freq_hz for k in ("agx-xavier", "xavier-nx", "jetson-nano"))
-GPUS = [DeviceState(f"agx{i}", "agx-xavier", AGX) for i in range(2)] + [DeviceState("nx0", "xavier-nx", NX)]
+GPUS = [
+    with_device_facts(DeviceState(name, kind, f))
+    for name, kind, f in (("agx0", "agx-xavier", AGX), ("agx1", "agx-xavier", AGX), ("nx0", "xavier-nx", NX))
+]
 
 
 @settings(max_examples=60, deadline=None)
@@ -38,20 +44,20 @@ def _clients(n, mbps=50.0, fps=25.0, slo_s=0.1):
 
 
 def test_jellyfish_runs_one_model_per_gpu():
-    plan = JellyfishPlanner().replan(0.0, _clients(6), GPUS, COST)
+    plan = JellyfishPlanner().replan(0.0, _clients(6), GPUS, VIEW)
     assert set(plan.device_model) <= {g.name for g in GPUS}
     for stream, device in plan.device.items():
         assert plan.variant[stream] == plan.device_model[device]
 
 
 def test_jellyfish_planning_is_seeded():
-    a = JellyfishPlanner(seed=4).replan(0.0, _clients(5), GPUS, COST)
-    b = JellyfishPlanner(seed=4).replan(0.0, _clients(5), GPUS, COST)
+    a = JellyfishPlanner(seed=4).replan(0.0, _clients(5), GPUS, VIEW)
+    b = JellyfishPlanner(seed=4).replan(0.0, _clients(5), GPUS, VIEW)
     assert a.variant == b.variant and a.device == b.device
 
 
 def test_jellyfish_gives_a_lone_fast_client_the_most_accurate_variant():
-    plan = JellyfishPlanner().replan(0.0, _clients(1, mbps=80.0, slo_s=0.15), GPUS, COST)
+    plan = JellyfishPlanner().replan(0.0, _clients(1, mbps=80.0, slo_s=0.15), GPUS, VIEW)
     assert plan.variant["c0"] == "mobilenetv2-1.4-224"
 
 
@@ -61,7 +67,7 @@ def test_jellyfish_drops_requests_that_cannot_finish_in_time():
     queue = RequestQueue(
         [Request(0, 0.0, 1, 0.001, "mobilenetv2", stream="c0"), Request(1, 0.0, 1, 0.1, "mobilenetv2", stream="c0")]
     )
-    out = policy.decide(0.0, queue, GPUS, COST)
+    out = decide(policy, 0.0, queue, GPUS, COST)
     assert out.drops and out.drops[0].request_ids == (0,) and out.drops[0].reason is DropReason.DEADLINE_UNREACHABLE
     assert out.dispatches[0].request_ids == (1,) and out.dispatches[0].model == "mobilenetv2"
 
@@ -69,7 +75,7 @@ def test_jellyfish_drops_requests_that_cannot_finish_in_time():
 def test_juggler_prefers_the_power_efficient_device_by_default():
     devices = [DeviceState("nano0", "jetson-nano", NANO), DeviceState("agx0", "agx-xavier", AGX)]
     queue = RequestQueue([Request(0, 0.0, 1, 5.0, "resnet18")])
-    out = JugglerPolicy(JugglerWeights(1.0, 0.0, 0.0)).decide(0.0, queue, devices, COST)
+    out = decide(JugglerPolicy(JugglerWeights(1.0, 0.0, 0.0)), 0.0, queue, devices, COST)
     chosen = out.dispatches[0].device
     energy = {
         d.kind: COST.predict_grid(d.kind, "resnet18", np.array([f]), np.array([1])).energy_j[0, 0]
@@ -80,7 +86,7 @@ def test_juggler_prefers_the_power_efficient_device_by_default():
 
 def test_juggler_picks_an_accurate_variant_that_still_meets_the_deadline():
     queue = RequestQueue([Request(0, 0.0, 1, 0.02, "mobilenetv2")])
-    out = JugglerPolicy().decide(0.0, queue, GPUS[:1], COST)
+    out = decide(JugglerPolicy(), 0.0, queue, GPUS[:1], COST)
     variant = get_variant(out.dispatches[0].model)
     assert COST.predict_grid("agx-xavier", variant.name, np.array([AGX]), np.array([1])).latency_s[0, 0] <= 0.02
 
@@ -88,11 +94,11 @@ def test_juggler_picks_an_accurate_variant_that_still_meets_the_deadline():
 def test_juggler_moves_work_off_a_failed_device():
     devices = [DeviceState("agx0", "agx-xavier", AGX, healthy=False), DeviceState("agx1", "agx-xavier", AGX)]
     queue = RequestQueue([Request(0, 0.0, 1, 1.0, "resnet18")])
-    out = JugglerPolicy().decide(0.0, queue, devices, COST)
+    out = decide(JugglerPolicy(), 0.0, queue, devices, COST)
     assert [d.device for d in out.dispatches] == ["agx1"]
 
 
 def test_juggler_drops_what_no_device_can_finish():
     queue = RequestQueue([Request(0, 0.0, 1, 0.0001, "resnet18")])
-    out = JugglerPolicy().decide(0.0, queue, GPUS, COST)
+    out = decide(JugglerPolicy(), 0.0, queue, GPUS, COST)
     assert out.drops[0].reason is DropReason.DEADLINE_UNREACHABLE and not out.dispatches

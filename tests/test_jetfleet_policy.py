@@ -6,15 +6,17 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sim_fakes import FakeCost, FakeDeviceModel, fake_models, make_fleet, req
+from policy_harness import arrive, decide
+from sim_fakes import FakeCost, fake_models, make_fleet, req
 
 from cluster.catalogue import get_kind
+from costmodel.view import CostView
 from jetfleet.errors import ConfigError
 from jetfleet.types import BatchResult, DeviceState, DropReason, OutcomeStatus
 from policies.core import SchedulerCore
 from policies.jetfleet import JetfleetConfig, JetfleetPolicy
 from policies.loudva import LoudVA
-from policies.planning import GridCache, Margins
+from policies.planning import Margins
 from policies.queue import RequestQueue
 from policies.registry import make_policy
 from simulator.engine import simulate
@@ -24,12 +26,8 @@ COST = FakeCost()
 KINDS = ("agx-xavier", "xavier-nx", "jetson-nano")
 
 
-def _idle_w(kind: str, freq_hz: float) -> float:
-    return FakeDeviceModel(kind).idle_power_w(freq_hz)
-
-
 def _policy(**config: object) -> JetfleetPolicy:
-    return JetfleetPolicy(JetfleetConfig(**config), idle_power_w=_idle_w)  # type: ignore[arg-type]
+    return JetfleetPolicy(JetfleetConfig(**config))  # type: ignore[arg-type]
 
 
 def _dev(name: str, kind: str = "agx-xavier", freq_hz: float | None = None, **kw: object) -> DeviceState:
@@ -72,7 +70,7 @@ def test_decisions_always_apply_cleanly(devices, requests, late, max_in_flight):
     for i, (frames, t, slo) in enumerate(requests):
         core.submit(min(t, now_s), req(i, t=t, frames=frames, slo=slo))
     before = {s.name: (s.healthy, s.in_flight) for s in states}
-    decisions = policy.decide(now_s, core.queue, states, COST)
+    decisions = policy.decide(core.context(now_s))
     seen: set[int] = set()
     for d in decisions.dispatches:
         healthy, in_flight = before[d.device]
@@ -80,8 +78,8 @@ def test_decisions_always_apply_cleanly(devices, requests, late, max_in_flight):
         assert d.request_ids and not seen & set(d.request_ids)
         seen |= set(d.request_ids)
         assert all(i in core.queue for i in d.request_ids)
-        kind = next(s.kind for s in states if s.name == d.device)
-        assert get_kind(kind).check_frequency(d.freq_hz) == d.freq_hz
+        device = next(s for s in states if s.name == d.device)
+        assert device.frequency(d.freq_hz) == d.freq_hz
     assert len({d.device for d in decisions.dispatches}) == len(decisions.dispatches)  # one batch per device
     for drop in decisions.drops:
         assert not seen & set(drop.request_ids) and all(i in core.queue for i in drop.request_ids)
@@ -110,7 +108,7 @@ def test_a_busy_twin_is_not_treated_as_idle():
     """A request that the busy twin would finish too late goes to the idle twin."""
     q = RequestQueue([req(1, frames=4, slo=1.0)])
     busy = _dev("d0", busy_until_s=3.0, in_flight=1, last_busy_s=0.0)
-    out = _policy(max_in_flight=2).decide(0.0, q, [busy, _dev("d1")], COST)
+    out = decide(_policy(max_in_flight=2), 0.0, q, [busy, _dev("d1")], COST)
     assert [d.device for d in out.dispatches] == ["d1"]
 
 
@@ -118,7 +116,7 @@ def test_completion_time_counts_the_work_already_on_the_device():
     """Queued behind a batch, the plan fits the deadline from busy_until, not from now."""
     q = RequestQueue([req(1, frames=8, slo=3.0)])
     device = _dev("d0", busy_until_s=2.5, in_flight=1)
-    (d,) = _policy(max_in_flight=2).decide(0.0, q, [device], COST).dispatches
+    (d,) = decide(_policy(max_in_flight=2), 0.0, q, [device], COST).dispatches
     assert 2.5 + d.predicted_latency_s <= 3.0
 
 
@@ -134,7 +132,7 @@ def test_twins_share_the_load():
 def test_overload_runs_large_batches_not_batch_one():
     """More work than fits: the batch is the highest-throughput one, not a single request."""
     q = RequestQueue([req(i, frames=1, slo=0.25) for i in range(300)])
-    (d,) = _policy().decide(0.0, q, [_dev("d0")], COST).dispatches
+    (d,) = decide(_policy(), 0.0, q, [_dev("d0")], COST).dispatches
     assert len(d.request_ids) > 10
     assert d.predicted_latency_s * 1.1 + 0.05 <= 0.25 + 1e-9  # still in time for the requests it takes
 
@@ -143,7 +141,7 @@ def test_the_requests_behind_the_batch_keep_their_deadlines():
     """A slow, cheap batch for the head must not make the next request late."""
     q = RequestQueue([req(1, frames=4, slo=2.0), req(2, frames=40, slo=2.3)])
     device = _dev("d0", freq_hz=get_kind("agx-xavier").min_freq_hz)
-    out = _policy().decide(0.0, q, [device], COST)
+    out = decide(_policy(), 0.0, q, [device], COST)
     first = out.dispatches[0]
     behind_s = (
         0.0
@@ -159,63 +157,62 @@ def test_waits_for_a_bigger_batch_only_while_it_is_safe():
     """With arrivals expected and slack to spare it holds back until the latest safe dispatch."""
     policy = _policy()
     q = RequestQueue()
-    for i in range(40):  # a steady 10 frames/s history
+    for i in range(40):  # a steady 10 frames/s history, all served already
         r = req(i, t=0.1 * i, frames=1, slo=0.05 if i < 39 else 6.0)
-        policy.admit(r.arrival_s, r, q)
+        arrive(policy, r.arrival_s, r, RequestQueue())
     q.add(req(100, t=3.9, frames=1, slo=6.0))
-    out = policy.decide(3.9, q, [_dev("d0")], COST)
+    out = decide(policy, 3.9, q, [_dev("d0")], COST)
     assert not out.dispatches
     assert 3.9 < out.wake_at_s < 9.9
-    assert policy.decide(out.wake_at_s, q, [_dev("d0")], COST).dispatches  # then it goes
+    assert decide(policy, out.wake_at_s, q, [_dev("d0")], COST).dispatches  # then it goes
 
 
 def test_no_wait_without_expected_arrivals():
-    q = RequestQueue([req(1, frames=1, slo=6.0)])
+    q = RequestQueue()
     policy = _policy()
-    policy.admit(0.0, q.get(1), q)
-    assert policy.decide(0.0, q, [_dev("d0")], COST).dispatches
+    arrive(policy, 0.0, req(1, frames=1, slo=6.0), q)
+    assert decide(policy, 0.0, q, [_dev("d0")], COST).dispatches
 
 
 def test_leaves_room_for_the_tightest_recent_slo():
     """After a 0.3 s SLO arrived, the only device does not start a batch it could not interrupt in time."""
     policy = _policy()
     q = RequestQueue()
-    tight = req(0, t=0.0, frames=1, slo=0.3)
-    policy.admit(0.0, tight, q)
+    arrive(policy, 0.0, req(0, t=0.0, frames=1, slo=0.3), RequestQueue())
     for i in range(1, 60):
         q.add(req(i, t=0.5, frames=2, slo=20.0))
-    (d,) = policy.decide(0.5, q, [_dev("d0")], COST).dispatches
+    (d,) = decide(policy, 0.5, q, [_dev("d0")], COST).dispatches
     assert d.predicted_latency_s <= 0.3
 
 
 # -- late work, idle clocks, configuration ---------------------------------------------------------
 def test_late_requests_are_dropped_with_a_reason_or_served():
     q = RequestQueue([req(1, t=0.0, frames=2, slo=0.5), req(2, t=0.0, frames=1, slo=30.0)])
-    out = _policy(late="drop").decide(1.0, q, [_dev("d0")], COST)
+    out = decide(_policy(late="drop"), 1.0, q, [_dev("d0")], COST)
     assert [(d.request_ids, d.reason) for d in out.drops] == [((1,), DropReason.DEADLINE_UNREACHABLE)]
-    out = _policy(late="serve").decide(1.0, q, [_dev("d0"), _dev("d1")], COST)
+    out = decide(_policy(late="serve"), 1.0, q, [_dev("d0"), _dev("d1")], COST)
     assert not out.drops and 1 in {i for d in out.dispatches for i in d.request_ids}
 
 
 def test_late_requests_expire_eventually():
     q = RequestQueue([req(1, t=0.0, frames=2, slo=0.5)])
-    out = _policy(late="serve", late_expire_s=10.0).decide(20.0, q, [_dev("d0", in_flight=1)], COST)
+    out = decide(_policy(late="serve", late_expire_s=10.0), 20.0, q, [_dev("d0", in_flight=1)], COST)
     assert [(d.request_ids, d.reason) for d in out.drops] == [((1,), DropReason.DEADLINE_EXPIRED)]
 
 
 def test_idle_device_is_parked_at_its_lowest_idle_power_clock():
     agx = get_kind("agx-xavier")
-    out = _policy(park_after_s=0.5).decide(1.0, RequestQueue(), [_dev("d0", last_busy_s=0.0)], COST)
+    out = decide(_policy(park_after_s=0.5), 1.0, RequestQueue(), [_dev("d0", last_busy_s=0.0)], COST)
     assert [(c.device, c.freq_hz) for c in out.frequency_changes] == [("d0", agx.min_freq_hz)]
-    out = _policy(park_after_s=0.5).decide(0.2, RequestQueue(), [_dev("d0", last_busy_s=0.0)], COST)
+    out = decide(_policy(park_after_s=0.5), 0.2, RequestQueue(), [_dev("d0", last_busy_s=0.0)], COST)
     assert not out.frequency_changes and out.wake_at_s == pytest.approx(0.5)
 
 
 def test_unhealthy_devices_get_nothing():
     q = RequestQueue([req(1, frames=1, slo=2.0)])
-    out = _policy().decide(0.0, q, [_dev("d0", healthy=False), _dev("d1")], COST)
+    out = decide(_policy(), 0.0, q, [_dev("d0", healthy=False), _dev("d1")], COST)
     assert [d.device for d in out.dispatches] == ["d1"]
-    assert not _policy().decide(0.0, q, [_dev("d0", healthy=False)], COST)
+    assert not decide(_policy(), 0.0, q, [_dev("d0", healthy=False)], COST)
 
 
 def test_registry_names_and_bad_options():
@@ -237,9 +234,9 @@ def test_same_inputs_same_run():
 
 
 def test_margins_are_configurable():
-    policy = JetfleetPolicy(JetfleetConfig(margins=Margins(0.0, 0.0)), idle_power_w=_idle_w)
+    policy = JetfleetPolicy(JetfleetConfig(margins=Margins(0.0, 0.0)))
     q = RequestQueue([req(1, frames=1, slo=0.05)])
-    assert policy.decide(0.0, q, [_dev("d0")], COST).dispatches  # fits only without the default margins
+    assert decide(policy, 0.0, q, [_dev("d0")], COST).dispatches  # fits only without the default margins
 
 
 def test_beats_loudva_on_a_measured_workload(loudva_dir):
@@ -261,41 +258,52 @@ def test_stops_holding_back_when_the_stream_goes_quiet():
     q = RequestQueue()
     for i in range(40):  # a steady 10 frames/s history, as in the waiting test
         r = req(i, t=0.1 * i, frames=1, slo=0.05 if i < 39 else 6.0)
-        policy.admit(r.arrival_s, r, q)
+        arrive(policy, r.arrival_s, r, RequestQueue())
     q.add(req(100, t=3.9, frames=1, slo=6.0))
-    held = policy.decide(3.9, q, [_dev("d0")], COST)
+    held = decide(policy, 3.9, q, [_dev("d0")], COST)
     assert not held.dispatches and held.wake_at_s == pytest.approx(3.9 + 1.0)
-    assert policy.decide(4.9, q, [_dev("d0")], COST).dispatches
+    assert decide(policy, 4.9, q, [_dev("d0")], COST).dispatches
 
 
-def test_learns_the_cost_models_latency_error_from_finished_batches():
-    """Batches that ran 40 % slower than predicted make the planner predict 40 % more for that batch size."""
-    policy = _policy()
-    q = RequestQueue([req(1, frames=4, slo=5.0)])
-    (d,) = policy.decide(0.0, q, [_dev("d0")], COST).dispatches
+@pytest.mark.parametrize(("learn", "factor"), [(True, 1.4), (False, 1.0)])
+def test_learns_the_cost_models_latency_error_from_finished_batches(learn, factor):
+    """Batches that ran 40 % slower than predicted make the planner predict 40 % more for that batch size (through
+    the core's cost view); with `learn_latency=False` it keeps the model's prediction."""
+    core = SchedulerCore(_policy(learn_latency=learn), FakeCost(), [_dev("d0")])
+    core.submit(0.0, req(1, frames=4, slo=5.0))
+    (batch,) = core.step(0.0).batches
+    d = batch.dispatch
     slow = d.predicted_latency_s * 1.4
-    policy.observe(BatchResult("d0", d.request_ids, 4, d.model, d.freq_hz, 0.0, slow, slow, 1.0))
-    q2 = RequestQueue([req(2, frames=4, slo=5.0)])
-    (again,) = policy.decide(1.0, q2, [_dev("d0", freq_hz=d.freq_hz)], COST).dispatches
-    assert again.freq_hz != d.freq_hz or again.predicted_latency_s == pytest.approx(slow)
+    core.complete(slow, BatchResult("d0", d.request_ids, 4, d.model, d.freq_hz, 0.0, slow, slow, 1.0), batch.batch_id)
+    core.submit(1.0, req(2, t=1.0, frames=4, slo=5.0))
+    out = core.step(1.0)
+    if not out.batches:  # held back for more arrivals: it goes at the latest safe dispatch
+        out = core.step(out.wake_at_s)
+    (again,) = out.batches
+    if again.dispatch.freq_hz == d.freq_hz:
+        assert again.dispatch.predicted_latency_s == pytest.approx(d.predicted_latency_s * factor)
+    else:
+        assert learn  # the slower clock no longer fits: it moved to another
 
 
 def test_latency_correction_uses_the_cell_then_the_batch_size_then_the_model():
-    cache = GridCache(_idle_w, Margins())
-    base = cache.get(COST, "agx-xavier", "inceptionv3")
-    f0, f1 = base.freqs_hz[0], base.freqs_hz[1]
-    cache.observe("agx-xavier", "inceptionv3", f0, 4, 1.5 * base.latency_s[0, 3])
-    learned = cache.get(COST, "agx-xavier", "inceptionv3")
+    freqs = tuple(float(f) for f in get_kind("agx-xavier").freqs_hz)
+    view = CostView(FakeCost())
+    base = view.grid("agx-xavier", "inceptionv3", freqs, 8)
+    f0, f1 = freqs[0], freqs[1]
+    view.observe("agx-xavier", "inceptionv3", freqs, f0, 4, 1.5 * base.latency_s[0, 3])
+    learned = view.grid("agx-xavier", "inceptionv3", freqs, 8, corrected=True)
     assert learned.latency_s[0, 3] == pytest.approx(1.5 * base.latency_s[0, 3])  # the cell seen
     assert learned.latency_s[1, 3] == pytest.approx(1.5 * base.latency_s[1, 3])  # same batch size, other clock
     assert learned.latency_s[1, 4] == pytest.approx(base.latency_s[1, 4])  # unseen batch size: the model
-    cache.observe("agx-xavier", "inceptionv3", f1, 4, 0.9 * base.latency_s[1, 3])
-    again = cache.get(COST, "agx-xavier", "inceptionv3")
+    view.observe("agx-xavier", "inceptionv3", freqs, f1, 4, 0.9 * base.latency_s[1, 3])
+    again = view.grid("agx-xavier", "inceptionv3", freqs, 8, corrected=True)
     assert again.latency_s[1, 3] == pytest.approx(0.9 * base.latency_s[1, 3])
-    frozen = GridCache(_idle_w, Margins(), learn=False)
-    frozen.get(COST, "agx-xavier", "inceptionv3")
-    frozen.observe("agx-xavier", "inceptionv3", f0, 4, 9.0)
-    assert frozen.get(COST, "agx-xavier", "inceptionv3").latency_s[0, 3] == base.latency_s[0, 3]
+    assert view.grid("agx-xavier", "inceptionv3", freqs, 8).latency_s[0, 3] == base.latency_s[0, 3]  # raw stays
+    frozen = CostView(FakeCost(), learn=False)
+    frozen.grid("agx-xavier", "inceptionv3", freqs, 8)
+    frozen.observe("agx-xavier", "inceptionv3", freqs, f0, 4, 9.0)
+    assert frozen.grid("agx-xavier", "inceptionv3", freqs, 8, corrected=True).latency_s[0, 3] == base.latency_s[0, 3]
 
 
 def test_a_batch_that_leaves_work_behind_goes_at_once():
@@ -303,10 +311,8 @@ def test_a_batch_that_leaves_work_behind_goes_at_once():
     policy = _policy()
     q = RequestQueue()
     for i in range(200):  # a busy stream: 20 frames/s, long SLOs
-        r = req(i, t=0.05 * i, frames=2, slo=30.0)
-        policy.admit(r.arrival_s, r, q)
-        q.add(r)
+        arrive(policy, 0.05 * i, req(i, t=0.05 * i, frames=2, slo=30.0), q)
     from costmodel.device_models import OracleCostModel  # real AGX curves: bigger batches are cheaper per frame
 
-    out = policy.decide(10.0, q, [_dev("d0")], OracleCostModel())
+    out = decide(policy, 10.0, q, [_dev("d0")], OracleCostModel())
     assert out.dispatches and len(out.dispatches[0].request_ids) < 200

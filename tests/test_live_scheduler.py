@@ -18,9 +18,11 @@ from cluster.inventory import fleet_from_dict
 from costmodel.device_models import OracleCostModel
 from jetfleet.errors import UnknownNameError
 from jetfleet.telemetry import EventList
-from jetfleet.types import Batch, Decisions, Dispatch, Request
+from jetfleet.types import Admission, Applied, Batch, Decisions, Dispatch, DropReason, Request
 from policies.base import Policy
+from policies.overload import OverloadControl
 from policies.registry import make_policy
+from policies.streams import DropPolicy, StreamConfig, StreamSet
 
 FLEET = fleet_from_dict({"name": "two", "devices": [{"name": n, "kind": "xavier-nx"} for n in ("a", "b")]})
 SPEED = 200.0  # emulated time runs 200x faster than wall time
@@ -103,7 +105,7 @@ def test_no_healthy_device_drops_with_a_reason():
 class _Broken(Policy):
     name = "broken"
 
-    def decide(self, now_s, queue, devices, cost):
+    def decide(self, ctx):
         raise RuntimeError("policy bug")
 
 
@@ -115,21 +117,24 @@ def test_a_policy_error_answers_the_queue_instead_of_hanging():
 
 
 class _Ticking(Policy):
-    """Asks to be woken at exact tick times and records the times it was stepped at."""
+    """Asks to be woken at exact tick times and records the times it was stepped at (in `absorb`)."""
 
     name = "ticking"
 
     def __init__(self) -> None:
         self.seen: list[float] = []
 
-    def decide(self, now_s, queue, devices, cost):
-        self.seen.append(now_s)
-        if not queue:
+    def absorb(self, applied: Applied) -> None:
+        if not applied.admitted:  # a step, not an arrival
+            self.seen.append(applied.now_s)
+
+    def decide(self, ctx):
+        if not ctx.queue:
             return Decisions()
-        tick = (math.floor(now_s / 0.5) + 1) * 0.5
-        if len(self.seen) < 4:
+        tick = (math.floor(ctx.now_s / 0.5) + 1) * 0.5
+        if len(self.seen) < 3:
             return Decisions(wake_at_s=tick)
-        ids = tuple(r.request_id for r in queue)
+        ids = tuple(r.request_id for r in ctx.queue)
         return Decisions(dispatches=[Dispatch("a", ids, get_kind("xavier-nx").max_freq_hz, "inceptionv3")])
 
 
@@ -145,13 +150,10 @@ def test_a_timer_wake_up_steps_the_core_at_the_time_asked_for():
 class _RefusesAll(Policy):
     name = "refuses"
 
-    def admission(self, now_s, request, queue, devices, cost):
-        from jetfleet.types import DropReason
-        from policies.overload import AdmissionDecision
+    def admit(self, ctx, request):
+        return Admission.reject(DropReason.QUEUE_FULL, retry_after_s=2.0 * SPEED, detail="full")
 
-        return AdmissionDecision(False, DropReason.QUEUE_FULL, retry_after_s=2.0 * SPEED, detail="full")
-
-    def decide(self, now_s, queue, devices, cost):
+    def decide(self, ctx):
         return Decisions()
 
 
@@ -160,6 +162,17 @@ def test_admission_refusal_is_a_rejected_answer_with_retry_after():
     (answer,) = asyncio.run(_run_all(s, _items(1)))
     assert answer.status == "rejected" and answer.reason == "queue_full"
     assert answer.retry_after_s == pytest.approx(2.0)  # wall seconds
+
+
+def test_a_full_drop_newest_stream_is_rejected_with_retry_after_and_the_rest_served():
+    """Overload control's bounded queue, live: a burst past the bound gets `rejected` answers (HTTP 429), the
+    others complete."""
+    streams = StreamSet(streams=(StreamConfig("cam", queue_limit=2, drop_policy=DropPolicy.DROP_NEWEST),))
+    s = _scheduler(OverloadControl(make_policy("transparent"), streams))
+    answers = asyncio.run(_run_all(s, [InferItem(1, 5.0 / SPEED, stream="cam") for _ in range(6)]))
+    rejected = [a for a in answers if a.status == "rejected"]
+    assert rejected and all(a.reason == "queue_full" and a.retry_after_s > 0 for a in rejected)
+    assert {a.status for a in answers} == {"completed", "rejected"}
 
 
 def test_unknown_model_is_refused_at_submit():

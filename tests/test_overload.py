@@ -7,22 +7,25 @@ import json
 from pathlib import Path
 
 import pytest
+from policy_harness import arrive, decide, view_of
 from typer.testing import CliRunner
 
-from costmodel.fixed import FixedServiceModel
+from costmodel.fixed import FixedServiceCost, FixedServiceModel
 from jetfleet.errors import ConfigError
 from jetfleet.telemetry import EventList
-from jetfleet.types import DeviceState, DropReason, Request
-from policies.overload import EdfDispatch, FifoPolicy, OverloadControl, admission_decision
+from jetfleet.types import DeviceState, DropReason, OutcomeStatus, Request
+from policies.admission import admission_decision
+from policies.context import with_device_facts
+from policies.overload import EdfDispatch, FifoPolicy, OverloadControl
 from policies.queue import RequestQueue
 from policies.registry import make_policy
-from policies.shedding import ActiveStream, bound_victims
+from policies.shedding import ActiveStream, CostOracle, bound_victims
 from policies.streams import stream_set_from_dict
 from simulator.overload import compare, events_stream_stats, load_experiment, stream_stats
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 CPU_HZ = 2400e6
-COST = FixedServiceModel("cpu", {"hi": 0.008, "lo": 0.045})
+COST = FixedServiceCost({"cpu": FixedServiceModel("cpu", {"hi": 0.008, "lo": 0.045})})
 
 
 def _req(i, t, stream="hi", priority=100, slo=0.08, model=None):
@@ -30,7 +33,7 @@ def _req(i, t, stream="hi", priority=100, slo=0.08, model=None):
 
 
 def _dev(busy_until=0.0, in_flight=0, name="dev0"):
-    return DeviceState(name, "cpu", CPU_HZ, busy_until_s=busy_until, in_flight=in_flight)
+    return with_device_facts(DeviceState(name, "cpu", CPU_HZ, busy_until_s=busy_until, in_flight=in_flight))
 
 
 def _streams(**bound):
@@ -42,6 +45,10 @@ def _dropped(drops):
     return [(i, d.reason) for d in drops for i in d.request_ids]
 
 
+def _oracle(devices, cost=COST):
+    return CostOracle(view_of(cost), devices)
+
+
 # -- bounded queues ---------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("policy", "victim"),
@@ -49,8 +56,8 @@ def _dropped(drops):
 )
 def test_a_full_stream_queue_drops_by_its_policy(policy, victim):
     streams = _streams(queue_limit=2, drop_policy=policy)
-    q = RequestQueue([_req(0, 0.0), _req(1, 0.1), _req(2, 0.2)])
-    assert _dropped(bound_victims(q.get(2), q, streams)) == [(victim, DropReason.QUEUE_FULL)]
+    q = RequestQueue([_req(0, 0.0), _req(1, 0.1)])
+    assert _dropped(bound_victims(_req(2, 0.2), q, streams)) == [(victim, DropReason.QUEUE_FULL)]
 
 
 def test_drop_low_priority_evicts_the_lowest_anywhere_in_the_group_oldest_first():
@@ -60,29 +67,42 @@ def test_drop_low_priority_evicts_the_lowest_anywhere_in_the_group_oldest_first(
             "groups": [{"name": "g", "queue_limit": 3, "drop_policy": "drop_low_priority"}],
         }
     )
-    q = RequestQueue([_req(0, 0.0, priority=50), _req(1, 0.1, "lo", 10), _req(2, 0.2, "lo", 10), _req(3, 0.3)])
-    drops = bound_victims(q.get(3), q, streams)
+    q = RequestQueue([_req(0, 0.0, priority=50), _req(1, 0.1, "lo", 10), _req(2, 0.2, "lo", 10)])
+    drops = bound_victims(_req(3, 0.3), q, streams)
     assert _dropped(drops) == [(1, DropReason.EVICTED_LOW_PRIORITY)]
     assert drops[0].protected_stream == "hi"
 
 
 def test_drop_low_priority_refuses_a_newcomer_lower_than_everything_queued():
     streams = stream_set_from_dict({"streams": [{"name": "hi", "queue_limit": 2, "drop_policy": "drop_low_priority"}]})
-    q = RequestQueue([_req(0, 0.0, priority=50), _req(1, 0.1, priority=50), _req(2, 0.2, priority=5)])
-    assert _dropped(bound_victims(q.get(2), q, streams)) == [(2, DropReason.QUEUE_FULL)]
+    q = RequestQueue([_req(0, 0.0, priority=50), _req(1, 0.1, priority=50)])
+    assert _dropped(bound_victims(_req(2, 0.2, priority=5), q, streams)) == [(2, DropReason.QUEUE_FULL)]
 
 
 def test_unbounded_streams_never_drop_at_admission():
-    q = RequestQueue([_req(i, i * 0.01) for i in range(100)])
-    assert bound_victims(q.get(99), q, _streams()) == []
+    q = RequestQueue([_req(i, i * 0.01) for i in range(99)])
+    assert bound_victims(_req(99, 0.99), q, _streams()) == []
 
 
 # -- fifo ---------------------------------------------------------------------------------------------
 def test_fifo_sends_the_oldest_request_alone_at_max_frequency_to_idle_devices_only():
     q = RequestQueue([_req(0, 0.0, "lo", 20, slo=0.25), _req(1, 0.01), _req(2, 0.02)])
-    out = FifoPolicy().decide(0.02, q, [_dev(), _dev(0.5, 1, "busy")], COST)
+    out = decide(FifoPolicy(), 0.02, q, [_dev(), _dev(0.5, 1, "busy")], COST)
     assert [(d.device, d.request_ids, d.freq_hz) for d in out.dispatches] == [("dev0", (0,), CPU_HZ)]
     assert out.dispatches[0].predicted_latency_s == pytest.approx(0.045)
+
+
+def test_fifo_rejects_a_newcomer_its_full_drop_newest_queue_would_drop():
+    """drop_newest: the newcomer is refused at admission (never queued); drop_oldest: it evicts the oldest."""
+    newest = FifoPolicy(_streams(queue_limit=2, drop_policy="drop_newest"))
+    q = RequestQueue([_req(0, 0.0), _req(1, 0.1)])
+    a = arrive(newest, 0.2, _req(2, 0.2), q, [_dev()], COST)
+    assert not a.accepted and a.reason is DropReason.QUEUE_FULL and a.retry_after_s > 0
+    assert [r.request_id for r in q] == [0, 1]
+    oldest = FifoPolicy(_streams(queue_limit=2, drop_policy="drop_oldest"))
+    a = arrive(oldest, 0.2, _req(2, 0.2), q, [_dev()], COST)
+    assert a.accepted and _dropped(a.drops) == [(0, DropReason.QUEUE_FULL)]
+    assert [r.request_id for r in q] == [1, 2]
 
 
 # -- the overload layer -------------------------------------------------------------------------------
@@ -90,33 +110,70 @@ def _control(**kw):
     return OverloadControl(EdfDispatch(), _streams(), max_batch=1, **kw)
 
 
-def test_a_request_no_device_can_finish_in_time_is_dropped_as_unreachable():
+def test_a_request_no_device_can_finish_in_time_is_rejected_as_unreachable():
     policy = _control()
-    q = RequestQueue([_req(0, 0.0, "lo", 20, slo=0.03)])  # 45 ms of service, 30 ms budget
-    policy.admit(0.0, q.get(0), q)
-    out = policy.decide(0.0, q, [_dev()], COST)
+    q = RequestQueue()
+    a = arrive(policy, 0.0, _req(0, 0.0, "lo", 20, slo=0.03), q, [_dev()], COST)  # 45 ms of service, 30 ms budget
+    assert not a.accepted and a.reason is DropReason.DEADLINE_UNREACHABLE and not q
+
+
+def test_a_queued_request_that_can_no_longer_finish_in_time_is_dropped_as_unreachable():
+    policy = _control()
+    q = RequestQueue()
+    assert arrive(policy, 0.0, _req(0, 0.0, "lo", 20, slo=0.08), q, [_dev()], COST).accepted
+    out = decide(policy, 0.04, q, [_dev()], COST)  # 40 ms later, 45 ms of service misses the 80 ms budget
     assert _dropped(out.drops) == [(0, DropReason.DEADLINE_UNREACHABLE)] and not out.dispatches
 
 
 def test_busy_device_makes_a_request_unreachable_by_its_busy_until():
     policy = _control()
-    q = RequestQueue([_req(0, 0.0, slo=0.08)])
-    policy.admit(0.0, q.get(0), q)
-    assert _dropped(policy.decide(0.0, q, [_dev(busy_until=0.075, in_flight=1)], COST).drops) == [
+    q = RequestQueue()
+    late = arrive(policy, 0.0, _req(0, 0.0, slo=0.08), q, [_dev(busy_until=0.075, in_flight=1)], COST)
+    assert not late.accepted and late.reason is DropReason.DEADLINE_UNREACHABLE
+    assert arrive(policy, 0.0, _req(0, 0.0, slo=0.08), q, [_dev()], COST).accepted
+    assert _dropped(decide(policy, 0.0, q, [_dev(busy_until=0.075, in_flight=1)], COST, apply=False).drops) == [
         (0, DropReason.DEADLINE_UNREACHABLE)
     ]
-    assert not policy.decide(0.0, q, [_dev(busy_until=0.07, in_flight=1)], COST).drops
+    assert not decide(policy, 0.0, q, [_dev(busy_until=0.07, in_flight=1)], COST).drops
 
 
-def test_low_priority_behind_a_high_priority_backlog_is_shed_naming_the_protected_stream():
+def test_low_priority_arriving_behind_a_high_priority_backlog_is_rejected_naming_the_protected_stream():
     policy = _control()
     q = RequestQueue()
     for i in range(8):  # 64 ms of detector work, each due in 80 ms
-        q.add(_req(i, 0.0))
-        policy.admit(0.0, q.get(i), q)
-    q.add(_req(8, 0.0, "lo", 20, slo=0.1))  # would finish at 109 ms behind them; running first delays them
-    policy.admit(0.0, q.get(8), q)
-    out = policy.decide(0.0, q, [_dev()], COST)
+        assert arrive(policy, 0.0, _req(i, 0.0), q, [_dev()], COST).accepted
+    # would finish at 109 ms behind them; running first delays them
+    a = arrive(policy, 0.0, _req(8, 0.0, "lo", 20, slo=0.1), q, [_dev()], COST)
+    assert not a.accepted and a.reason is DropReason.SHED and a.protected_stream == "hi"
+    assert 8 not in q
+
+
+@pytest.mark.parametrize(("min_share", "accepted"), [(0.0, False), (0.5, True)])
+def test_a_stream_owed_its_floor_is_not_shed_at_admission(min_share, accepted):
+    """Behind a detector backlog a classifier newcomer is shed, unless its stream is owed its `min_share`."""
+    streams = stream_set_from_dict(
+        {"streams": [{"name": "hi", "priority": 100}, {"name": "lo", "priority": 20, "min_share": min_share}]}
+    )
+    policy = OverloadControl(EdfDispatch(), streams, max_batch=1)
+    q = RequestQueue()
+    assert arrive(policy, 0.0, _req(0, 0.0), q, [_dev()], COST).accepted
+    assert decide(policy, 0.0, q, [_dev()], COST).dispatches  # the detector got all device time so far
+    q.remove([0])
+    busy = [_dev(busy_until=0.008, in_flight=1)]
+    for i in range(1, 9):  # 64 ms of detector work behind it, each due in 80 ms
+        assert arrive(policy, 0.0, _req(i, 0.0), q, busy, COST).accepted
+    a = arrive(policy, 0.0, _req(9, 0.0, "lo", 20, slo=0.1), q, busy, COST)
+    assert a.accepted is accepted
+    assert accepted or (a.reason is DropReason.SHED and a.protected_stream == "hi")
+
+
+def test_queued_low_priority_is_shed_when_a_high_priority_backlog_arrives_after_it():
+    policy = _control()
+    q = RequestQueue()
+    assert arrive(policy, 0.0, _req(8, 0.0, "lo", 20, slo=0.1), q, [_dev()], COST).accepted  # alone: in time
+    for i in range(8):  # then 64 ms of detector work, each due in 80 ms
+        assert arrive(policy, 0.0, _req(i, 0.0), q, [_dev()], COST).accepted
+    out = decide(policy, 0.0, q, [_dev()], COST)
     sheds = [d for d in out.drops if d.reason is DropReason.SHED]
     assert [d.request_ids for d in sheds] == [(8,)] and sheds[0].protected_stream == "hi"
     assert out.dispatches[0].request_ids == (0,)
@@ -124,58 +181,55 @@ def test_low_priority_behind_a_high_priority_backlog_is_shed_naming_the_protecte
 
 def test_low_priority_runs_on_an_idle_device_when_high_priority_keeps_its_slack():
     policy = _control()
-    hi = _req(0, 0.0)
-    policy.admit(0.0, hi, RequestQueue([hi]))  # the detector stream is active, nothing of it queued
-    q = RequestQueue([_req(1, 0.01, "lo", 20, slo=0.25)])
-    policy.admit(0.01, q.get(1), q)
-    out = policy.decide(0.01, q, [_dev()], COST)
+    arrive(policy, 0.0, _req(0, 0.0), RequestQueue(), [_dev()], COST)  # the detector stream is active, none queued
+    q = RequestQueue()
+    assert arrive(policy, 0.01, _req(1, 0.01, "lo", 20, slo=0.25), q, [_dev()], COST).accepted
+    out = decide(policy, 0.01, q, [_dev()], COST)
     assert [d.request_ids for d in out.dispatches] == [(1,)]
     assert out.dispatches[0].reason.startswith("insert")
 
 
 def test_low_priority_waits_when_a_new_high_priority_arrival_could_not_make_its_budget():
     policy = _control()
-    hi = _req(0, 0.0, slo=0.05)  # 50 ms budget: 45 ms of classifier + 8 ms would miss it
-    policy.admit(0.0, hi, RequestQueue([hi]))
-    q = RequestQueue([_req(1, 0.01, "lo", 20, slo=2.0)])
-    policy.admit(0.01, q.get(1), q)
-    out = policy.decide(0.01, q, [_dev()], COST)
+    arrive(policy, 0.0, _req(0, 0.0, slo=0.05), RequestQueue(), [_dev()], COST)  # 45 ms + 8 ms would miss 50 ms
+    q = RequestQueue()
+    assert arrive(policy, 0.01, _req(1, 0.01, "lo", 20, slo=2.0), q, [_dev()], COST).accepted
+    out = decide(policy, 0.01, q, [_dev()], COST)
     assert not out.dispatches and not out.drops
     assert out.wake_at_s == pytest.approx(1.0)  # when the detector stream stops counting as active
 
 
 def test_low_priority_waits_when_the_other_devices_cannot_absorb_the_high_priority_rate_meanwhile():
     """One new arrival could go to the second device, but 200 fps of 8 ms frames cannot, for 200 ms."""
-    cost = FixedServiceModel("cpu", {"hi": 0.008, "long": 0.2, "short": 0.01})
+    cost = FixedServiceCost({"cpu": FixedServiceModel("cpu", {"hi": 0.008, "long": 0.2, "short": 0.01})})
     policy = OverloadControl(EdfDispatch(), _streams(), max_batch=1)
-    for k in range(200):  # the detector stream: 200 fps over the last second, all served already
-        hi = _req(1000 + k, k * 0.005)
-        policy.admit(k * 0.005, hi, RequestQueue([hi]))
     devices = [_dev(name="a"), _dev(name="b")]
+    for k in range(200):  # the detector stream: 200 fps over the last second, all served already
+        arrive(policy, k * 0.005, _req(1000 + k, k * 0.005), RequestQueue(), devices, cost)
     long = RequestQueue([_req(1, 1.0, "lo", 20, slo=5.0, model="long")])
-    assert not policy.decide(1.0, long, devices, cost).dispatches
+    assert not decide(policy, 1.0, long, devices, cost).dispatches
     short = RequestQueue([_req(2, 1.0, "lo", 20, slo=5.0, model="short")])
-    assert [d.request_ids for d in policy.decide(1.0, short, devices, cost).dispatches] == [(2,)]
+    assert [d.request_ids for d in decide(policy, 1.0, short, devices, cost).dispatches] == [(2,)]
 
 
 def test_max_batch_cuts_the_inner_batch_to_its_first_requests():
     class Everything(EdfDispatch):
-        def decide(self, now_s, queue, devices, cost):
-            out = super().decide(now_s, queue, devices, cost)
-            ids = tuple(r.request_id for r in queue.by_deadline())
-            out.dispatches = [out.dispatches[0].__class__(devices[0].name, ids, CPU_HZ, "hi")]
+        def decide(self, ctx):
+            out = super().decide(ctx)
+            ids = tuple(r.request_id for r in ctx.queue.by_deadline())
+            out.dispatches = [out.dispatches[0].__class__(ctx.devices[0].name, ids, CPU_HZ, "hi")]
             return out
 
     policy = OverloadControl(Everything(), _streams(), max_batch=2)
     q = RequestQueue([_req(i, 0.0) for i in range(5)])
-    out = policy.decide(0.0, q, [_dev()], COST)
+    out = decide(policy, 0.0, q, [_dev()], COST)
     assert out.dispatches[0].request_ids == (0, 1) and "cut to 2 frames" in out.dispatches[0].reason
 
 
 def test_each_priority_keeps_its_own_window_so_a_low_priority_backlog_cannot_hide_high_priority():
     policy = OverloadControl(EdfDispatch(), _streams(), window=2)
     q = RequestQueue([_req(i, 0.0, "lo", 20, slo=0.1 + i) for i in range(5)] + [_req(9, 0.0, slo=6.0)])
-    out = policy.decide(0.0, q, [_dev()], COST)
+    out = decide(policy, 0.0, q, [_dev()], COST)
     assert [d.request_ids for d in out.dispatches] == [(9,)]
 
 
@@ -183,7 +237,7 @@ def test_each_priority_keeps_its_own_window_so_a_low_priority_backlog_cannot_hid
 def test_admission_rejects_a_full_drop_newest_queue_with_a_retry_after():
     streams = _streams(queue_limit=2, drop_policy="drop_newest")
     q = RequestQueue([_req(0, 0.0), _req(1, 0.0)])
-    d = admission_decision(0.0, _req(2, 0.0), q, streams, [_dev()], COST)
+    d = admission_decision(0.0, _req(2, 0.0), q, streams, [_dev()], _oracle([_dev()]))
     assert not d.accepted and d.reason is DropReason.QUEUE_FULL and d.retry_after_s >= 1.0
     assert "stream:hi" in d.detail
 
@@ -191,27 +245,33 @@ def test_admission_rejects_a_full_drop_newest_queue_with_a_retry_after():
 def test_admission_accepts_a_full_drop_oldest_queue():
     streams = _streams(queue_limit=2, drop_policy="drop_oldest")
     q = RequestQueue([_req(0, 0.0), _req(1, 0.0)])
-    assert admission_decision(0.0, _req(2, 0.0), q, streams, [_dev()], COST).accepted
+    d = admission_decision(0.0, _req(2, 0.0), q, streams, [_dev()], _oracle([_dev()]))
+    assert d.accepted and _dropped(d.drops) == [(0, DropReason.QUEUE_FULL)]
 
 
 def test_admission_rejects_what_no_device_can_finish_and_what_would_hurt_higher_priority():
-    streams = _streams()
-    d = admission_decision(0.0, _req(0, 0.0, "lo", 20, slo=0.02), RequestQueue(), streams, [_dev()], COST)
-    assert d.reason is DropReason.DEADLINE_UNREACHABLE
+    streams, devices = _streams(), [_dev()]
+    oracle = _oracle(devices)
+    d = admission_decision(0.0, _req(0, 0.0, "lo", 20, slo=0.02), RequestQueue(), streams, devices, oracle)
+    assert not d.accepted and d.reason is DropReason.DEADLINE_UNREACHABLE
     backlog = RequestQueue([_req(i, 0.0) for i in range(8)])
     active = [ActiveStream("hi", 100, 0.08, "hi", 0.0)]
-    d = admission_decision(0.0, _req(9, 0.0, "lo", 20, slo=0.1), backlog, streams, [_dev()], COST, active=active)
+    d = admission_decision(0.0, _req(9, 0.0, "lo", 20, slo=0.1), backlog, streams, devices, oracle, active=active)
     assert not d.accepted and d.reason is DropReason.SHED and d.protected_stream == "hi"
-    assert admission_decision(0.0, _req(9, 0.0), backlog, streams, [_dev()], COST).accepted
+    assert admission_decision(0.0, _req(9, 0.0), backlog, streams, devices, oracle).accepted
 
 
 def test_policy_admission_uses_its_own_active_streams():
-    policy = _control()
-    hi = _req(0, 0.0, slo=0.05)
-    policy.admit(0.0, hi, RequestQueue([hi]))
-    backlog = RequestQueue([_req(i, 0.0, slo=0.05) for i in range(1, 5)])
-    d = policy.admission(0.0, _req(9, 0.0, "lo", 20, slo=0.07), backlog, [_dev()], COST)
-    assert d.reason is DropReason.SHED
+    """The same low-priority newcomer is accepted by a policy that saw no detector stream, and shed by one that
+    did: a 50 ms detector frame may arrive any moment, and running the newcomer first would make it late."""
+    backlog = [_req(i, 0.0, slo=0.1) for i in range(1, 5)]  # 32 ms of detector work with 68 ms to spare
+    newcomer = _req(9, 0.0, "lo", 20, slo=0.07)  # 45 ms: late behind the backlog, in time if run first
+    unaware = _control()
+    assert arrive(unaware, 0.0, newcomer, RequestQueue(backlog), [_dev()], COST).accepted
+    aware = _control()
+    arrive(aware, 0.0, _req(0, 0.0, slo=0.05), RequestQueue(), [_dev()], COST)
+    d = arrive(aware, 0.0, newcomer, RequestQueue(backlog), [_dev()], COST)
+    assert not d.accepted and d.reason is DropReason.SHED and d.protected_stream == "hi"
 
 
 def test_registry_builds_fifo_and_the_overload_layer():
@@ -245,9 +305,9 @@ def test_jetfleet_never_runs_a_classifier_frame_past_its_budget(two_task):
 def test_the_events_explain_every_drop_and_agree_with_the_outcomes(two_task):
     out, sinks = two_task
     for label, events in sinks.items():
-        drops = [e for e in events if e.event in ("drop", "shed")]
+        drops = [e for e in events if e.event in ("drop", "shed", "reject")]
         assert all(e.reason for e in drops)
-        assert all(e.protected_stream for e in drops if e.event == "shed")
+        assert all(e.protected_stream for e in drops if e.event == "shed" or e.reason == DropReason.SHED.value)
         from_events = events_stream_stats(json.loads(e.to_json()) for e in events)
         assert {s: st.to_dict() for s, st in from_events.items()} == out[label]
 
@@ -264,7 +324,7 @@ def test_the_other_configs_meet_the_target_too(name):
 
 def test_stream_stats_counts_misses_with_queueing_included():
     reqs = [_req(0, 0.0, slo=0.05), _req(1, 0.0, slo=0.05)]
-    from jetfleet.types import Outcome, OutcomeStatus
+    from jetfleet.types import Outcome
 
     outcomes = [Outcome(0, OutcomeStatus.COMPLETED, 0.04), Outcome(1, OutcomeStatus.COMPLETED, 0.06)]
     st = stream_stats(reqs, outcomes)["hi"]

@@ -2,26 +2,28 @@
 
 - every request gets exactly one outcome, so none is both executed and dropped;
 - bounded queues hold their limits at every moment the scheduler acts (after each admission, at each decision);
-- under drop_low_priority, a request is dropped for overflow only when nothing of lower priority in its stream
-  group stays queued;
+- under drop_low_priority, a request is dropped (or refused at admission) for overflow only when nothing of lower
+  priority in its stream group stays queued;
 - with a floor (`min_share` > 0), a low-priority stream keeps being served even when a higher-priority stream
   alone overloads the device.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from policy_harness import arrive
 
 from cluster.inventory import fleet_from_dict
 from costmodel.fixed import FixedServiceCost, FixedServiceModel
 from jetfleet.telemetry import EventList
-from jetfleet.types import DeviceState, Drop, DropReason, OutcomeStatus, Request
+from jetfleet.types import Admission, Applied, DropReason, OutcomeStatus, Request
 from policies.base import Policy
+from policies.context import StepContext
 from policies.jetfleet import JetfleetConfig, JetfleetPolicy
 from policies.overload import EdfDispatch, FifoPolicy, OverloadControl
 from policies.planning import Margins
@@ -42,41 +44,51 @@ class Checked(Policy):
         self.name = inner.name
         self.overflow_drops = 0
 
-    def admit(self, now_s: float, request: Request, queue: RequestQueue) -> list[Drop]:
-        drops = self.inner.admit(now_s, request, queue)
-        gone = {i for d in drops for i in d.request_ids}
-        self._check_bounds(queue, gone)
-        for d in drops:
+    def admit(self, ctx: StepContext, request: Request) -> Admission:
+        admission = self.inner.admit(ctx, request)
+        if not admission.accepted:  # the queue stays as it is; a newcomer refused for overflow is a victim too
+            self._check_bounds(ctx.queue)
+            if admission.reason is DropReason.QUEUE_FULL:
+                self.overflow_drops += 1
+                self._check_lowest(request, list(ctx.queue))
+            return admission
+        gone = {i for d in admission.drops for i in d.request_ids}
+        after = [r for r in [*ctx.queue, request] if r.request_id not in gone]
+        self._check_bounds(after)
+        by_id = {r.request_id: r for r in [*ctx.queue, request]}
+        for d in admission.drops:
             if d.reason in (DropReason.QUEUE_FULL, DropReason.EVICTED_LOW_PRIORITY):
                 self.overflow_drops += len(d.request_ids)
                 for rid in d.request_ids:
-                    self._check_lowest(queue.get(rid), queue, gone)
-        return drops
+                    self._check_lowest(by_id[rid], after)
+        return admission
 
-    def decide(self, now_s, queue, devices, cost):
-        self._check_bounds(queue, set())
-        return self.inner.decide(now_s, queue, devices, cost)
+    def decide(self, ctx: StepContext):
+        self._check_bounds(ctx.queue)
+        return self.inner.decide(ctx)
+
+    def absorb(self, applied: Applied) -> None:
+        self.inner.absorb(applied)
 
     def observe(self, result) -> None:
         self.inner.observe(result)
 
-    def _check_bounds(self, queue: RequestQueue, gone: set[int]) -> None:
+    def _check_bounds(self, queued: Iterable[Request]) -> None:
         counts: dict[str, int] = {}
-        for r in queue:
-            if r.request_id not in gone:
-                counts[r.stream] = counts.get(r.stream, 0) + 1
+        for r in queued:
+            counts[r.stream] = counts.get(r.stream, 0) + 1
         for s in self.streams.streams:
             bound = self.streams.bound_of(s.name)
             if bound is not None:
                 held = sum(counts.get(m, 0) for m in bound.streams)
                 assert held <= bound.limit, f"{bound.scope} holds {held} > {bound.limit}"
 
-    def _check_lowest(self, victim: Request, queue: RequestQueue, gone: set[int]) -> None:
+    def _check_lowest(self, victim: Request, kept_queue: Sequence[Request]) -> None:
         bound = self.streams.bound_of(victim.stream)
         assert bound is not None, f"request {victim.request_id} dropped for overflow of an unbounded stream"
         if bound.drop_policy is not DropPolicy.DROP_LOW_PRIORITY:
             return
-        kept = [r for r in queue if r.stream in bound.streams and r.request_id not in gone]
+        kept = [r for r in kept_queue if r.stream in bound.streams]
         lower = [r.request_id for r in kept if r.priority < victim.priority]
         assert not lower, f"dropped {victim.request_id} (priority {victim.priority}) but kept lower {lower}"
 
@@ -138,7 +150,7 @@ def workloads(draw):
 @SETTINGS
 @given(workloads(), st.sampled_from(POLICIES), st.integers(1, 2))
 def test_every_request_has_exactly_one_outcome_and_queue_bounds_hold(work, spec, devices):
-    """No request is both executed and dropped; bounds and drop_low_priority hold at every admission."""
+    """No request is both executed and dropped (or rejected); bounds and drop_low_priority hold at every admission."""
     streams, service_s, requests = work
     result, events, checked = _run(requests, streams, spec, service_s, devices)
     low = any(g.drop_policy is DropPolicy.DROP_LOW_PRIORITY for g in streams.groups)
@@ -146,7 +158,7 @@ def test_every_request_has_exactly_one_outcome_and_queue_bounds_hold(work, spec,
     assert sorted(o.request_id for o in result.outcomes) == [r.request_id for r in requests]
     answered: dict[int, str] = {}
     for e in events:
-        if e.event in ("complete", "drop", "shed"):
+        if e.event in ("complete", "drop", "shed", "reject"):
             for rid in e.request_ids:
                 assert rid not in answered, f"request {rid} answered by {answered[rid]} and {e.event}"
                 answered[rid] = e.event
@@ -160,10 +172,10 @@ def test_every_request_has_exactly_one_outcome_and_queue_bounds_hold(work, spec,
 @SETTINGS
 @given(workloads(), st.integers(1, 2))
 def test_fifo_sheds_nothing_beyond_its_queue_bounds(work, devices):
-    """The baseline drops only for overflow (or at shutdown), never by deadline or shedding."""
+    """The baseline drops or refuses only for overflow, never by deadline or shedding."""
     streams, service_s, requests = work
     result, _, _ = _run(requests, streams, "fifo", service_s, devices)
-    reasons = {o.reason for o in result.outcomes if o.status is OutcomeStatus.DROPPED}
+    reasons = {o.reason for o in result.outcomes if o.status is not OutcomeStatus.COMPLETED}
     assert reasons <= {DropReason.QUEUE_FULL.value, DropReason.EVICTED_LOW_PRIORITY.value}
 
 
@@ -227,15 +239,14 @@ def test_checked_wrapper_catches_a_broken_bound():
     streams = stream_set_from_dict({"streams": [{"name": "a", "queue_limit": 1}]})
 
     class Leaky(EdfDispatch):
-        def admit(self, now_s, request, queue):
-            return []
+        def admit(self, ctx, request):
+            return Admission.accept()
 
     checked = Checked(Leaky(), streams)
-    q = RequestQueue([Request(0, 0.0, 1, 1.0, "m", stream="a"), Request(1, 0.0, 1, 1.0, "m", stream="a")])
+    q = RequestQueue([Request(0, 0.0, 1, 1.0, "m", stream="a")])
     try:
-        checked.admit(0.0, q.get(1), q)
+        arrive(checked, 0.0, Request(1, 0.0, 1, 1.0, "m", stream="a"), q)
     except AssertionError as e:
         assert "stream:a holds 2 > 1" in str(e)
     else:
         raise AssertionError("an overflowing queue went unnoticed")
-    assert DeviceState  # imported for type context of the wrapper

@@ -34,9 +34,9 @@ class Scripted(Policy):
     def __init__(self, script):
         self.script, self.calls = script, []
 
-    def decide(self, now_s, queue, devices, cost):
-        self.calls.append(now_s)
-        out = self.script(now_s, queue, devices)
+    def decide(self, ctx):
+        self.calls.append(ctx.now_s)
+        out = self.script(ctx.now_s, ctx.queue, ctx.devices)
         return out if out is not None else Decisions()
 
 

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+from policy_harness import view_of
 
 from cluster.catalogue import get_kind
 from cluster.inventory import fleet_from_dict
@@ -23,6 +24,7 @@ from costmodel.variants import (
 )
 from jetfleet.errors import UnknownNameError
 from jetfleet.types import DeviceState, Request
+from policies.context import with_device_facts
 from policies.variants import (
     ClientInfo,
     JetfleetVariantPlanner,
@@ -33,8 +35,12 @@ from policies.variants import (
 )
 
 AGX = get_kind("agx-xavier").max_freq_hz
-DEVICES = [DeviceState("agx0", "agx-xavier", AGX), DeviceState("nx0", "xavier-nx", get_kind("xavier-nx").max_freq_hz)]
+DEVICES = [
+    with_device_facts(DeviceState("agx0", "agx-xavier", AGX)),
+    with_device_facts(DeviceState("nx0", "xavier-nx", get_kind("xavier-nx").max_freq_hz)),
+]
 COST = VariantCostModel(OracleCostModel())
+VIEW = view_of(COST)  # what a planner reads: the core's cost view
 
 
 def test_every_variant_scales_a_zoo_model_and_names_its_source():
@@ -94,8 +100,8 @@ def _clients(n, mbps, fps=25.0, slo_s=0.1):
 
 def test_planner_gives_more_bandwidth_at_least_as_much_accuracy():
     planner = JetfleetVariantPlanner()
-    slow = planner.replan(0.0, _clients(1, 2.0, slo_s=0.075), DEVICES, COST)
-    fast = planner.replan(0.0, _clients(1, 80.0, slo_s=0.075), DEVICES, COST)
+    slow = planner.replan(0.0, _clients(1, 2.0, slo_s=0.075), DEVICES, VIEW)
+    fast = planner.replan(0.0, _clients(1, 80.0, slo_s=0.075), DEVICES, VIEW)
     acc = lambda plan: get_variant(plan.variant["c0"]).accuracy_pct  # noqa: E731
     assert acc(fast) >= acc(slow)
     assert acc(fast) == max(v.accuracy_pct for v in family_variants("mobilenetv2"))
@@ -103,14 +109,14 @@ def test_planner_gives_more_bandwidth_at_least_as_much_accuracy():
 
 def test_planner_trades_accuracy_for_capacity_under_load():
     planner = JetfleetVariantPlanner()
-    few = planner.replan(0.0, _clients(1, 50.0), DEVICES, COST)
-    many = planner.replan(0.0, _clients(16, 50.0), DEVICES, COST)
+    few = planner.replan(0.0, _clients(1, 50.0), DEVICES, VIEW)
+    many = planner.replan(0.0, _clients(16, 50.0), DEVICES, VIEW)
     mean = lambda plan: np.mean([get_variant(v).accuracy_pct for v in plan.variant.values()])  # noqa: E731
     assert mean(many) < mean(few)
 
 
 def test_planner_falls_back_to_the_cheapest_variant_when_nothing_fits():
-    plan = JetfleetVariantPlanner().replan(0.0, _clients(1, 0.1, slo_s=0.02), DEVICES, COST)
+    plan = JetfleetVariantPlanner().replan(0.0, _clients(1, 0.1, slo_s=0.02), DEVICES, VIEW)
     assert plan.variant["c0"] == family_variants("mobilenetv2")[0].name
 
 
