@@ -26,7 +26,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from cluster.catalogue import get_kind
+from jetfleet.catalogue import get_kind
 from jetfleet.config import describe_validation_error, read_config_file
 from jetfleet.errors import ConfigError, JetfleetError
 

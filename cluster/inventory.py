@@ -3,7 +3,7 @@
     name: loudva-cluster
     devices:
       - name: agx0            # unique, used as the Ray resource `device:agx0`
-        kind: agx-xavier      # a key of cluster.catalogue.CATALOGUE
+        kind: agx-xavier      # a key of jetfleet.catalogue.CATALOGUE
         engine: emulated      # emulated | torch | tensorrt
         dvfs: emulated        # emulated | jetson | nvml
         power: emulated       # emulated | jtop | nvml
@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from cluster.catalogue import CATALOGUE, DeviceKind
+from jetfleet.catalogue import CATALOGUE, DeviceKind
 from jetfleet.config import describe_validation_error, read_config_file
 from jetfleet.errors import ConfigError, UnknownNameError
 

@@ -156,7 +156,7 @@ class LightGBMCostModel:
         try:
             return float(device_model(kind).idle_power_w(freq_hz))
         except JetfleetError:
-            from cluster.catalogue import get_kind
+            from jetfleet.catalogue import get_kind
 
             return get_kind(kind).idle_power_w
 
@@ -341,8 +341,8 @@ def profiling_batches(max_batch: int) -> list[int]:
 
 @lru_cache(maxsize=8)
 def _default_cost_model(kinds: tuple[str, ...] | None, models: tuple[str, ...] | None) -> LightGBMCostModel:
-    from cluster.catalogue import CATALOGUE, get_kind
     from costmodel.device_models import emulated_profiles
+    from jetfleet.catalogue import CATALOGUE, get_kind
 
     names = list(CATALOGUE) if kinds is None else list(kinds)
     profiles = pd.concat(

@@ -35,11 +35,14 @@ import numpy as np
 
 from costmodel.base import CostGrid, CostModel, DeviceModel
 from costmodel.model_zoo import get_model
-from jetfleet.errors import UnknownNameError
+from jetfleet.errors import ConfigError, UnknownNameError
 
 FIXED_FRACTION = 0.2
+# JPEG-compressed natural images at quality ~85-90 take roughly 1-2 bits per pixel; 1.5 is our assumption.
+BITS_PER_PIXEL = 1.5
 
 __all__ = [
+    "BITS_PER_PIXEL",
     "FAMILIES",
     "FIXED_FRACTION",
     "VARIANTS",
@@ -48,6 +51,7 @@ __all__ = [
     "VariantDeviceModel",
     "family_of",
     "family_variants",
+    "frame_bits",
     "get_variant",
     "iter_variants",
     "reference_variant",
@@ -147,6 +151,13 @@ def resolve(name: str) -> Variant | None:
     if name in FAMILIES:
         return reference_variant(name)
     return None
+
+
+def frame_bits(input_hw: int, bits_per_pixel: float = BITS_PER_PIXEL) -> float:
+    """Bits a client uploads per frame: resized to `input_hw` x `input_hw`, JPEG-compressed (BITS_PER_PIXEL)."""
+    if input_hw < 1:
+        raise ConfigError(f"input_hw must be >= 1 pixel, got {input_hw}")
+    return float(input_hw * input_hw * bits_per_pixel)
 
 
 def family_of(name: str) -> str:

@@ -35,14 +35,13 @@ import numpy as np
 
 from cluster.catalogue import get_kind
 from costmodel.base import CostModel
-from costmodel.variants import Variant, family_variants, resolve
+from costmodel.variants import Variant, family_variants, frame_bits, resolve
 from jetfleet.types import Decisions, DeviceState, Drop, Request, SetFrequency
 from policies.base import Policy
 from policies.jetfleet import JetfleetConfig, JetfleetPolicy
 from policies.planning import Margins
 from policies.queue import RequestQueue
 from policies.registry import register
-from workloads.network import frame_bits
 
 REPLAN_S = 0.5
 # Live streams with 75-150 ms SLOs: a frame past its deadline is worth nothing (drop it, do not serve it

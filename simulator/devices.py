@@ -23,8 +23,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from cluster.catalogue import DeviceKind
 from costmodel.base import DeviceModel
+from jetfleet.catalogue import DeviceKind
 
 # (latency_s, energy_j) of one batch: the device model's truth, possibly with noise applied.
 BatchCostFn = Callable[[str, int, float], tuple[float, float]]

@@ -38,9 +38,8 @@ from jetfleet.types import Outcome, OutcomeStatus, Request
 from policies.base import Policy
 from policies.overload import FifoPolicy, OverloadControl, make_inner
 from policies.streams import StreamSet, stream_set_from_dict
-from workloads.streams import ArrivalSpec, arrival_spec_from_dict, stream_arrivals
+from workloads.streams import EXPERIMENT_KEYS, ArrivalSpec, arrival_spec_from_dict, stream_arrivals
 
-EXPERIMENT_KEYS = ("name", "description", "source", "arrivals", "device", "fleet", "policies", "margins")
 DEVICE_KEYS = ("kind", "busy_power_w", "idle_power_w", "max_batch")
 DEFAULT_POLICIES = {"fifo": "fifo", "jetfleet": "overload:jetfleet"}
 BUDGET_TOLERANCE_S = 1e-9  # float noise of a completion computed to land exactly on the deadline

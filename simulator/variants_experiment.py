@@ -33,12 +33,12 @@ from typing import Any
 
 import numpy as np
 
-from cluster.catalogue import get_kind
 from cluster.inventory import Fleet, load_fleet
-from costmodel.variants import VariantCostModel, get_variant, reference_variant, wrap_device_models
+from costmodel.variants import VariantCostModel, frame_bits, get_variant, reference_variant, wrap_device_models
+from jetfleet.catalogue import get_kind
 from jetfleet.types import DeviceState, OutcomeStatus, Request
 from policies.variants import REPLAN_S, ClientInfo, credited_accuracy
-from workloads.network import BandwidthTrace, frame_bits, make_trace, upload_time_s
+from workloads.network import BandwidthTrace, make_trace, upload_time_s
 
 CLIENTS = (1, 2, 4, 8)
 FPS = (15.0, 25.0)
