@@ -120,11 +120,12 @@ def run_policies(
 
 def simulate_policy(requests: Sequence[Request], fleet: Any, policy: str, cost: str = "lgbm") -> dict[str, Any]:
     """The same workload, policy and cost model in the simulator (devices start at their top clock)."""
-    from deployments.app import build_cost_model
+    from costmodel.factory import make_cost_model
     from policies.registry import make_policy
     from simulator.engine import simulate
 
-    return simulate(list(requests), fleet, make_policy(policy), build_cost_model(cost)).metrics.to_dict()
+    cost_model = make_cost_model(cost, where="--cost-model")
+    return simulate(list(requests), fleet, make_policy(policy), cost_model).metrics.to_dict()
 
 
 def relative_gap(a: float | None, b: float | None) -> float | None:
