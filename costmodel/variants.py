@@ -27,7 +27,7 @@ Sources (per variant, in `Variant.source`):
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -49,11 +49,9 @@ __all__ = [
     "Variant",
     "VariantCostModel",
     "VariantDeviceModel",
-    "family_of",
     "family_variants",
     "frame_bits",
     "get_variant",
-    "iter_variants",
     "reference_variant",
     "resolve",
     "wrap_device_models",
@@ -160,12 +158,6 @@ def frame_bits(input_hw: int, bits_per_pixel: float = BITS_PER_PIXEL) -> float:
     return float(input_hw * input_hw * bits_per_pixel)
 
 
-def family_of(name: str) -> str:
-    """The family of a variant or family name; a plain zoo model is its own family."""
-    v = resolve(name)
-    return v.family if v is not None else get_model(name).family
-
-
 def _base_and_scale(name: str) -> tuple[str, float]:
     v = resolve(name)
     return (name, 1.0) if v is None else (v.base, v.latency_scale)
@@ -242,9 +234,3 @@ class VariantCostModel:
 def wrap_device_models(models: Mapping[str, DeviceModel]) -> dict[str, VariantDeviceModel]:
     """Wrap every kind's device model so it answers for variants (for `simulate(device_models=...)`)."""
     return {kind: m if isinstance(m, VariantDeviceModel) else VariantDeviceModel(m) for kind, m in models.items()}
-
-
-def iter_variants() -> Iterator[Variant]:
-    """Every variant, family by family, cheapest first."""
-    for variants in FAMILIES.values():
-        yield from variants

@@ -18,7 +18,6 @@ else the seeded generated scenario shipped in `workloads/data/demo-scenario.csv`
 from __future__ import annotations
 
 import asyncio
-import csv
 import enum
 import json
 import math
@@ -41,9 +40,6 @@ class Payload(str, enum.Enum):
     images = "images"
 
 
-LIVE_KEYS = ("frames_per_joule", "pct_frames_within_slo", "p95_latency_s", "energy_j", "dropped_frames")
-
-
 def default_scenario() -> Path:
     """LoudVA's exp1-id0 when the shared data is present, else the shipped generated scenario."""
     from costmodel.profiles import loudva_data_dir
@@ -52,28 +48,6 @@ def default_scenario() -> Path:
     if loudva is not None and (loudva / "scenarios" / "exp1-id0.csv").exists():
         return loudva / "scenarios" / "exp1-id0.csv"
     return DEMO_SCENARIO
-
-
-def generate_scenario(seed: int = 0, duration_s: float = 240.0, cameras: int = 2) -> list[Request]:
-    """A LoudVA-like workload: per camera, bursty events of 1-6 frames with 1-16 s SLOs (seeded)."""
-    from workloads.arrivals import bursty
-
-    out: list[Request] = []
-    for cam in range(cameras):
-        reqs = bursty(1.0, duration_s, seed=seed * 100 + cam, frames=(1, 6), slo_s=(1.0, 16.0), start_s=2.0)
-        out += [Request(0, r.arrival_s, r.n_frames, round(r.slo_s, 3), stream=f"camera{cam}") for r in reqs]
-    out.sort(key=lambda r: r.arrival_s)
-    return [Request(i, r.arrival_s, r.n_frames, r.slo_s, stream=r.stream) for i, r in enumerate(out)]
-
-
-def write_scenario(requests: Sequence[Request], path: Path) -> None:
-    """Write requests in LoudVA's scenario format (Time, Frames After Filter, Camera Index, ...)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["Time", "Frames After Filter", "Camera Index", "Throughput", "latency_constraint"])
-        for r in requests:
-            w.writerow([f"{r.arrival_s:.6f}", r.n_frames, r.stream.removeprefix("camera"), 0, r.slo_s])
 
 
 def load_workload(paths: Sequence[str | Path]) -> list[Request]:
