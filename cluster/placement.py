@@ -36,6 +36,8 @@ from cluster.apps import AppsConfig, AppSpec
 from cluster.inventory import Fleet
 from costmodel.colocation import Tenant, engine_ps_response_s, engine_work
 from costmodel.colocation_sim import CoEngine, CoStream, simulate_colocation
+from costmodel.device_models import device_model
+from costmodel.variants import resolve
 from jetfleet.catalogue import get_kind
 from jetfleet.errors import ConfigError, UnknownNameError
 
@@ -253,9 +255,6 @@ def _device_summary(host: Host, config: AppsConfig) -> dict[str, Any]:
 
 def _power_w(kind: str, load: float, models: set[str]) -> float:
     """Board power at this load: idle at the top clock plus the busy share of (busy - idle) power."""
-    from costmodel.device_models import device_model
-    from costmodel.variants import resolve
-
     dm = device_model(kind)
     f = get_kind(kind).max_freq_hz
     idle = dm.idle_power_w(f)

@@ -22,10 +22,15 @@ from typing import Any
 from ray import serve
 
 from actors.messages import InferAnswer, InferItem
+from actors.metrics import make_metrics
+from actors.scheduler import LiveScheduler
 from cluster.inventory import Fleet, fleet_from_dict
 from costmodel.factory import make_cost_model
 from deployments.devices import ServeDeviceClient, deployment_name, device_app
 from jetfleet.errors import ConfigError
+from policies.overload import OverloadControl
+from policies.registry import make_policy
+from workloads.streams import EXPERIMENT_KEYS, load_stream_set
 
 # The scheduler and the ingress reserve no CPU but must live on the head node (the controller), never on a
 # device's node: a device's node may die, the control plane must not die with it.
@@ -64,13 +69,9 @@ class ServiceConfig:
 
 def build_policy(spec: str, streams_path: str | None = None) -> Any:
     """The policy `spec`; with a stream config, under overload control (bounded queues, shedding, 429s)."""
-    from policies.registry import make_policy
-
     policy = make_policy(spec)
     if streams_path is None:
         return policy
-    from policies.overload import OverloadControl
-    from workloads.streams import EXPERIMENT_KEYS, load_stream_set
 
     streams = load_stream_set(streams_path, extra_keys=EXPERIMENT_KEYS)
     return OverloadControl(policy.inner if isinstance(policy, OverloadControl) else policy, streams)
@@ -89,9 +90,6 @@ class SchedulerDeployment:
         device_handles: dict[str, Any],
         streams: str | None = None,
     ) -> None:
-        from actors.metrics import make_metrics
-        from actors.scheduler import LiveScheduler
-
         self.fleet = fleet_from_dict(fleet, "<service fleet>")
         self._writer = None
         if events_path:
