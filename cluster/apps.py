@@ -92,9 +92,10 @@ class AppsConfig(BaseModel):
     def _known_names(self) -> AppsConfig:
         for kind in (*self.service_ms, *self.memory.reserve_mb):
             get_kind(kind)
-        for entry in self.apps:
+        for i, entry in enumerate(self.apps):
             if entry.model not in MODELS and resolve(entry.model) is None:
-                raise ValueError(f"app model {entry.model!r} is neither a zoo model nor a variant")
+                where = f"apps[{i}] ({entry.name or entry.model})"
+                raise ConfigError(f"{where}: model {entry.model!r} is neither a zoo model nor a variant")
         return self
 
     def expand(self) -> list[AppSpec]:

@@ -46,7 +46,8 @@ class DeviceSpec(BaseModel):
     @classmethod
     def _known_kind(cls, value: str) -> str:
         if value not in CATALOGUE:
-            raise ValueError(f"unknown device kind {value!r}; known: {', '.join(sorted(CATALOGUE))}")
+            # a ValueError (ConfigError is one), so pydantic reports it with the file and the device
+            raise ConfigError(f"unknown device kind {value!r}; known: {', '.join(sorted(CATALOGUE))}")
         return value
 
     @property
@@ -67,7 +68,7 @@ class Fleet(BaseModel):
         seen: dict[str, int] = {}
         for i, d in enumerate(self.devices, start=1):
             if d.name in seen:
-                raise ValueError(f"device name {d.name!r} appears twice (devices #{seen[d.name]} and #{i})")
+                raise ConfigError(f"device name {d.name!r} appears twice (devices #{seen[d.name]} and #{i})")
             seen[d.name] = i
         return self
 
