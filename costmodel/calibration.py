@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cluster.catalogue import CATALOGUE, DeviceKind, get_kind
 from costmodel.device_models import (
     BASE_MODEL,
     AnalyticDeviceModel,
@@ -35,6 +34,7 @@ from costmodel.device_models import (
 )
 from costmodel.model_zoo import MODELS, get_model
 from costmodel.profiles import read_loudva_profiling
+from jetfleet.catalogue import CATALOGUE, DeviceKind, get_kind
 from jetfleet.errors import DataError
 
 LOUDVA_SOURCE = "github.com/iloudaros/LoudVA @ 2b4b15efa5231d445b85d500ea5ef51d381a64c3 (MIT), Profiling.csv"

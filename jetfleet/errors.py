@@ -4,6 +4,7 @@
     ├── ConfigError            a config/inventory/scenario file is wrong (names file, item, field)
     ├── DataError              a profile or trace table is missing columns or holds bad values
     ├── InvalidRequestError    a request a user sent is malformed (HTTP maps it to 4xx)
+    │   └── PayloadError       an HTTP body the API refuses; carries the HTTP status (400, 404, 413, 422)
     ├── UnknownNameError       a device kind, model, policy, fleet... name that does not exist
     ├── NotFittedError         a model was asked to predict before `fit`
     ├── DeviceError            a device, engine, DVFS controller or power meter failed
@@ -32,6 +33,14 @@ class DataError(JetfleetError, ValueError):
 
 class InvalidRequestError(JetfleetError, ValueError):
     """A request from a user is malformed."""
+
+
+class PayloadError(InvalidRequestError):
+    """An HTTP request body the API refuses (`deployments.payload`); `status` is the HTTP status to answer."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class UnknownNameError(JetfleetError, KeyError):

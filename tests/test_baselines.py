@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sim_fakes import FakeCost, fake_models, make_fleet, req
 
-from cluster.catalogue import get_kind
+from jetfleet.catalogue import get_kind
 from jetfleet.errors import ConfigError, UnknownNameError
 from jetfleet.types import DeviceState, OutcomeStatus
 from policies.baselines import FixedBatch, Interval, Random, RoundRobin, Transparent, batch_cap, take_frames

@@ -1,4 +1,4 @@
-"""Co-location latency model (costmodel.colocation) and its discrete-event check (simulator.colocation)."""
+"""Co-location latency model (costmodel.colocation) and its discrete-event check (costmodel.colocation_sim)."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from costmodel.colocation import (
     validate_edgetpu_fcfs,
     validate_trt_ps,
 )
+from costmodel.colocation_sim import CoEngine, CoStream, simulate_colocation
 from jetfleet.errors import ConfigError, DataError, InvalidRequestError
-from simulator.colocation import CoEngine, CoStream, simulate_colocation
 
 
 def test_trt_processor_sharing_matches_ibis_within_15_percent(ibis_dir):

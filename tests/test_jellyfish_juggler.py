@@ -8,9 +8,9 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cluster.catalogue import get_kind
 from costmodel.device_models import OracleCostModel
 from costmodel.variants import VariantCostModel, get_variant
+from jetfleet.catalogue import get_kind
 from jetfleet.types import DeviceState, DropReason, Request
 from policies.jellyfish import JellyfishPlanner, JellyfishPolicy, _knapsack
 from policies.juggler import JugglerPolicy, JugglerWeights

@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sim_fakes import FakeCost, FakeDeviceModel, fake_models, make_fleet, req
 
-from cluster.catalogue import get_kind
+from jetfleet.catalogue import get_kind
 from jetfleet.errors import ConfigError
 from jetfleet.types import BatchResult, DeviceState, DropReason, OutcomeStatus
 from policies.core import SchedulerCore

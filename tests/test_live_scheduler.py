@@ -13,9 +13,9 @@ from actors.accounting import EnergyLedger
 from actors.device import DeviceRuntime
 from actors.messages import DeviceUnavailableError, InferItem, LocalDeviceClient, flatten_inputs
 from actors.scheduler import LiveScheduler
-from cluster.catalogue import get_kind
 from cluster.inventory import fleet_from_dict
 from costmodel.device_models import OracleCostModel
+from jetfleet.catalogue import get_kind
 from jetfleet.errors import UnknownNameError
 from jetfleet.telemetry import EventList
 from jetfleet.types import Batch, Decisions, Dispatch, Request

@@ -7,7 +7,6 @@ import math
 import numpy as np
 import pytest
 
-from cluster.catalogue import get_kind
 from cluster.inventory import fleet_from_dict
 from costmodel.device_models import OracleCostModel, device_model
 from costmodel.model_zoo import MODELS
@@ -21,6 +20,7 @@ from costmodel.variants import (
     reference_variant,
     resolve,
 )
+from jetfleet.catalogue import get_kind
 from jetfleet.errors import UnknownNameError
 from jetfleet.types import DeviceState, Request
 from policies.variants import (
