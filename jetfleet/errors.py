@@ -9,9 +9,10 @@
     ├── NotFittedError         a model was asked to predict before `fit`
     ├── DeviceError            a device, engine, DVFS controller or power meter failed
     │   └── FrequencyError     a frequency outside the device's own available list
-    └── OverloadError          the fleet cannot take a request now (HTTP maps it to 429)
+    └── PolicyContractError    a policy returned a decision the core cannot apply (policies.core)
 
-Every message names the offending value and where it came from.
+Every message names the offending value and where it came from. A request the fleet cannot take now is not an
+exception: admission answers it with a `rejected` outcome and a retry-after (HTTP 429 + Retry-After).
 """
 
 from __future__ import annotations
@@ -64,12 +65,3 @@ class DeviceError(JetfleetError, RuntimeError):
 
 class FrequencyError(DeviceError, ValueError):
     """A GPU frequency that is not in the device's own available-frequency list."""
-
-
-class OverloadError(JetfleetError, RuntimeError):
-    """The fleet cannot accept a request now; `retry_after_s` says when to try again."""
-
-    def __init__(self, message: str, retry_after_s: float = 1.0, reason: str = "overloaded") -> None:
-        super().__init__(message)
-        self.retry_after_s = retry_after_s
-        self.reason = reason
