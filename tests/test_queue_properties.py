@@ -82,5 +82,5 @@ class QueueMachine(RuleBasedStateMachine):
             assert all(r.deadline_s >= t for r in later)
 
 
-QueueMachine.TestCase.settings = settings(max_examples=100, stateful_step_count=30, deadline=None)
+QueueMachine.TestCase.settings = settings(max_examples=50, stateful_step_count=30, deadline=None)
 test_request_queue_invariants = QueueMachine.TestCase
