@@ -158,7 +158,8 @@ def test_loudva_ignores_work_queued_on_a_device_and_stops_at_two_in_flight():
     """A device with one batch in flight is still 'available' (and treated as idle); with two it is not."""
     q = RequestQueue([req(i, frames=8, slo=2.0) for i in range(8)])
     one = LoudVA().decide(0.0, q, [_agx(in_flight=1, busy_until_s=100.0)], FakeCost())
-    assert one.dispatches  # a deadline 2 s away, behind 100 s of work: LoudVA does not see it
+    idle = LoudVA().decide(0.0, q, [_agx()], FakeCost())
+    assert one.dispatches and one == idle  # a deadline 2 s away, behind 100 s of work: planned as if idle
     two = LoudVA().decide(0.0, q, [_agx(in_flight=2, busy_until_s=100.0)], FakeCost())
     assert not two.dispatches
 

@@ -141,7 +141,7 @@ def test_batching_engine_cannot_keep_up_beyond_full_batches():
     assert math.isfinite(batching_engine_s(110.0, curve)[0])
 
 
-@pytest.mark.parametrize("rate_hz", [60.0, 100.0])
+@pytest.mark.parametrize("rate_hz", [60.0, pytest.param(100.0, marks=pytest.mark.slow)])
 def test_batching_engine_alone_matches_the_simulation(rate_hz):
     """A lone batching engine (62 % and 92 % busy) is solved exactly: within 2 % of a long simulation."""
     curve = lambda b: 0.0108 * (1.0 + 0.75 * (b - 1))  # noqa: E731
