@@ -21,6 +21,8 @@ from typing import NamedTuple
 import numpy as np
 import pytest
 
+from costmodel.view import RawGrid
+from jetfleet.catalogue import get_kind
 from policies.planning import GridTables, Margins, derive_tables, plan_batch
 
 SLOW, FAST = 0, 1
@@ -30,7 +32,8 @@ def _tables() -> GridTables:
     freqs_hz = np.array([100e6, 200e6])
     latency_s = np.array([[0.2, 0.3, 0.4, 0.5], [0.1, 0.15, 0.2, 0.25]])
     energy_j = np.array([[3.0, 4.4, 5.8, 7.0], [2.5, 3.9, 5.0, 6.1]])
-    return derive_tables("jetson-nano", "m", freqs_hz, latency_s, energy_j, lambda kind, f: 10.0, Margins(0.0, 0.0))
+    grid = RawGrid("jetson-nano", "m", freqs_hz, latency_s, energy_j, (1, -1))
+    return derive_tables(grid, np.full(2, 10.0), Margins(0.0, 0.0), max_batch=get_kind("jetson-nano").max_batch)
 
 
 TABLES = _tables()

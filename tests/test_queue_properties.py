@@ -61,7 +61,6 @@ class QueueMachine(RuleBasedStateMachine):
         assert [r.request_id for r in self.queue.by_deadline()] == edf
         assert [r.request_id for r in self.queue] == [r.request_id for _, r in self.model]
         assert self.queue.earliest() == (self.queue.get(edf[0]) if edf else None)
-        assert self.queue.oldest() == (self.model[0][1] if self.model else None)
 
     @invariant()
     def totals_match_the_model(self) -> None:
