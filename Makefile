@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench lint venv clean
+.PHONY: demo test test-fast bench lint venv clean
 
 venv: $(STAMP)
 
@@ -20,6 +20,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# The inner loop: no Ray cluster, no notebooks or long simulations (markers in pyproject.toml); under a minute.
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not ray and not slow"
 
 bench: $(STAMP)
 	$(PY) -m benchmarks

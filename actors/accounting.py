@@ -5,7 +5,7 @@ scheduler time), the one outcome of each, and an `EnergyLedger` per device. The 
 energy the way `simulator.devices.EmulatedDevice` does: each batch costs the energy its device's power
 meter measured, over the interval it ran (in scheduler time: the moment its result came back, minus its
 device-time latency); every other moment costs the device model's idle power at the clock the GPU was at.
-`LiveRun.metrics()` then feeds `simulator.metrics.compute_metrics`, so a live run and a simulated run of
+`LiveRun.metrics()` then feeds `jetfleet.metrics.compute_metrics`, so a live run and a simulated run of
 the same workload are compared on exactly the same definitions.
 """
 
@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from cluster.inventory import Fleet
+from costmodel.device_models import device_model
+from jetfleet.metrics import RunRecord, compute_metrics, energy_bound_j
 from jetfleet.types import Outcome, OutcomeStatus, Request
 
 IdlePowerFn = Callable[[float], float]  # GPU frequency (Hz) -> idle board power (W)
@@ -118,9 +120,7 @@ class LiveRun:
         return out
 
     def metrics(self, fleet: Fleet) -> dict[str, object]:
-        """`simulator.metrics.RunMetrics` of the answered requests, as a JSON-ready dict, plus live extras."""
-        from simulator.metrics import RunRecord, compute_metrics, energy_bound_j
-
+        """`jetfleet.metrics.RunMetrics` of the answered requests, as a JSON-ready dict, plus live extras."""
         answered = [r for rid, r in self.requests.items() if rid in self.outcomes]
         outcomes = [self.outcomes[r.request_id] for r in answered]
         start = self.start_s if self.start_s is not None else 0.0
@@ -150,15 +150,11 @@ class LiveRun:
 
 
 def _device_models(fleet: Fleet) -> dict[str, object]:
-    from costmodel.device_models import device_model
-
     return {kind: device_model(kind) for kind in {d.kind for d in fleet.devices}}
 
 
 def idle_power_fn(kind: str) -> IdlePowerFn:
     """The device model's idle power of `kind` (cached per frequency)."""
-    from costmodel.device_models import device_model
-
     model = device_model(kind)
     cache: dict[float, float] = {}
 

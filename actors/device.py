@@ -28,6 +28,7 @@ import numpy as np
 from actors.dvfs import DvfsController, EmulatedDvfs, JetsonDvfs, NvmlDvfs
 from actors.engines.base import Engine, EngineRun, FrameOutput
 from actors.power import BatchHint, EmulatedPowerMeter, JtopPowerMeter, NvmlPowerMeter, PowerMeter
+from actors.profiling import profile_device
 from cluster.inventory import DeviceSpec
 from costmodel.base import DeviceModel
 from jetfleet.errors import ConfigError, DeviceError, InvalidRequestError, JetfleetError
@@ -352,8 +353,6 @@ class DeviceRuntime:
     ) -> list[Any]:
         """Sweep frequency × batch for `model`; one `actors.profiling.ProfileRow` per point (mean of
         `repetitions` after `warmup` runs). The frequency in force before is restored afterwards, also on error."""
-        from actors.profiling import profile_device
-
         return await profile_device(
             self, model, freqs_hz, batches, warmup=warmup, repetitions=repetitions, restore=restore
         )

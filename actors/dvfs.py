@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from cluster.catalogue import MHZ, DeviceKind
+from jetfleet.catalogue import MHZ, DeviceKind
 from jetfleet.errors import DeviceError, FrequencyError
 
 

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from actors.device import BatchRun, DeviceStatus
 from actors.engines.base import FrameOutput
 from cluster.inventory import Fleet
+from costmodel.model_zoo import MODELS
 from jetfleet.errors import DeviceError
 from jetfleet.types import DEFAULT_MODEL, Batch
 
@@ -110,8 +111,6 @@ class LocalDeviceClient:
 
 def servable_models(fleet: Fleet) -> list[str]:
     """Models some device of `fleet` can run: its `models` list, or every model of the zoo when empty."""
-    from costmodel.model_zoo import MODELS
-
     out: set[str] = set()
     for spec in fleet.devices:
         out.update(spec.models or MODELS)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import json
 import platform
@@ -10,21 +9,27 @@ import sys
 import time
 from pathlib import Path
 
+import typer
+
 HERE = Path(__file__).parent
 OUT = HERE / "out"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("names", nargs="*", help="benchmark names (default: all), e.g. costmodel")
-    parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
-    args = parser.parse_args(argv)
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+
+
+@app.command()
+def main(
+    names: list[str] = typer.Argument(None, help="benchmark names (default: all), e.g. costmodel"),
+    quick: bool = typer.Option(False, "--quick", help="smaller sizes, for a smoke run"),
+) -> None:
+    """Run the benchmarks; one JSON file per benchmark in benchmarks/out/."""
     available = sorted(p.stem.removeprefix("bench_") for p in HERE.glob("bench_*.py"))
-    names = args.names or available
+    names = names or available
     unknown = sorted(set(names) - set(available))
     if unknown:
         print(f"error: unknown benchmark(s) {unknown}; available: {available}", file=sys.stderr)
-        return 2
+        raise typer.Exit(2)
     OUT.mkdir(exist_ok=True)
     failed = 0
     for name in names:
@@ -32,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         module = importlib.import_module(f"benchmarks.bench_{name}")
         started = time.perf_counter()
         try:
-            figures = module.run(quick=args.quick)
+            figures = module.run(quick=quick)
         except Exception as e:  # one broken benchmark must not hide the others' figures
             print(f"   FAILED: {type(e).__name__}: {e}", file=sys.stderr)
             failed += 1
@@ -41,14 +46,15 @@ def main(argv: list[str] | None = None) -> int:
             "benchmark": name,
             "wall_s": round(time.perf_counter() - started, 3),
             "machine": {"python": platform.python_version(), "processor": platform.machine()},
-            "quick": args.quick,
+            "quick": quick,
             "results": figures,
         }
         path = OUT / f"{name}.json"
         path.write_text(json.dumps(record, indent=2, default=float) + "\n")
         print(f"   wrote {path}")
-    return 1 if failed else 0
+    if failed:
+        raise typer.Exit(1)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    app()

@@ -20,7 +20,7 @@ import numpy as np
 
 
 def _time_grid(model: Any, kind: str, name: str, batches: np.ndarray, cold_reps: int, warm_reps: int) -> dict:
-    from cluster.catalogue import get_kind
+    from jetfleet.catalogue import get_kind
 
     freqs = np.array(get_kind(kind).freqs_hz, dtype=float)
     cold = []
@@ -51,9 +51,9 @@ def _grid_checks(model: Any) -> dict:
     """On every kind x zoo model full grid (every batch up to the kind's largest): the points where raw
     latency rises with frequency (which `predict_grid`'s running minimum changes) and the MAPE against
     the oracle (the device models the emulated profiles came from)."""
-    from cluster.catalogue import CATALOGUE
     from costmodel.device_models import OracleCostModel
     from costmodel.model_zoo import MODELS
+    from jetfleet.catalogue import CATALOGUE
 
     oracle = OracleCostModel()
     changed = total = 0

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from cluster.catalogue import get_kind
 from costmodel.device_models import OracleCostModel
+from jetfleet.catalogue import get_kind
 from jetfleet.types import DeviceState, Request
 from policies.jetfleet import JetfleetPolicy
 from policies.queue import RequestQueue

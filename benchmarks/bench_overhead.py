@@ -140,13 +140,13 @@ def _queue_of(n: int, seed: int = 0) -> list[Request]:
 
 def decision_time(policies: tuple[str, ...], n_queued: int = 10_000, calls: int = 300) -> dict[str, Any]:
     """p50/p99 wall time of `decide` with `n_queued` requests queued and every device idle."""
-    from deployments.app import build_cost_model
+    from costmodel.factory import make_cost_model
     from jetfleet.errors import UnknownNameError
     from policies.queue import RequestQueue
     from policies.registry import make_policy
 
     fleet = load_fleet("loudva-cluster")
-    cost = build_cost_model("lgbm")
+    cost = make_cost_model("lgbm")
     queue = RequestQueue(_queue_of(n_queued))
     now_s = 10.0
     out: dict[str, Any] = {"n_queued": n_queued, "fleet": fleet.name, "calls": calls}
@@ -162,7 +162,7 @@ def decision_time(policies: tuple[str, ...], n_queued: int = 10_000, calls: int 
 
 
 def _decide_times(policy: Any, fleet: Any, queue: Any, cost: Any, now_s: float, calls: int) -> dict[str, float]:
-    from cluster.catalogue import get_kind
+    from jetfleet.catalogue import get_kind
 
     devices = [DeviceState(d.name, d.kind, get_kind(d.kind).max_freq_hz, now_s, 0, now_s) for d in fleet.devices]
     for r in queue:

@@ -41,8 +41,8 @@ def _configs(quick: bool) -> dict:
 
 
 def _decision_ms(quick: bool) -> dict:
-    from cluster.catalogue import get_kind
     from costmodel.device_models import OracleCostModel
+    from jetfleet.catalogue import get_kind
     from jetfleet.types import DeviceState, Request
     from policies.queue import RequestQueue
     from policies.registry import make_policy

@@ -13,9 +13,9 @@ import numpy as np
 
 
 def _setup(n_gpus: int, per_gpu: int):
-    from cluster.catalogue import get_kind
     from costmodel.device_models import OracleCostModel
     from costmodel.variants import VariantCostModel
+    from jetfleet.catalogue import get_kind
     from jetfleet.types import DeviceState
     from workloads.network import lte_trace
 

@@ -77,7 +77,7 @@ def simulate_once(spec: str, n_devices: int, duration_s: float, seed: int = 0) -
 def decide_cost_us(spec: str, n_devices: int, queued: int = 64, repeats: int = 50) -> float:
     """Mean microseconds of one `decide` call: `queued` requests waiting, every device idle."""
     fleet = mixed_fleet(n_devices)
-    from cluster.catalogue import get_kind
+    from jetfleet.catalogue import get_kind
 
     devices = [DeviceState(d.name, d.kind, get_kind(d.kind).max_freq_hz) for d in fleet.devices]
     queue = RequestQueue(poisson(queued / 0.5, 0.5, seed=1, frames=FRAMES, slo_s=SLO_S))

@@ -26,7 +26,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from cluster.catalogue import get_kind
+from costmodel.device_models import device_model
+from costmodel.model_zoo import MODELS, get_model
+from costmodel.variants import VariantDeviceModel, resolve
+from jetfleet.catalogue import get_kind
 from jetfleet.config import describe_validation_error, read_config_file
 from jetfleet.errors import ConfigError, JetfleetError
 
@@ -55,8 +58,6 @@ class MemorySpec(BaseModel):
         """Memory of one loaded model: the configured figure, else the fit on Ibis's containers."""
         if model in self.engine_mb:
             return self.engine_mb[model]
-        from costmodel.model_zoo import get_model
-        from costmodel.variants import resolve
 
         v = resolve(model)
         params_m = get_model(v.base if v is not None else model).params_m
@@ -89,14 +90,12 @@ class AppsConfig(BaseModel):
 
     @model_validator(mode="after")
     def _known_names(self) -> AppsConfig:
-        from costmodel.model_zoo import MODELS
-        from costmodel.variants import resolve
-
         for kind in (*self.service_ms, *self.memory.reserve_mb):
             get_kind(kind)
-        for entry in self.apps:
+        for i, entry in enumerate(self.apps):
             if entry.model not in MODELS and resolve(entry.model) is None:
-                raise ValueError(f"app model {entry.model!r} is neither a zoo model nor a variant")
+                where = f"apps[{i}] ({entry.name or entry.model})"
+                raise ConfigError(f"{where}: model {entry.model!r} is neither a zoo model nor a variant")
         return self
 
     def expand(self) -> list[AppSpec]:
@@ -119,8 +118,6 @@ class AppsConfig(BaseModel):
         measured = self.service_ms.get(kind, {}).get(model)
         if measured is not None:
             return measured / 1000.0
-        from costmodel.device_models import device_model
-        from costmodel.variants import VariantDeviceModel
 
         dm = VariantDeviceModel(device_model(kind))
         return float(dm.latency_s(model, 1, get_kind(kind).max_freq_hz))
@@ -128,9 +125,6 @@ class AppsConfig(BaseModel):
     def batch_curve(self, kind: str, model: str) -> Callable[[int], float]:
         """Isolated time of a batch of b requests: the one-request time (`service_time_s`) scaled by the
         shape of the device model's batch curve for that kind and model (`latency(b) / latency(1)`)."""
-        from costmodel.device_models import device_model
-        from costmodel.variants import VariantDeviceModel
-
         dm = VariantDeviceModel(device_model(kind))
         f = get_kind(kind).max_freq_hz
         one_s = self.service_time_s(kind, model)

@@ -3,7 +3,7 @@
     name: loudva-cluster
     devices:
       - name: agx0            # unique, used as the Ray resource `device:agx0`
-        kind: agx-xavier      # a key of cluster.catalogue.CATALOGUE
+        kind: agx-xavier      # a key of jetfleet.catalogue.CATALOGUE
         engine: emulated      # emulated | torch | tensorrt
         dvfs: emulated        # emulated | jetson | nvml
         power: emulated       # emulated | jtop | nvml
@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from cluster.catalogue import CATALOGUE, DeviceKind
+from jetfleet.catalogue import CATALOGUE, DeviceKind
 from jetfleet.config import describe_validation_error, read_config_file
 from jetfleet.errors import ConfigError, UnknownNameError
 
@@ -46,7 +46,8 @@ class DeviceSpec(BaseModel):
     @classmethod
     def _known_kind(cls, value: str) -> str:
         if value not in CATALOGUE:
-            raise ValueError(f"unknown device kind {value!r}; known: {', '.join(sorted(CATALOGUE))}")
+            # a ValueError (ConfigError is one), so pydantic reports it with the file and the device
+            raise ConfigError(f"unknown device kind {value!r}; known: {', '.join(sorted(CATALOGUE))}")
         return value
 
     @property
@@ -67,7 +68,7 @@ class Fleet(BaseModel):
         seen: dict[str, int] = {}
         for i, d in enumerate(self.devices, start=1):
             if d.name in seen:
-                raise ValueError(f"device name {d.name!r} appears twice (devices #{seen[d.name]} and #{i})")
+                raise ConfigError(f"device name {d.name!r} appears twice (devices #{seen[d.name]} and #{i})")
             seen[d.name] = i
         return self
 

@@ -20,7 +20,7 @@ Methods (apps are placed one by one, in file order, as they would arrive at a cl
   batch and are not slowed by co-tenants).
 
 Violations are *not* judged by the model: `check_placement` runs every device's apps in the co-location
-event simulation (`simulator.colocation`, Poisson arrivals, one engine per loaded model, processor
+event simulation (`costmodel.colocation_sim`, Poisson arrivals, one engine per loaded model, processor
 sharing between engines) and flags every app whose simulated mean response time exceeds its SLO (Ibis's
 criterion); p95 and the fraction of requests over the SLO are reported beside it.
 """
@@ -33,11 +33,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from cluster.apps import AppsConfig, AppSpec
-from cluster.catalogue import get_kind
 from cluster.inventory import Fleet
 from costmodel.colocation import Tenant, engine_ps_response_s, engine_work
+from costmodel.colocation_sim import CoEngine, CoStream, simulate_colocation
+from costmodel.device_models import device_model
+from costmodel.variants import resolve
+from jetfleet.catalogue import get_kind
 from jetfleet.errors import ConfigError, UnknownNameError
-from simulator.colocation import CoEngine, CoStream, simulate_colocation
 
 METHODS = ("model", "first-fit", "best-fit")
 # Safety margin of the model method, the sum of two measured errors: processor sharing against Ibis's Jetson
@@ -253,9 +255,6 @@ def _device_summary(host: Host, config: AppsConfig) -> dict[str, Any]:
 
 def _power_w(kind: str, load: float, models: set[str]) -> float:
     """Board power at this load: idle at the top clock plus the busy share of (busy - idle) power."""
-    from costmodel.device_models import device_model
-    from costmodel.variants import resolve
-
     dm = device_model(kind)
     f = get_kind(kind).max_freq_hz
     idle = dm.idle_power_w(f)

@@ -17,6 +17,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from jetfleet.errors import UnknownNameError
+
 
 @dataclass(frozen=True)
 class CostGrid:
@@ -34,7 +36,9 @@ class CostGrid:
         fi = int(np.argmin(np.abs(self.freqs_hz - freq_hz)))
         bi = int(np.searchsorted(self.batches, batch))
         if bi >= len(self.batches) or self.batches[bi] != batch:
-            raise KeyError(f"batch {batch} not in grid of {self.kind}/{self.model}")
+            raise UnknownNameError(
+                f"batch size in the {self.kind}/{self.model} grid", str(batch), map(str, self.batches)
+            )
         return float(self.latency_s[fi, bi]), float(self.energy_j[fi, bi])
 
 

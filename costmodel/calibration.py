@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cluster.catalogue import CATALOGUE, DeviceKind, get_kind
 from costmodel.device_models import (
     BASE_MODEL,
     AnalyticDeviceModel,
@@ -35,6 +34,7 @@ from costmodel.device_models import (
 )
 from costmodel.model_zoo import MODELS, get_model
 from costmodel.profiles import read_loudva_profiling
+from jetfleet.catalogue import CATALOGUE, DeviceKind, get_kind
 from jetfleet.errors import DataError
 
 LOUDVA_SOURCE = "github.com/iloudaros/LoudVA @ 2b4b15efa5231d445b85d500ea5ef51d381a64c3 (MIT), Profiling.csv"
@@ -290,7 +290,7 @@ def build_coefficients(loudva_dir: str | Path, ibis_dir: str | Path | None, fit_
             "power_budget_w": d.power_budget_w,
             "flops_per_cycle": _flops_per_cycle(get_kind(kind), d),
             "arch_efficiency": d.arch_efficiency,
-            "sources": {"specs": "cluster/catalogue.py (gpu_cores, mem_bandwidth_gbps, freqs_hz)", **(d.sources or {})},
+            "sources": {"specs": "jetfleet/catalogue.py (gpu_cores, mem_bandwidth_gbps, freqs_hz)", **(d.sources or {})},
         }
         kinds[kind] = _kind_record(derived, derivation=derivation)
     return {

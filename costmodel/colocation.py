@@ -175,7 +175,7 @@ def engine_states(tenants: Sequence[Tenant]) -> list[EngineState]:
     other engines' busy fractions, ``L'(b) = L(b) (1 + sum_{j != i} u_j)``, solved as a damped fixed point.
     The stretch is the limit where the other engines' batches outlast this one's (each busy one halves
     its speed for the whole batch); when they are shorter the real slow-down is smaller. Against the event
-    simulation (`simulator.colocation`): exact for an engine alone; on 54 two-engine Jetson Nano devices
+    simulation (`costmodel.colocation_sim`): exact for an engine alone; on 54 two-engine Jetson Nano devices
     (the Ibis-like models, total load 0.5-0.85) from 2.3 % under to 15 % over, mean |error| 3.1 %,
     erring high on the heavier engine at high load (docs/seeds/ibis.md; tests/test_colocation.py).
     """

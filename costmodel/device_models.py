@@ -57,10 +57,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cluster.catalogue import CATALOGUE, DeviceKind, get_kind
 from costmodel.base import CostGrid
 from costmodel.model_zoo import MODELS, get_model
 from costmodel.profiles import PROFILE_COLUMNS
+from jetfleet.catalogue import CATALOGUE, DeviceKind, get_kind
 from jetfleet.errors import ConfigError, DataError, FrequencyError, InvalidRequestError, UnknownNameError
 
 COEFFICIENTS_PATH = Path(__file__).parent / "data" / "device_models.json"

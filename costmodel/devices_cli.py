@@ -26,7 +26,7 @@ def list_kinds() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from cluster.catalogue import CATALOGUE
+    from jetfleet.catalogue import CATALOGUE
 
     table = Table(title="Device catalogue")
     for col in ("kind", "name", "GPU MHz", "idle W", "f-change s", "memory GB", "max batch", "cores", "GB/s"):
@@ -56,8 +56,8 @@ def show(
     from rich.console import Console
     from rich.table import Table
 
-    from cluster.catalogue import get_kind
     from costmodel.device_models import batch_ladder, device_model
+    from jetfleet.catalogue import get_kind
 
     k = get_kind(kind)
     dm = device_model(kind)

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cluster.catalogue import CATALOGUE, LOUDVA_NAMES
 from costmodel.lgbm import LightGBMCostModel, mape_pct
+from jetfleet.catalogue import CATALOGUE, LOUDVA_NAMES
 from jetfleet.errors import ConfigError, DataError, UnknownNameError
 
 SPLITS = ("random", "freq", "device")

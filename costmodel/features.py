@@ -4,7 +4,7 @@ Every row (device kind, model, batch, GPU frequency) becomes numbers only: no on
 so an unseen device is described by its catalogue specs and an unseen model by its zoo descriptors.
 
     device      gpu_cores, mem_bandwidth_gbps, memory_gb, tensor_cores, arch_gen (CUDA compute capability),
-                idle_power_w, max_freq_ghz                         (cluster.catalogue)
+                idle_power_w, max_freq_ghz                         (jetfleet.catalogue)
     model       gmacs, params_m, input_hw                          (costmodel.model_zoo)
     operating   freq_ghz, batch
     derived     compute_gcps  = cores * f           giga core-cycles per second: the compute throughput
@@ -30,8 +30,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from cluster.catalogue import DeviceKind, get_kind
 from costmodel.model_zoo import ModelInfo, get_model
+from jetfleet.catalogue import DeviceKind, get_kind
 from jetfleet.errors import DataError
 
 # CUDA compute capability of each architecture: an ordered number, not a one-hot of the name.

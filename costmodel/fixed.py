@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from cluster.catalogue import get_kind
 from costmodel.base import CostGrid
+from jetfleet.catalogue import get_kind
 from jetfleet.errors import ConfigError, UnknownNameError
 
 

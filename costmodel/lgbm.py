@@ -57,7 +57,9 @@ import pandas as pd
 
 from costmodel import features as feat
 from costmodel.base import CostGrid
+from costmodel.device_models import device_model, emulated_profiles
 from costmodel.profiles import validate_profiles
+from jetfleet.catalogue import CATALOGUE, get_kind
 from jetfleet.errors import ConfigError, DataError, InvalidRequestError, JetfleetError, NotFittedError
 
 FORMAT = "jetfleet-lgbm-costmodel"
@@ -151,13 +153,9 @@ class LightGBMCostModel:
     def idle_power_w(self, kind: str, freq_hz: float) -> float:
         """Board power of `kind` idle at `freq_hz` (policies use it): the calibrated device curve of
         `costmodel.device_models`, else the catalogue's figure for kinds it has no curve for."""
-        from costmodel.device_models import device_model
-
         try:
             return float(device_model(kind).idle_power_w(freq_hz))
         except JetfleetError:
-            from cluster.catalogue import get_kind
-
             return get_kind(kind).idle_power_w
 
     def predict_grid(self, kind: str, model: str, freqs_hz: np.ndarray, batches: np.ndarray) -> CostGrid:
@@ -341,9 +339,6 @@ def profiling_batches(max_batch: int) -> list[int]:
 
 @lru_cache(maxsize=8)
 def _default_cost_model(kinds: tuple[str, ...] | None, models: tuple[str, ...] | None) -> LightGBMCostModel:
-    from cluster.catalogue import CATALOGUE, get_kind
-    from costmodel.device_models import emulated_profiles
-
     names = list(CATALOGUE) if kinds is None else list(kinds)
     profiles = pd.concat(
         [emulated_profiles([k], models, batches=profiling_batches(get_kind(k).max_batch)) for k in names],

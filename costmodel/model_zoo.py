@@ -59,11 +59,3 @@ def get_model(name: str) -> ModelInfo:
         return MODELS[name]
     except KeyError:
         raise UnknownNameError("model", name, MODELS) from None
-
-
-def variants_of(family: str) -> list[ModelInfo]:
-    """All variants of a model family, cheapest first."""
-    found = sorted((m for m in MODELS.values() if m.family == family), key=lambda m: m.gmacs)
-    if not found:
-        raise UnknownNameError("model family", family, {m.family for m in MODELS.values()})
-    return found

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from cluster.catalogue import LOUDVA_NAMES
+from jetfleet.catalogue import LOUDVA_NAMES
 from jetfleet.errors import DataError
 
 PROFILE_COLUMNS = ["kind", "model", "batch", "freq_hz", "latency_s", "energy_j", "power_w", "source"]

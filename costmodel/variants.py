@@ -27,7 +27,7 @@ Sources (per variant, in `Variant.source`):
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -35,21 +35,23 @@ import numpy as np
 
 from costmodel.base import CostGrid, CostModel, DeviceModel
 from costmodel.model_zoo import get_model
-from jetfleet.errors import UnknownNameError
+from jetfleet.errors import ConfigError, UnknownNameError
 
 FIXED_FRACTION = 0.2
+# JPEG-compressed natural images at quality ~85-90 take roughly 1-2 bits per pixel; 1.5 is our assumption.
+BITS_PER_PIXEL = 1.5
 
 __all__ = [
+    "BITS_PER_PIXEL",
     "FAMILIES",
     "FIXED_FRACTION",
     "VARIANTS",
     "Variant",
     "VariantCostModel",
     "VariantDeviceModel",
-    "family_of",
     "family_variants",
+    "frame_bits",
     "get_variant",
-    "iter_variants",
     "reference_variant",
     "resolve",
     "wrap_device_models",
@@ -149,10 +151,11 @@ def resolve(name: str) -> Variant | None:
     return None
 
 
-def family_of(name: str) -> str:
-    """The family of a variant or family name; a plain zoo model is its own family."""
-    v = resolve(name)
-    return v.family if v is not None else get_model(name).family
+def frame_bits(input_hw: int, bits_per_pixel: float = BITS_PER_PIXEL) -> float:
+    """Bits a client uploads per frame: resized to `input_hw` x `input_hw`, JPEG-compressed (BITS_PER_PIXEL)."""
+    if input_hw < 1:
+        raise ConfigError(f"input_hw must be >= 1 pixel, got {input_hw}")
+    return float(input_hw * input_hw * bits_per_pixel)
 
 
 def _base_and_scale(name: str) -> tuple[str, float]:
@@ -231,9 +234,3 @@ class VariantCostModel:
 def wrap_device_models(models: Mapping[str, DeviceModel]) -> dict[str, VariantDeviceModel]:
     """Wrap every kind's device model so it answers for variants (for `simulate(device_models=...)`)."""
     return {kind: m if isinstance(m, VariantDeviceModel) else VariantDeviceModel(m) for kind, m in models.items()}
-
-
-def iter_variants() -> Iterator[Variant]:
-    """Every variant, family by family, cheapest first."""
-    for variants in FAMILIES.values():
-        yield from variants

@@ -17,15 +17,20 @@ import secrets
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from ray import serve
 
 from actors.messages import InferAnswer, InferItem
+from actors.metrics import make_metrics
+from actors.scheduler import LiveScheduler
 from cluster.inventory import Fleet, fleet_from_dict
+from costmodel.factory import make_cost_model
 from deployments.devices import ServeDeviceClient, deployment_name, device_app
 from jetfleet.errors import ConfigError
+from policies.overload import OverloadControl
+from policies.registry import make_policy
+from workloads.streams import EXPERIMENT_KEYS, load_stream_set
 
 # The scheduler and the ingress reserve no CPU but must live on the head node (the controller), never on a
 # device's node: a device's node may die, the control plane must not die with it.
@@ -41,7 +46,7 @@ class ServiceConfig:
 
     fleet: Fleet
     policy: str = "jetfleet"
-    cost: str = "lgbm"  # what policies consult: lgbm, oracle or a trained model's directory (build_cost_model)
+    cost: str = "lgbm"  # what policies consult: lgbm, oracle or a saved model's directory (make_cost_model)
     time_scale: float = 1.0
     api_token: str | None = field(default_factory=lambda: secrets.token_urlsafe(24))  # None: no HTTP auth
     app_name: str = DEFAULT_APP
@@ -62,33 +67,11 @@ class ServiceConfig:
             )
 
 
-def build_cost_model(spec: str) -> Any:
-    """What policies consult: `lgbm` (the LightGBM model fitted on the emulated profiles, as `jetfleet simulate`
-    uses by default), `oracle` (the calibrated device models themselves) or a directory saved by
-    `jetfleet costmodel train`."""
-    if spec == "oracle":
-        from costmodel.device_models import OracleCostModel
-
-        return OracleCostModel()
-    from costmodel import lgbm
-
-    if spec == "lgbm":
-        return lgbm.default_cost_model()
-    if not Path(spec).is_dir():
-        raise ConfigError(f"cost model {spec!r}: not 'lgbm', 'oracle' or a trained model's directory")
-    return lgbm.load(spec)
-
-
 def build_policy(spec: str, streams_path: str | None = None) -> Any:
     """The policy `spec`; with a stream config, under overload control (bounded queues, shedding, 429s)."""
-    from policies.registry import make_policy
-
     policy = make_policy(spec)
     if streams_path is None:
         return policy
-    from policies.overload import OverloadControl
-    from simulator.overload import EXPERIMENT_KEYS
-    from workloads.streams import load_stream_set
 
     streams = load_stream_set(streams_path, extra_keys=EXPERIMENT_KEYS)
     return OverloadControl(policy.inner if isinstance(policy, OverloadControl) else policy, streams)
@@ -107,9 +90,6 @@ class SchedulerDeployment:
         device_handles: dict[str, Any],
         streams: str | None = None,
     ) -> None:
-        from actors.metrics import make_metrics
-        from actors.scheduler import LiveScheduler
-
         self.fleet = fleet_from_dict(fleet, "<service fleet>")
         self._writer = None
         if events_path:
@@ -117,7 +97,7 @@ class SchedulerDeployment:
 
             self._writer = JsonlEventWriter(events_path)
         clients = {name: ServeDeviceClient(name, handle) for name, handle in device_handles.items()}
-        self._cost = build_cost_model(cost)
+        self._cost = make_cost_model(cost, where="ServiceConfig.cost")
         self._streams = streams
         self.scheduler = LiveScheduler(
             self.fleet,

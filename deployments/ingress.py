@@ -39,7 +39,6 @@ from deployments.payload import (
     parse_request,
 )
 
-OPEN_PATHS = ("/healthz", "/docs", "/openapi.json", "/redoc", "/docs/oauth2-redirect")
 DECODE_IN_THREAD_BYTES = 256 * 1024  # decode bigger bodies off the event loop
 
 api = FastAPI(

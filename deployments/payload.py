@@ -15,7 +15,7 @@
 Images are decoded with Pillow, converted to RGB, resized and centre-cropped to the model's input side
 (torchvision's classification preset) and normalised with the ImageNet mean and standard deviation into
 float32 (3, H, W) frames. Everything wrong with a body raises
-`PayloadError` with the HTTP status it deserves (400 undecodable, 404 unknown model, 422 invalid field)
+`jetfleet.errors.PayloadError` with the HTTP status it deserves (400 undecodable, 404 unknown model, 422 invalid field)
 and a message naming the field.
 """
 
@@ -30,18 +30,12 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from jetfleet.errors import PayloadError
+
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32).reshape(3, 1, 1)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32).reshape(3, 1, 1)
 MAX_IMAGE_PIXELS = 40_000_000  # a decompression bomb guard per image
 TENSOR_DTYPES = {"float32": np.float32, "float16": np.float16, "uint8": np.uint8}
-
-
-class PayloadError(Exception):
-    """A request body the API refuses; `status` is the HTTP status to answer with."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 class TensorIn(BaseModel):

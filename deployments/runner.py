@@ -12,9 +12,11 @@ import contextlib
 import logging
 import os
 from collections.abc import Iterator
+from typing import Any
 
 from cluster.inventory import Fleet, fleet_from_dict, load_fleet
 from deployments.app import DEFAULT_APP, INGRESS_DEPLOYMENT, Service, ServiceConfig, _serve_port, deploy
+from deployments.devices import deployment_name
 
 
 @contextlib.contextmanager
@@ -86,6 +88,19 @@ def running_service(app_name: str = DEFAULT_APP) -> Service | None:
         app_name=app_name,
     )
     return Service(config, f"http://127.0.0.1:{_serve_port(8000)}")
+
+
+def running_device_handle(device: str, app_name: str = DEFAULT_APP) -> Any:
+    """The running jetfleet service's deployment of `device` (a Serve handle), or None when there is none.
+    `actors.sweeps.sweep_ray` profiles through it, so a served device is not taken from its service."""
+    try:
+        from ray import serve
+
+        if app_name not in serve.status().applications:
+            return None
+        return serve.get_deployment_handle(deployment_name(device), app_name)
+    except Exception:  # noqa: BLE001 - no Serve controller, no such app or deployment: the caller uses an actor
+        return None
 
 
 @contextlib.contextmanager

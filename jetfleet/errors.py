@@ -4,13 +4,15 @@
     ├── ConfigError            a config/inventory/scenario file is wrong (names file, item, field)
     ├── DataError              a profile or trace table is missing columns or holds bad values
     ├── InvalidRequestError    a request a user sent is malformed (HTTP maps it to 4xx)
+    │   └── PayloadError       an HTTP body the API refuses; carries the HTTP status (400, 404, 413, 422)
     ├── UnknownNameError       a device kind, model, policy, fleet... name that does not exist
     ├── NotFittedError         a model was asked to predict before `fit`
     ├── DeviceError            a device, engine, DVFS controller or power meter failed
     │   └── FrequencyError     a frequency outside the device's own available list
-    └── OverloadError          the fleet cannot take a request now (HTTP maps it to 429)
+    └── PolicyContractError    a policy returned a decision the core cannot apply (policies.core)
 
-Every message names the offending value and where it came from.
+Every message names the offending value and where it came from. A request the fleet cannot take now is not an
+exception: admission answers it with a `rejected` outcome and a retry-after (HTTP 429 + Retry-After).
 """
 
 from __future__ import annotations
@@ -34,6 +36,14 @@ class InvalidRequestError(JetfleetError, ValueError):
     """A request from a user is malformed."""
 
 
+class PayloadError(InvalidRequestError):
+    """An HTTP request body the API refuses (`deployments.payload`); `status` is the HTTP status to answer."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 class UnknownNameError(JetfleetError, KeyError):
     """A name (device kind, model, policy, fleet, ...) that is not known."""
 
@@ -55,12 +65,3 @@ class DeviceError(JetfleetError, RuntimeError):
 
 class FrequencyError(DeviceError, ValueError):
     """A GPU frequency that is not in the device's own available-frequency list."""
-
-
-class OverloadError(JetfleetError, RuntimeError):
-    """The fleet cannot accept a request now; `retry_after_s` says when to try again."""
-
-    def __init__(self, message: str, retry_after_s: float = 1.0, reason: str = "overloaded") -> None:
-        super().__init__(message)
-        self.retry_after_s = retry_after_s
-        self.reason = reason

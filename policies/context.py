@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from dataclasses import replace as _replace
 from typing import Protocol
 
-from cluster.catalogue import get_kind
+from jetfleet.catalogue import get_kind
 from costmodel.view import CostView, RawGrid
 from jetfleet.types import DeviceState, Request
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from costmodel.variants import FAMILIES, Variant, family_variants, resolve
+from costmodel.variants import FAMILIES, Variant, family_variants, frame_bits, resolve
 from costmodel.view import CostView, RawGrid
 from jetfleet.errors import ConfigError, UnknownNameError
 from jetfleet.types import Applied, Decisions, DeviceState, Request, SetFrequency
@@ -42,7 +42,6 @@ from policies.context import QueueView, StepContext, device_grid, with_device_fa
 from policies.jetfleet import JetfleetConfig, JetfleetPolicy
 from policies.planning import Margins
 from policies.registry import register
-from workloads.network import frame_bits
 
 REPLAN_S = 0.5
 # Live streams with 75-150 ms SLOs: a frame past its deadline is worth nothing (drop it, do not serve it

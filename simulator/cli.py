@@ -14,17 +14,15 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from jetfleet.errors import ConfigError, UnknownNameError
+from jetfleet.errors import ConfigError
 
 if TYPE_CHECKING:
     from costmodel.base import CostModel
+    from jetfleet.metrics import RunMetrics
     from jetfleet.telemetry import DecisionEvent, EventSink
     from jetfleet.types import Request
-    from simulator.metrics import RunMetrics
 
 app = typer.Typer()
-
-COST_MODELS = ("lgbm", "oracle")
 
 
 @app.command("simulate")
@@ -42,7 +40,7 @@ def simulate_command(
         0, "--seed", help="Seed of the device noise (--noise-cv); seeded policies take theirs in the spec (random:7)."
     ),
     cost_model: str = typer.Option(
-        "", "--cost-model", help="What policies consult: lgbm (default when available) or oracle."
+        "", "--cost-model", help="What policies consult: lgbm (default), oracle or a saved LightGBM model's directory."
     ),
     events: Path | None = typer.Option(None, "--events", help="Write every decision event as JSON lines."),
     noise_cv: float = typer.Option(0.0, "--noise-cv", help="Run-to-run latency variation of the devices (0: none)."),
@@ -69,7 +67,7 @@ def simulate_command(
     for spec in policy:
         make_policy(spec)  # unknown names fail here, before any work
     workloads = _workloads(scenario, poisson_hz, duration_s, seed)
-    cost, cost_name = _cost_model(cost_model, console)
+    cost, cost_name = _cost_model(cost_model)
     noise = _noise(noise_cv)
     results: list[RunMetrics] = []
     writer = _event_writer(events)
@@ -113,22 +111,12 @@ def _workloads(
     raise ConfigError("no workload: give --scenario CSV (LoudVA format, repeatable) or --poisson-hz RATE")
 
 
-def _cost_model(name: str, console: Any) -> tuple[CostModel, str]:
-    """The cost model policies consult: LightGBM by default when it is available, else the oracle."""
-    if name and name not in COST_MODELS:
-        raise UnknownNameError("cost model", name, COST_MODELS)
-    if name in ("", "lgbm"):
-        try:
-            from costmodel.lgbm import default_cost_model
-        except ImportError:
-            if name == "lgbm":
-                raise ConfigError("--cost-model lgbm: costmodel.lgbm is not available in this checkout") from None
-            console.print("[yellow]note:[/] LightGBM cost model not available; policies consult the oracle")
-        else:
-            return default_cost_model(), "lgbm"
-    from costmodel.device_models import OracleCostModel
+def _cost_model(name: str) -> tuple[CostModel, str]:
+    """The cost model policies consult (`costmodel.factory.make_cost_model`; default `lgbm`) and its label."""
+    from costmodel.factory import make_cost_model
 
-    return OracleCostModel(), "oracle"
+    name = name or "lgbm"
+    return make_cost_model(name, where="--cost-model"), name
 
 
 def _noise(cv: float) -> Any:

@@ -23,8 +23,9 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from cluster.catalogue import DeviceKind
 from costmodel.base import DeviceModel
+from jetfleet.catalogue import DeviceKind
+from jetfleet.errors import DataError
 
 # (latency_s, energy_j) of one batch: the device model's truth, possibly with noise applied.
 BatchCostFn = Callable[[str, int, float], tuple[float, float]]
@@ -104,7 +105,7 @@ class EmulatedDevice:
             latency_s = float(self.model.latency_s(model, n_frames, freq_hz))
             energy_j = float(self.model.energy_j(model, n_frames, freq_hz))
             if not (latency_s > 0 and math.isfinite(latency_s) and energy_j >= 0 and math.isfinite(energy_j)):
-                raise ValueError(
+                raise DataError(
                     f"device model of {self.kind.key} gave latency {latency_s} s, energy {energy_j} J "
                     f"for {model} batch {n_frames} at {freq_hz:.0f} Hz"
                 )

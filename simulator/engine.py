@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from cluster.catalogue import get_kind
+from jetfleet.catalogue import get_kind
 from cluster.inventory import Fleet
 from costmodel.base import CostModel, DeviceModel
 from jetfleet.errors import ConfigError
@@ -36,7 +36,7 @@ from jetfleet.types import Batch, BatchResult, DeviceState, DropReason, Outcome,
 from policies.base import Policy
 from policies.core import SchedulerCore, StepOutput
 from simulator.devices import EmulatedDevice
-from simulator.metrics import RunMetrics, RunRecord, compute_metrics, energy_bound_j
+from jetfleet.metrics import RunMetrics, RunRecord, compute_metrics, energy_bound_j
 
 if TYPE_CHECKING:
     from costmodel.device_models import NoiseModel
@@ -59,7 +59,7 @@ class SimResult:
     device_batches: dict[str, int]
     start_s: float  # start of the energy window: the first arrival unless simulate(start_s=) moved it
     end_s: float  # last answer
-    energy_bound_j: float  # `simulator.metrics.energy_bound_j` of the completed requests over [start_s, end_s]
+    energy_bound_j: float  # `jetfleet.metrics.energy_bound_j` of the completed requests over [start_s, end_s]
     decisions: int  # calls of Policy.decide
     metrics: RunMetrics = field(repr=False)
 

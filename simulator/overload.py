@@ -31,16 +31,20 @@ from typing import Any
 
 from cluster.inventory import Fleet, fleet_from_dict, load_fleet
 from costmodel.base import CostModel, DeviceModel
+from costmodel.device_models import OracleCostModel
+from costmodel.fixed import FixedServiceCost, FixedServiceModel
 from jetfleet.config import read_config_file
 from jetfleet.errors import ConfigError
 from jetfleet.telemetry import EventSink
 from jetfleet.types import Outcome, OutcomeStatus, Request
 from policies.base import Policy
+from policies.jetfleet import JetfleetConfig, JetfleetPolicy
 from policies.overload import FifoPolicy, OverloadControl, make_inner
+from policies.planning import Margins
 from policies.streams import StreamSet, stream_set_from_dict
-from workloads.streams import ArrivalSpec, arrival_spec_from_dict, stream_arrivals
+from simulator.engine import default_device_models, simulate
+from workloads.streams import EXPERIMENT_KEYS, ArrivalSpec, arrival_spec_from_dict, stream_arrivals
 
-EXPERIMENT_KEYS = ("name", "description", "source", "arrivals", "device", "fleet", "policies", "margins")
 DEVICE_KEYS = ("kind", "busy_power_w", "idle_power_w", "max_batch")
 DEFAULT_POLICIES = {"fifo": "fifo", "jetfleet": "overload:jetfleet"}
 BUDGET_TOLERANCE_S = 1e-9  # float noise of a completion computed to land exactly on the deadline
@@ -114,13 +118,8 @@ def _fleet(raw: Any, kind: str, source: str) -> Fleet:
 def _truth(
     streams: StreamSet, fleet: Fleet, device: Mapping[str, Any], source: str
 ) -> tuple[dict[str, DeviceModel], CostModel]:
-    from costmodel.fixed import FixedServiceCost, FixedServiceModel
-
     fixed = [s for s in streams.streams if s.service_ms is not None]
     if not fixed:
-        from costmodel.device_models import OracleCostModel
-        from simulator.engine import default_device_models
-
         return default_device_models(fleet), OracleCostModel()
     if len(fixed) != len(streams.streams):
         missing = next(s.name for s in streams.streams if s.service_ms is None)
@@ -146,9 +145,6 @@ def build_policy(experiment: OverloadExperiment, spec: str, label: str = "") -> 
     if name == "overload":
         inner_spec = arg or "jetfleet"
         if inner_spec == "jetfleet" and experiment.margins is not None:
-            from policies.jetfleet import JetfleetConfig, JetfleetPolicy
-            from policies.planning import Margins
-
             inner: Policy = JetfleetPolicy(JetfleetConfig(margins=Margins(**experiment.margins)))
         else:
             inner = make_inner(inner_spec)
@@ -274,8 +270,6 @@ def run_policy(
     experiment: OverloadExperiment, label: str, spec: str, *, seed: int = 0, sink: EventSink | None = None
 ) -> tuple[Any, dict[str, StreamStats]]:
     """Simulate one policy on the experiment's arrivals; returns the SimResult and per-stream stats."""
-    from simulator.engine import simulate
-
     requests = stream_arrivals(experiment.streams, experiment.arrivals, seed=seed)
     policy = build_policy(experiment, spec, label)
     fleet, truth = experiment.fleet, experiment.device_models

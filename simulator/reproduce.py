@@ -23,29 +23,16 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import typer
 
 from jetfleet.errors import DataError
+from simulator.reproduce_report import AGX_POLICIES, CLUSTER_POLICIES, MeasuredRow, SimRow, render_report
 
 SCENARIOS = ("exp1-id0", "exp1-id1", "exp1-id2", "exp1-id3", "exp1-id4", "exp1-id6")
-AGX_POLICIES = (
-    "transparent",
-    "fixed-batch:8",
-    "fixed-batch:16",
-    "fixed-batch:32",
-    "interval:0.2",
-    "interval:0.5",
-    "interval:1.0",
-    "round-robin",
-    "loudva",
-    "jetfleet",
-    "jetfleet:drop",
-)
-CLUSTER_POLICIES = ("transparent", "round-robin", "random", "loudva", "jetfleet")
 # LoudVA's row names in experiment1_report_aggregated.csv -> our policy names.
 MEASURED_POLICY = {
     "No Scheduler": "transparent",
@@ -62,43 +49,6 @@ WINDOWS = {"first-arrival": None, "from-zero": 0.0}  # energy window -> simulate
 LOAD_FACTORS = (4, 8)  # Experiment 1 compressed in time: its requests arriving 4 and 8 times faster
 LOAD_POLICIES = ("transparent", "loudva", "jetfleet", "jetfleet:drop")
 HELD_OUT_POLICIES = ("transparent", "round-robin", "loudva", "jetfleet")  # on LoudVA's 15 extra scenarios
-
-
-@dataclass(frozen=True)
-class SimRow:
-    """One policy's aggregate over the scenarios, on one fleet, with one cost model and energy window."""
-
-    fleet: str
-    cost_model: str  # what the policy consulted: "lgbm" or "oracle"
-    window: str  # "first-arrival" (DESIGN.md) or "from-zero" (LoudVA's measurement window)
-    policy: str
-    requests: int
-    frames: int
-    frames_within_slo: int
-    pct_frames_within_slo: float
-    energy_j: float
-    frames_per_joule: float
-    p50_latency_s: float
-    p95_latency_s: float
-    dropped_frames: int
-    bound_fraction: float
-    energy_bound_j: float
-    completed_frames: int
-    duration_s: float
-    workload: str = "exp1"  # "exp1", "exp1 x4"/"exp1 x8" (compressed in time) or "extra" (LoudVA's 15 others)
-
-
-@dataclass(frozen=True)
-class MeasuredRow:
-    """One row of LoudVA's measured Experiment 1 table (one AGX Xavier, the six scenarios aggregated)."""
-
-    name: str  # LoudVA's scheduler name
-    policy: str  # ours
-    frames: int
-    energy_j: float
-    frames_per_joule: float
-    pct_frames_within_slo: float
-    pct_requests_timed_out: float
 
 
 def read_measured(path: Path) -> list[MeasuredRow]:
@@ -133,22 +83,10 @@ def read_measured(path: Path) -> list[MeasuredRow]:
 
 
 def cost_models(names: Sequence[str]) -> dict[str, Any]:
-    """The cost models by name; `lgbm` is left out (with a note) when this checkout has none."""
-    out: dict[str, Any] = {}
-    for name in names:
-        if name == "lgbm":
-            try:
-                from costmodel.lgbm import default_cost_model
-            except ImportError:
-                continue
-            out[name] = default_cost_model()
-        elif name == "oracle":
-            from costmodel.device_models import OracleCostModel
+    """The cost models by name (`costmodel.factory.make_cost_model`), in the order given."""
+    from costmodel.factory import make_cost_model
 
-            out[name] = OracleCostModel()
-        else:
-            raise typer.BadParameter(f"unknown cost model {name!r}; known: lgbm, oracle")
-    return out
+    return {name: make_cost_model(name, where="--cost-model") for name in names}
 
 
 def run_grid(
@@ -259,7 +197,6 @@ def main(
     from rich.progress import Progress
 
     from costmodel.profiles import loudva_data_dir
-    from simulator.reproduce_report import render_report
 
     console = Console(stderr=True)
     if from_json is not None:
@@ -274,10 +211,6 @@ def main(
     measured = read_measured(loudva_dir / "experiment1_report_aggregated.csv")
     names = ["oracle"] if quick else cost_model
     costs = cost_models(names)
-    if not costs:
-        raise typer.BadParameter(f"none of the cost models {names} is available")
-    if "lgbm" in names and "lgbm" not in costs:
-        console.print("[yellow]note:[/] costmodel.lgbm is not available; the report uses the oracle only")
     scenarios = SCENARIOS[:2] if quick else SCENARIOS
     n_runs = plan_size(len(costs), not quick)
     with Progress(console=console, transient=True) as progress:

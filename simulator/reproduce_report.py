@@ -1,4 +1,4 @@
-"""The LoudVA reproduction report: markdown tables, target checks and plots from `simulator.reproduce` rows.
+"""The LoudVA reproduction report: the rows `simulator.reproduce` fills, and their tables, checks and plots.
 
 Pure formatting over the rows (plus two PNGs through matplotlib's Agg backend); every number in the text
 comes from the rows or from LoudVA's measured table, so regenerating the report keeps it true.
@@ -11,12 +11,64 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cluster.catalogue import get_kind
-from simulator.reproduce import AGX_POLICIES, CLUSTER_POLICIES, MeasuredRow, SimRow
+from jetfleet.catalogue import get_kind
 
 IDLE_FLOOR_W = get_kind("agx-xavier").idle_power_w  # idle board power at the lowest clock (LoudVA's logs)
 AGX_PLOT = "reproduction-loudva-agx.png"
 CLUSTER_PLOT = "reproduction-loudva-cluster.png"
+
+
+AGX_POLICIES = (
+    "transparent",
+    "fixed-batch:8",
+    "fixed-batch:16",
+    "fixed-batch:32",
+    "interval:0.2",
+    "interval:0.5",
+    "interval:1.0",
+    "round-robin",
+    "loudva",
+    "jetfleet",
+    "jetfleet:drop",
+)
+CLUSTER_POLICIES = ("transparent", "round-robin", "random", "loudva", "jetfleet")
+
+
+@dataclass(frozen=True)
+class SimRow:
+    """One policy's aggregate over the scenarios, on one fleet, with one cost model and energy window."""
+
+    fleet: str
+    cost_model: str  # what the policy consulted: "lgbm" or "oracle"
+    window: str  # "first-arrival" (DESIGN.md) or "from-zero" (LoudVA's measurement window)
+    policy: str
+    requests: int
+    frames: int
+    frames_within_slo: int
+    pct_frames_within_slo: float
+    energy_j: float
+    frames_per_joule: float
+    p50_latency_s: float
+    p95_latency_s: float
+    dropped_frames: int
+    bound_fraction: float
+    energy_bound_j: float
+    completed_frames: int
+    duration_s: float
+    workload: str = "exp1"  # "exp1", "exp1 x4"/"exp1 x8" (compressed in time) or "extra" (LoudVA's 15 others)
+
+
+@dataclass(frozen=True)
+class MeasuredRow:
+    """One row of LoudVA's measured Experiment 1 table (one AGX Xavier, the six scenarios aggregated)."""
+
+    name: str  # LoudVA's scheduler name
+    policy: str  # ours
+    frames: int
+    energy_j: float
+    frames_per_joule: float
+    pct_frames_within_slo: float
+    pct_requests_timed_out: float
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,6 @@ time per re-plan. `python -m simulator.variants_experiment --help` runs the full
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -32,13 +31,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import typer
 
-from cluster.catalogue import get_kind
 from cluster.inventory import Fleet, load_fleet
-from costmodel.variants import VariantCostModel, get_variant, reference_variant, wrap_device_models
+from costmodel.variants import VariantCostModel, frame_bits, get_variant, reference_variant, wrap_device_models
+from jetfleet.catalogue import get_kind
 from jetfleet.types import DeviceState, OutcomeStatus, Request
 from policies.variants import REPLAN_S, ClientInfo, credited_accuracy
-from workloads.network import BandwidthTrace, frame_bits, make_trace, upload_time_s
+from workloads.network import BandwidthTrace, make_trace, upload_time_s
 
 CLIENTS = (1, 2, 4, 8)
 FPS = (15.0, 25.0)
@@ -260,29 +260,32 @@ def summarize(rows: Sequence[RunRow]) -> dict[str, dict[str, float]]:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Model-variant grid: jetfleet-variants vs jellyfish.")
-    parser.add_argument("--fleet", default=str(DEFAULT_FLEET), help="fleet name or inventory YAML")
-    parser.add_argument("--family", default="mobilenetv2", help="model family the clients request")
-    parser.add_argument("--duration-s", type=float, default=30.0, help="seconds of video per run")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--policy", action="append", help="policies (default: jetfleet-variants, jellyfish)")
-    parser.add_argument("--quick", action="store_true", help="a reduced grid (2 clients x 25 fps x 100 ms x 3 traces)")
-    parser.add_argument("--out", default="out/variants", help="folder for rows.csv, summary.json and plots")
-    parser.add_argument("--jobs", type=int, default=1, help="worker processes")
-    args = parser.parse_args(argv)
-    points = grid(clients=(2,), fps=(25.0,), slos_s=(0.1,)) if args.quick else grid()
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+
+
+@app.command()
+def main(
+    fleet: str = typer.Option(str(DEFAULT_FLEET), "--fleet", help="fleet name or inventory YAML"),
+    family: str = typer.Option("mobilenetv2", "--family", help="model family the clients request"),
+    duration_s: float = typer.Option(30.0, "--duration-s", help="seconds of video per run"),
+    seed: int = typer.Option(0, "--seed"),
+    policy: list[str] = typer.Option(None, "--policy", help="policies (default: jetfleet-variants, jellyfish)"),
+    quick: bool = typer.Option(False, "--quick", help="a reduced grid (2 clients x 25 fps x 100 ms x 3 traces)"),
+    out: Path = typer.Option(Path("out/variants"), "--out", help="folder for rows.csv, summary.json and plots"),
+    jobs: int = typer.Option(1, "--jobs", help="worker processes"),
+) -> None:
+    """Model-variant grid: jetfleet-variants vs jellyfish."""
+    points = grid(clients=(2,), fps=(25.0,), slos_s=(0.1,)) if quick else grid()
     rows = run_grid(
         points,
-        tuple(args.policy or POLICIES),
-        fleet=load_fleet(args.fleet),
-        family=args.family,
-        duration_s=args.duration_s,
-        seed=args.seed,
+        tuple(policy or POLICIES),
+        fleet=load_fleet(fleet),
+        family=family,
+        duration_s=duration_s,
+        seed=seed,
         progress=True,
-        jobs=args.jobs,
+        jobs=jobs,
     )
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     import pandas as pd
 
@@ -290,12 +293,11 @@ def main(argv: list[str] | None = None) -> int:
     table.to_csv(out / "rows.csv", index=False)
     summary = summarize(rows)
     (out / "summary.json").write_text(
-        json.dumps({"family": args.family, "fleet": args.fleet, "summary": summary}, indent=2) + "\n"
+        json.dumps({"family": family, "fleet": fleet, "summary": summary}, indent=2) + "\n"
     )
-    plot_rows(rows, out / "accuracy_vs_miss.png", family=args.family)
+    plot_rows(rows, out / "accuracy_vs_miss.png", family=family)
     print(json.dumps(summary, indent=2))
     print(f"wrote {out / 'rows.csv'}, {out / 'summary.json'} and {out / 'accuracy_vs_miss.png'}", file=sys.stderr)
-    return 0
 
 
 def plot_rows(rows: Sequence[RunRow], path: Path, *, family: str = "") -> None:
@@ -337,4 +339,4 @@ def plot_rows(rows: Sequence[RunRow], path: Path, *, family: str = "") -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    app()

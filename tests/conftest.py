@@ -9,6 +9,13 @@ import pytest
 from costmodel.profiles import loudva_data_dir
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test that uses the shared Ray cluster (directly or through another fixture) is marked `ray`."""
+    for item in items:
+        if "ray_cluster" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.ray)
+
+
 @pytest.fixture(scope="session")
 def loudva_dir() -> Path:
     """The LoudVA measurement folder (../shared/data/loudva); skips the test when absent."""

@@ -6,8 +6,8 @@ The tests pin the runtime's behaviour, not the calibration, so they use this sim
 
 from __future__ import annotations
 
-from cluster.catalogue import get_kind
 from costmodel.model_zoo import get_model
+from jetfleet.catalogue import get_kind
 
 
 class LinearDeviceModel:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from cluster.catalogue import get_kind
 from cluster.inventory import Fleet, fleet_from_dict
 from costmodel.base import CostGrid
+from jetfleet.catalogue import get_kind
 from jetfleet.types import Decisions, Dispatch, Request
 from policies.base import Policy
 from policies.context import StepContext

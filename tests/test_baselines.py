@@ -7,7 +7,7 @@ import pytest
 from policy_harness import arrive, decide
 from sim_fakes import FakeCost, fake_models, make_fleet, req
 
-from cluster.catalogue import get_kind
+from jetfleet.catalogue import get_kind
 from jetfleet.errors import ConfigError, UnknownNameError
 from jetfleet.types import DeviceState, OutcomeStatus
 from policies.baselines import FixedBatch, Interval, Random, RoundRobin, Transparent, batch_cap, take_frames
@@ -163,7 +163,8 @@ def test_loudva_ignores_work_queued_on_a_device_and_stops_at_two_in_flight():
     """A device with one batch in flight is still 'available' (and treated as idle); with two it is not."""
     q = RequestQueue([req(i, frames=8, slo=2.0) for i in range(8)])
     one = decide(LoudVA(), 0.0, q, [_agx(in_flight=1, busy_until_s=100.0)], FakeCost())
-    assert one.dispatches  # a deadline 2 s away, behind 100 s of work: LoudVA does not see it
+    idle = decide(LoudVA(), 0.0, q, [_agx()], FakeCost())
+    assert one.dispatches and one == idle  # a deadline 2 s away, behind 100 s of work: planned as if idle
     two = decide(LoudVA(), 0.0, q, [_agx(in_flight=2, busy_until_s=100.0)], FakeCost())
     assert not two.dispatches
 

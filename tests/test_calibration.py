@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cluster.catalogue import CATALOGUE
 from costmodel.calibration import (
     DERIVATIONS,
     MEASURED_KINDS,
@@ -25,6 +24,7 @@ from costmodel.device_models import COEFFICIENTS_PATH, coefficients_from_dict, d
 from costmodel.model_zoo import MODELS
 from costmodel.profiles import read_profiles
 from jetfleet import cli
+from jetfleet.catalogue import CATALOGUE
 from jetfleet.errors import DataError
 
 LATENCY_TARGET_PCT, ENERGY_TARGET_PCT = 10.0, 12.0

@@ -1,4 +1,4 @@
-"""Co-location latency model (costmodel.colocation) and its discrete-event check (simulator.colocation)."""
+"""Co-location latency model (costmodel.colocation) and its discrete-event check (costmodel.colocation_sim)."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from costmodel.colocation import (
     validate_edgetpu_fcfs,
     validate_trt_ps,
 )
+from costmodel.colocation_sim import CoEngine, CoStream, simulate_colocation
 from jetfleet.errors import ConfigError, DataError, InvalidRequestError
-from simulator.colocation import CoEngine, CoStream, simulate_colocation
 
 
 def test_trt_processor_sharing_matches_ibis_within_15_percent(ibis_dir):
@@ -141,7 +141,7 @@ def test_batching_engine_cannot_keep_up_beyond_full_batches():
     assert math.isfinite(batching_engine_s(110.0, curve)[0])
 
 
-@pytest.mark.parametrize("rate_hz", [60.0, 100.0])
+@pytest.mark.parametrize("rate_hz", [60.0, pytest.param(100.0, marks=pytest.mark.slow)])
 def test_batching_engine_alone_matches_the_simulation(rate_hz):
     """A lone batching engine (62 % and 92 % busy) is solved exactly: within 2 % of a long simulation."""
     curve = lambda b: 0.0108 * (1.0 + 0.75 * (b - 1))  # noqa: E731

@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pytest
 
-from cluster.catalogue import CATALOGUE
 from costmodel.base import CostModel, DeviceModel
 from costmodel.device_models import (
     AnalyticDeviceModel,
@@ -20,6 +19,7 @@ from costmodel.device_models import (
 )
 from costmodel.model_zoo import MODELS
 from costmodel.profiles import PROFILE_COLUMNS, validate_profiles
+from jetfleet.catalogue import CATALOGUE
 from jetfleet.errors import ConfigError, FrequencyError, InvalidRequestError, UnknownNameError
 
 KINDS = sorted(CATALOGUE)

@@ -11,8 +11,8 @@ from device_fakes import LinearDeviceModel
 from actors.device import BatchRun, DeviceRuntime
 from actors.dvfs import EmulatedDvfs
 from actors.engines.base import Engine
-from cluster.catalogue import get_kind
 from cluster.inventory import DeviceSpec
+from jetfleet.catalogue import get_kind
 from jetfleet.errors import FrequencyError
 from jetfleet.types import Batch, Dispatch, Request
 

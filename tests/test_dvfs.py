@@ -9,7 +9,7 @@ import pytest
 from device_fakes import LinearDeviceModel
 
 from actors.dvfs import EmulatedDvfs, JetsonDvfs, NvmlDvfs
-from cluster.catalogue import get_kind
+from jetfleet.catalogue import get_kind
 from jetfleet.errors import DeviceError, FrequencyError
 
 XAVIER_NODE = "sys/class/devfreq/17000000.gv11b"

@@ -10,7 +10,7 @@ from device_fakes import LinearDeviceModel
 
 from actors.engines.base import topk_outputs
 from actors.engines.emulated import EmulatedEngine
-from cluster.catalogue import get_kind
+from jetfleet.catalogue import get_kind
 from jetfleet.errors import ConfigError, DeviceError, UnknownNameError
 
 torch = pytest.importorskip("torch")

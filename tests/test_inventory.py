@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from cluster.catalogue import CATALOGUE, LOUDVA_NAMES, get_kind
 from cluster.inventory import DeviceSpec, builtin_fleets, fleet_from_dict, load_fleet
+from jetfleet.catalogue import CATALOGUE, LOUDVA_NAMES, get_kind
 from jetfleet.errors import ConfigError, FrequencyError, UnknownNameError
 
 REQUIRED_KINDS = {"jetson-nano", "xavier-nx", "agx-xavier", "orin-nano", "orin-nx", "agx-orin", "cuda-gpu", "cpu"}

@@ -9,9 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from policy_harness import decide, view_of
 
-from cluster.catalogue import get_kind
 from costmodel.device_models import OracleCostModel
 from costmodel.variants import VariantCostModel, get_variant
+from jetfleet.catalogue import get_kind
 from jetfleet.types import DeviceState, DropReason, Request
 from policies.context import with_device_facts
 from policies.jellyfish import JellyfishPlanner, JellyfishPolicy, _knapsack

@@ -6,12 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cluster.catalogue import get_kind
 from costmodel.base import CostModel
 from costmodel.device_models import emulated_profiles
 from costmodel.evaluation import evaluate, held_out_freqs, resolve_kind, split, split_freq, split_random
 from costmodel.lgbm import LightGBMCostModel, default_cost_model, load, profiling_batches
 from costmodel.profiles import read_loudva_profiling
+from jetfleet.catalogue import get_kind
 from jetfleet.errors import ConfigError, DataError, InvalidRequestError, NotFittedError, UnknownNameError
 
 SMALL = {"n_estimators": 60, "learning_rate": 0.15}

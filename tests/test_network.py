@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from costmodel.variants import frame_bits
 from jetfleet.errors import ConfigError, DataError
 from workloads.network import (
     STEP_LEVELS_MBPS,
     BandwidthTrace,
-    frame_bits,
     load_trace,
     lte_trace,
     make_trace,

@@ -313,7 +313,12 @@ def test_the_events_explain_every_drop_and_agree_with_the_outcomes(two_task):
 
 
 @pytest.mark.parametrize(
-    "name", ["overload-sustained", "overload-3stream", pytest.param("overload-fleet", marks=pytest.mark.slow)]
+    "name",
+    [
+        pytest.param("overload-sustained", marks=pytest.mark.slow),
+        "overload-3stream",
+        pytest.param("overload-fleet", marks=pytest.mark.slow),
+    ],
 )
 def test_the_other_configs_meet_the_target_too(name):
     out = compare(load_experiment(CONFIGS / f"{name}.json"))

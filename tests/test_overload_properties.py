@@ -244,9 +244,5 @@ def test_checked_wrapper_catches_a_broken_bound():
 
     checked = Checked(Leaky(), streams)
     q = RequestQueue([Request(0, 0.0, 1, 1.0, "m", stream="a")])
-    try:
+    with pytest.raises(AssertionError, match="stream:a holds 2 > 1"):
         arrive(checked, 0.0, Request(1, 0.0, 1, 1.0, "m", stream="a"), q)
-    except AssertionError as e:
-        assert "stream:a holds 2 > 1" in str(e)
-    else:
-        raise AssertionError("an overflowing queue went unnoticed")

@@ -88,3 +88,12 @@ def test_refused_requests_are_429_with_retry_after_and_drops_503():
     assert http_status(InferAnswer(1, "dropped", "deadline_unreachable")) == (503, {})
     body = answer_body(InferAnswer(1, "dropped", "shed", detail="protects camera0"), 2, 1.5)
     assert body["reason"] == "shed" and body["detail"] == "protects camera0" and body["outputs"] == []
+
+
+def test_payload_error_is_in_the_project_tree():
+    """A refused body is an InvalidRequestError (and a ValueError) that carries its HTTP status."""
+    from jetfleet.errors import InvalidRequestError, JetfleetError
+
+    e = PayloadError(422, "bad")
+    assert isinstance(e, InvalidRequestError) and isinstance(e, JetfleetError) and isinstance(e, ValueError)
+    assert e.status == 422

@@ -54,6 +54,7 @@ def test_model_method_refuses_what_would_break_the_slo():
     assert not any(h.apps for h in hosts)
 
 
+@pytest.mark.slow
 def test_ibis_setup_model_hosts_2_3x_first_fit_without_violations():
     """The issue's target, judged by the 300 s simulation (the CLI's default check)."""
     config, fleet = load_apps(CONFIGS / "apps-ibis.yaml"), load_fleet(CONFIGS / "fleet-ibis.yaml")
@@ -63,6 +64,7 @@ def test_ibis_setup_model_hosts_2_3x_first_fit_without_violations():
     assert model.hosted >= 2.3 * ff.hosted
 
 
+@pytest.mark.slow
 def test_heterogeneous_fleet_memory_only_packing_violates_slos():
     config, fleet = load_apps(CONFIGS / "apps-hetero.yaml"), load_fleet(CONFIGS / "fleet-hetero.yaml")
     ff = run_placement(config, fleet, "first-fit", duration_s=60)

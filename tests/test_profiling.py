@@ -10,10 +10,11 @@ from device_fakes import LinearDeviceModel
 
 from actors.device import DeviceRuntime
 from actors.engines.emulated import EmulatedEngine
-from actors.profiling import plan_sweeps, profile_device, rows_to_table, select_frequencies, sweep_local
-from cluster.catalogue import MHZ, get_kind
+from actors.profiling import profile_device, rows_to_table, select_frequencies
+from actors.sweeps import plan_sweeps, sweep_local
 from cluster.inventory import DeviceSpec, fleet_from_dict
 from costmodel.profiles import PROFILE_COLUMNS, read_profiles, validate_profiles
+from jetfleet.catalogue import MHZ, get_kind
 from jetfleet.errors import FrequencyError
 
 NANO = get_kind("jetson-nano")
@@ -160,7 +161,7 @@ def ray_with_devices(ray_cluster):
 @pytest.mark.slow
 def test_ray_sweep_runs_on_actors_pinned_to_the_devices(ray_with_devices):
     """Under Ray each device is swept by an actor holding its device resource; a missing one is reported."""
-    from actors.profiling import sweep_ray
+    from actors.sweeps import sweep_ray
 
     fleet = fleet_from_dict(
         {
@@ -171,7 +172,7 @@ def test_ray_sweep_runs_on_actors_pinned_to_the_devices(ray_with_devices):
         }
     )
     plans = plan_sweeps(fleet, batches=[1, 2], freqs_mhz=[921.6, 1109.25, 1377], warmup=0, repetitions=1)
-    result = asyncio.run(sweep_ray(plans, speed_factor=1000, acquire_timeout_s=60, via_serve=False))
+    result = asyncio.run(sweep_ray(plans, speed_factor=1000, acquire_timeout_s=60))
     table = validate_profiles(result.table())
     assert sorted(set(table["source"])) == ["profile:nano0", "profile:nx0"] and len(table) == 4
     assert list(result.failures) == ["agx9"] and "device:agx9" in result.failures["agx9"]

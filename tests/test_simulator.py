@@ -7,14 +7,14 @@ import math
 import pytest
 from sim_fakes import FakeCost, FakeDeviceModel, SendAll, fake_models, make_fleet, req
 
-from cluster.catalogue import get_kind
 from costmodel.device_models import NoiseModel, device_model
+from jetfleet.catalogue import get_kind
 from jetfleet.errors import ConfigError
+from jetfleet.metrics import RESULT_KEYS, energy_bound_j
 from jetfleet.telemetry import EventList
 from jetfleet.types import Decisions, Dispatch, OutcomeStatus, SetFrequency
 from policies.base import Policy
 from simulator.engine import aggregate, simulate
-from simulator.metrics import RESULT_KEYS, energy_bound_j
 
 AGX = get_kind("agx-xavier")
 F_MAX, F_MIN = AGX.max_freq_hz, AGX.min_freq_hz

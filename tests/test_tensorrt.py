@@ -220,6 +220,15 @@ def _frames(n: int, seed: int = 1) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal((n, 3, HW, HW), dtype=np.float32)
 
 
+def _assert_same_top5(outputs, logits: np.ndarray) -> None:
+    """`outputs` are the top-5 of `logits`, row for row: same classes in the same order, same model, and scores
+    within float32 rounding (rtol 1e-4: a float32 MatMul split into chunks may round its last bits differently)."""
+    expected = topk_outputs(logits, "linear")
+    assert len(outputs) == len(expected)
+    assert [(o.classes, o.model) for o in outputs] == [(e.classes, e.model) for e in expected]
+    np.testing.assert_allclose([o.scores for o in outputs], [e.scores for e in expected], rtol=1e-4)
+
+
 def test_plan_has_a_dynamic_batch_profile_fp16_and_a_workspace(tmp_path):
     """The optimisation profile spans batch 1..max_batch (opt as asked) at the model's own C, H, W."""
     path, _ = _linear_onnx(tmp_path / "m.onnx")
@@ -244,7 +253,7 @@ def test_run_gives_the_networks_logits_through_named_tensors(tmp_path):
     engine, trt = _engine(tmp_path, path)
     frames = _frames(3)
     run = asyncio.run(engine.run("linear", frames, 3, 0.0))
-    assert run.outputs == topk_outputs(frames.reshape(3, -1) @ w, "linear")
+    _assert_same_top5(run.outputs, frames.reshape(3, -1) @ w)
     stream, addresses = trt.log["exec"][0]
     assert stream == 77 and set(addresses) == {"input", "logits"}
     assert trt.log["shapes"] == [(3, 3, HW, HW)]
@@ -256,8 +265,8 @@ def test_batches_above_max_batch_run_in_chunks(tmp_path):
     engine, trt = _engine(tmp_path, path)
     frames = _frames(19)
     run = asyncio.run(engine.run("linear", frames, 19, 0.0))
-    assert [s[0] for s in trt.log["shapes"]] == [8, 8, 3]
-    assert run.outputs == topk_outputs(frames.reshape(19, -1) @ w, "linear")
+    assert [s[0] for s in trt.log["shapes"]] == [8, 8, 3] and len(trt.log["exec"]) == 3
+    _assert_same_top5(run.outputs, frames.reshape(19, -1) @ w)
 
 
 def test_plan_is_cached_and_reused(tmp_path):

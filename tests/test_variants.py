@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from policy_harness import view_of
 
-from cluster.catalogue import get_kind
 from cluster.inventory import fleet_from_dict
 from costmodel.device_models import OracleCostModel, device_model
 from costmodel.model_zoo import MODELS
@@ -22,6 +21,7 @@ from costmodel.variants import (
     reference_variant,
     resolve,
 )
+from jetfleet.catalogue import get_kind
 from jetfleet.errors import UnknownNameError
 from jetfleet.types import DeviceState, Request
 from policies.context import with_device_facts

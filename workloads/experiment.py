@@ -17,21 +17,27 @@ else the seeded generated scenario shipped in `workloads/data/demo-scenario.csv`
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import csv
+import enum
 import json
 import math
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+import typer
 
 from jetfleet.types import Request
 
 DATA_DIR = Path(__file__).parent / "data"
 DEMO_SCENARIO = DATA_DIR / "demo-scenario.csv"
-LIVE_KEYS = ("frames_per_joule", "pct_frames_within_slo", "p95_latency_s", "energy_j", "dropped_frames")
+
+
+class Payload(str, enum.Enum):
+    """What a replayed request carries: synthetic frame tensors, or JPEG images the ingress decodes."""
+
+    frames = "frames"
+    images = "images"
 
 
 def default_scenario() -> Path:
@@ -42,28 +48,6 @@ def default_scenario() -> Path:
     if loudva is not None and (loudva / "scenarios" / "exp1-id0.csv").exists():
         return loudva / "scenarios" / "exp1-id0.csv"
     return DEMO_SCENARIO
-
-
-def generate_scenario(seed: int = 0, duration_s: float = 240.0, cameras: int = 2) -> list[Request]:
-    """A LoudVA-like workload: per camera, bursty events of 1-6 frames with 1-16 s SLOs (seeded)."""
-    from workloads.arrivals import bursty
-
-    out: list[Request] = []
-    for cam in range(cameras):
-        reqs = bursty(1.0, duration_s, seed=seed * 100 + cam, frames=(1, 6), slo_s=(1.0, 16.0), start_s=2.0)
-        out += [Request(0, r.arrival_s, r.n_frames, round(r.slo_s, 3), stream=f"camera{cam}") for r in reqs]
-    out.sort(key=lambda r: r.arrival_s)
-    return [Request(i, r.arrival_s, r.n_frames, r.slo_s, stream=r.stream) for i, r in enumerate(out)]
-
-
-def write_scenario(requests: Sequence[Request], path: Path) -> None:
-    """Write requests in LoudVA's scenario format (Time, Frames After Filter, Camera Index, ...)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["Time", "Frames After Filter", "Camera Index", "Throughput", "latency_constraint"])
-        for r in requests:
-            w.writerow([f"{r.arrival_s:.6f}", r.n_frames, r.stream.removeprefix("camera"), 0, r.slo_s])
 
 
 def load_workload(paths: Sequence[str | Path]) -> list[Request]:
@@ -120,11 +104,12 @@ def run_policies(
 
 def simulate_policy(requests: Sequence[Request], fleet: Any, policy: str, cost: str = "lgbm") -> dict[str, Any]:
     """The same workload, policy and cost model in the simulator (devices start at their top clock)."""
-    from deployments.app import build_cost_model
+    from costmodel.factory import make_cost_model
     from policies.registry import make_policy
     from simulator.engine import simulate
 
-    return simulate(list(requests), fleet, make_policy(policy), build_cost_model(cost)).metrics.to_dict()
+    cost_model = make_cost_model(cost, where="--cost-model")
+    return simulate(list(requests), fleet, make_policy(policy), cost_model).metrics.to_dict()
 
 
 def relative_gap(a: float | None, b: float | None) -> float | None:
@@ -177,35 +162,37 @@ def _fmt(x: Any, digits: int) -> str:
     return "—" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.{digits}f}"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m workloads.experiment", description=__doc__.splitlines()[0])
-    parser.add_argument("--fleet", default="demo", help="built-in fleet name or inventory YAML (new service only)")
-    parser.add_argument("--scenario", action="append", help="LoudVA scenario CSV (repeatable)")
-    parser.add_argument("--policy", action="append", help="policy to run (repeatable); default jetfleet, transparent")
-    parser.add_argument("--time-scale", type=float, default=20.0, help="time compression of emulated devices")
-    parser.add_argument("--payload", choices=("frames", "images"), default="frames")
-    parser.add_argument("--json", type=Path, help="write the results here")
-    parser.add_argument("--no-sim", action="store_true", help="do not run the simulator side by side")
-    parser.add_argument("--port", type=int, default=0, help="HTTP port of a new service (0: a free one)")
-    parser.add_argument("--cost-model", default="lgbm", help="lgbm, oracle or a trained model's directory")
-    args = parser.parse_args(argv)
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, help=__doc__.splitlines()[0])
 
+
+@app.command()
+def main(
+    fleet: str = typer.Option("demo", "--fleet", help="built-in fleet name or inventory YAML (new service only)"),
+    scenario: list[str] = typer.Option(None, "--scenario", help="LoudVA scenario CSV (repeatable)"),
+    policy: list[str] = typer.Option(
+        None, "--policy", help="policy to run (repeatable); default jetfleet, transparent"
+    ),
+    time_scale: float = typer.Option(20.0, "--time-scale", help="time compression of emulated devices"),
+    payload: Payload = typer.Option(Payload.frames, "--payload", help="what each request body carries"),
+    json_out: Path | None = typer.Option(None, "--json", help="write the results here"),
+    no_sim: bool = typer.Option(False, "--no-sim", help="do not run the simulator side by side"),
+    port: int = typer.Option(0, "--port", help="HTTP port of a new service (0: a free one)"),
+    cost_model: str = typer.Option("lgbm", "--cost-model", help="lgbm, oracle or a saved LightGBM model's directory"),
+) -> None:
+    """Replay a workload through the HTTP API once per policy and measure each run."""
     from deployments.runner import open_service
 
-    requests = load_workload(args.scenario or [default_scenario()])
-    policies = args.policy or ["jetfleet", "transparent"]
-    json_path = args.json.resolve() if args.json else None  # under `ray job submit` the cwd is the job's copy
-    with open_service(
-        args.fleet, policy=policies[0], time_scale=args.time_scale, port=args.port, cost=args.cost_model
-    ) as service:
+    requests = load_workload(scenario or [default_scenario()])
+    policies = policy or ["jetfleet", "transparent"]
+    json_path = json_out.resolve() if json_out else None  # under `ray job submit` the cwd is the job's copy
+    with open_service(fleet, policy=policies[0], time_scale=time_scale, port=port, cost=cost_model) as service:
         print(f"service {service.url}  fleet {service.fleet.name}  time scale {service.time_scale:g}", flush=True)
-        rows = run_policies(service, requests, policies, compare_sim=not args.no_sim, payload=args.payload)
+        rows = run_policies(service, requests, policies, compare_sim=not no_sim, payload=payload.value)
         print_table(rows)
         if json_path:  # before the service (and a job's working directory with it) goes away
             json_path.parent.mkdir(parents=True, exist_ok=True)
             json_path.write_text(json.dumps({"results": rows}, indent=2, default=_json_default) + "\n")
             print(f"wrote {json_path}")
-    return 0
 
 
 def _json_default(x: Any) -> Any:
@@ -215,4 +202,4 @@ def _json_default(x: Any) -> Any:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    app()

@@ -2,7 +2,7 @@
 
 A client (camera stream) uploads each frame before the server can queue it; the frame is resized to the
 input resolution of the model variant the client was told to use, so a smaller variant also uploads
-faster. The upload time comes out of the request's SLO budget.
+faster (`costmodel.variants.frame_bits`). The upload time comes out of the request's SLO budget.
 
 Traces are piecewise-constant bandwidth in Mbit/s, one value per `step_s` seconds, repeating when a
 run outlasts them. Generators are seeded and pure:
@@ -28,11 +28,9 @@ import numpy as np
 from jetfleet.errors import ConfigError, DataError
 
 __all__ = [
-    "BITS_PER_PIXEL",
     "STEP_LEVELS_MBPS",
     "TRACE_NAMES",
     "BandwidthTrace",
-    "frame_bits",
     "load_trace",
     "lte_trace",
     "make_trace",
@@ -41,8 +39,6 @@ __all__ = [
     "wifi_trace",
 ]
 
-# JPEG-compressed natural images at quality ~85-90 take roughly 1-2 bits per pixel; 1.5 is our assumption.
-BITS_PER_PIXEL = 1.5
 STEP_LEVELS_MBPS = (20.0, 15.0, 10.0, 7.5, 10.0, 15.0, 20.0)
 
 
@@ -104,13 +100,6 @@ def upload_time_s(trace: BandwidthTrace, start_s: float, bits: float) -> float:
         left -= rate_bps * (edge - t)
         t = edge
     raise DataError(f"trace {trace.name!r}: {bits:.0f} bits do not finish uploading")  # pragma: no cover
-
-
-def frame_bits(input_hw: int, bits_per_pixel: float = BITS_PER_PIXEL) -> float:
-    """Bits of one frame resized to `input_hw` x `input_hw` and JPEG-compressed (see BITS_PER_PIXEL)."""
-    if input_hw < 1:
-        raise ConfigError(f"input_hw must be >= 1 pixel, got {input_hw}")
-    return float(input_hw * input_hw * bits_per_pixel)
 
 
 def _ar1(rng: np.random.Generator, n: int, mean: float, std: float, phi: float, lo: float, hi: float) -> np.ndarray:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Iterable
 from pathlib import Path
 
 from jetfleet.errors import DataError
@@ -68,11 +67,6 @@ def read_scenario(
     if not requests:
         raise DataError(f"{path}: no requests (only a header)")
     return requests
-
-
-def read_scenarios(paths: Iterable[str | Path], **kw: object) -> list[list[Request]]:
-    """Read several scenario files; each is its own workload (ids restart at 0 in each)."""
-    return [read_scenario(p, **kw) for p in paths]  # type: ignore[arg-type]
 
 
 def _number(

@@ -26,6 +26,8 @@ from jetfleet.types import Request
 from policies.streams import StreamConfig, StreamSet, stream_set_from_dict
 
 PATTERNS = ("lockstep", "periodic", "poisson")
+# What an experiment config (`simulator.overload`) adds to a stream config; a stream loader skips them.
+EXPERIMENT_KEYS = ("name", "description", "source", "arrivals", "device", "fleet", "policies", "margins")
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Commands of this package, merged into the `jetfleet` CLI by `jetfleet.cli`.
+"""The `jetfleet profile` command, merged into the `jetfleet` CLI by `jetfleet.cli`.
 
 jetfleet profile --fleet NAME|YAML --out CSV [--devices ...] [--models ...] [--freqs MHz,...]
                  [--batches ...] [--warmup N] [--repetitions N] [--speed-factor K] [--ray/--local]
@@ -6,7 +6,7 @@ jetfleet profile --fleet NAME|YAML --out CSV [--devices ...] [--models ...] [--f
     table that `jetfleet costmodel train --profiles` and the profiling notebook read. Locally it builds the
     device runtimes in this process; on a Ray cluster (`--ray`, or when RAY_ADDRESS is set, as under
     `ray job submit --working-dir . -- jetfleet profile ...`) each device is swept by an actor pinned to
-    its `device:<name>` resource.
+    its `device:<name>` resource, or through the running service's deployment of it when there is one.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def profile(
     address: str = typer.Option(None, "--address", help="Ray cluster address (default: RAY_ADDRESS or auto)"),
 ) -> None:
     """Sweep GPU frequency × batch on each device and write the profile table (CSV)."""
-    from actors.profiling import plan_sweeps
+    from actors.sweeps import plan_sweeps
     from cluster.inventory import load_fleet
 
     if not speed_factor > 0:
@@ -88,7 +88,8 @@ def _run_with_progress(plans, speed_factor: float, use_ray: bool, address: str |
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from actors.profiling import sweep_local, sweep_ray
+    from actors.sweeps import sweep_local, sweep_ray
+    from deployments.runner import running_device_handle
 
     console = Console(stderr=True)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -108,7 +109,7 @@ def _run_with_progress(plans, speed_factor: float, use_ray: bool, address: str |
 
         ray.init(address=address or "auto", ignore_reinit_error=True, logging_level="ERROR", log_to_driver=False)
         try:
-            return asyncio.run(sweep_ray(plans, **kw))
+            return asyncio.run(sweep_ray(plans, device_handle=running_device_handle, **kw))
         finally:
             ray.shutdown()
 

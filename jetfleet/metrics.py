@@ -1,5 +1,7 @@
 """Per-run metrics exactly as DESIGN.md defines them, the energy bound, and aggregation over runs.
 
+The simulator and the live scheduler (`actors.accounting`) both report these, so they live below both.
+
 - A frame is *within SLO* when its request completed no later than arrival + slo_s; dropped or failed
   frames are not.
 - Energy is the board energy of every device from the first arrival to the last answer (the simulator
@@ -13,14 +15,16 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cluster.catalogue import get_kind
-from cluster.inventory import Fleet
-from costmodel.base import DeviceModel
+from jetfleet.catalogue import get_kind
 from jetfleet.types import Outcome, OutcomeStatus, Request
+
+if TYPE_CHECKING:  # annotations only: the fleet and device models are the layers above
+    from cluster.inventory import Fleet
+    from costmodel.base import DeviceModel
 
 # The JSON keys of `jetfleet simulate --json`, in order.
 RESULT_KEYS = (
