@@ -30,6 +30,7 @@ import math
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -56,6 +57,7 @@ __all__ = [
     "JetfleetVariantsPolicy",
     "PlanTimeline",
     "StreamPlan",
+    "StreamPlanning",
     "VariantProfiles",
     "credited_accuracy",
     "upload_estimate_s",
@@ -287,6 +289,18 @@ class JetfleetVariantPlanner:
         gain = ch.client.fps * (ch.options[ch.index + 1].accuracy_pct - ch.options[ch.index].accuracy_pct)
         extra = max(ch.load[ch.index + 1] - ch.load[ch.index], 1e-9)
         heapq.heappush(heap, (-gain / extra, i))
+
+
+@runtime_checkable
+class StreamPlanning(Protocol):
+    """A policy that plans each stream's variant from the clients' reports (`replan`) and keeps the plans
+    (`timeline`), so a driver that simulates the clients can upload each frame at its planned variant."""
+
+    timeline: PlanTimeline
+
+    def replan(
+        self, now_s: float, clients: Sequence[ClientInfo], devices: Sequence[DeviceState], cost: CostView
+    ) -> StreamPlan: ...
 
 
 class StreamObserver:

@@ -27,16 +27,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from jetfleet.catalogue import get_kind
 from cluster.inventory import Fleet
 from costmodel.base import CostModel, DeviceModel
+from jetfleet.catalogue import get_kind
 from jetfleet.errors import ConfigError
+from jetfleet.metrics import RunMetrics, RunRecord, compute_metrics, energy_bound_j
 from jetfleet.telemetry import EventSink
 from jetfleet.types import Batch, BatchResult, DeviceState, DropReason, Outcome, OutcomeStatus, Request
 from policies.base import Policy
 from policies.core import SchedulerCore, StepOutput
 from simulator.devices import EmulatedDevice
-from jetfleet.metrics import RunMetrics, RunRecord, compute_metrics, energy_bound_j
 
 if TYPE_CHECKING:
     from costmodel.device_models import NoiseModel
@@ -243,7 +243,7 @@ class _Run:
         served = [r for r in self.requests if r.request_id in completed]
         bound_j = energy_bound_j(served, self.fleet, self.truth, self.start_s, end_s) if self.requests else 0.0
         energy_j = sum(d.energy_j for d in self.devices.values())
-        name = getattr(self.policy, "name", type(self.policy).__name__)
+        name = self.policy.name
         record = RunRecord(self.requests, outcomes, energy_j, bound_j, end_s - self.start_s)
         return SimResult(
             policy=name,

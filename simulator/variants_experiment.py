@@ -37,7 +37,7 @@ from cluster.inventory import Fleet, load_fleet
 from costmodel.variants import VariantCostModel, frame_bits, get_variant, reference_variant, wrap_device_models
 from jetfleet.catalogue import get_kind
 from jetfleet.types import DeviceState, OutcomeStatus, Request
-from policies.variants import REPLAN_S, ClientInfo, credited_accuracy
+from policies.variants import REPLAN_S, ClientInfo, StreamPlanning, credited_accuracy
 from workloads.network import BandwidthTrace, make_trace, upload_time_s
 
 CLIENTS = (1, 2, 4, 8)
@@ -100,7 +100,7 @@ def _traces(point: GridPoint, duration_s: float, seed: int) -> list[BandwidthTra
 def _plan(policy: Any, point: GridPoint, family: str, traces: Sequence[BandwidthTrace], devices, cost, duration_s):
     """Re-plan every REPLAN_S with what the clients measured; returns planner times in ms."""
     times_ms: list[float] = []
-    if not hasattr(policy, "replan"):
+    if not isinstance(policy, StreamPlanning):
         return times_ms
     for t in np.arange(0.0, duration_s, REPLAN_S):
         clients = [
@@ -116,7 +116,7 @@ def _plan(policy: Any, point: GridPoint, family: str, traces: Sequence[Bandwidth
 def _frames(policy: Any, point: GridPoint, family: str, traces, duration_s: float, seed: int):
     """Requests reaching the server, the variant each was uploaded at, and the client-side drops."""
     rng = np.random.default_rng(seed)
-    timeline = getattr(policy, "timeline", None)
+    timeline = policy.timeline if isinstance(policy, StreamPlanning) else None
     requests: list[Request] = []
     uploaded: dict[int, str] = {}
     captured = client_drops = 0
