@@ -263,11 +263,13 @@ class SchedulerCore:
                 del self._in_flight[batch_id]
                 requeued += self._requeue_requests(now_s, batch, reason)
         device.in_flight, device.busy_until_s = 0, now_s
+        self._facts_changed()
         self._emit(now_s, "fail", reason, (), device=name)
         return requeued
 
     def restore_device(self, name: str) -> None:
         self._device(name).healthy = True
+        self._facts_changed()
 
     def set_device_frequencies(self, name: str, freqs_hz: Sequence[float]) -> None:
         """Take the frequency list a device reported (its DVFS table) as the only clocks it may be given."""
@@ -278,6 +280,8 @@ class SchedulerCore:
         device.freqs_hz = listed
         if device.frequency(device.freq_hz) is None:
             device.freq_hz = listed[-1]  # what a device that never ran at a listed clock is assumed to run at
+        self._facts_changed()
+
     def drop_all(self, now_s: float, reason: DropReason = DropReason.SHUTDOWN) -> list[Outcome]:
         """Answer everything still queued (shutdown, end of a simulation)."""
         return self._apply_drops(now_s, [Drop(tuple(r.request_id for r in self.queue), reason)] if self.queue else [])
@@ -298,6 +302,10 @@ class SchedulerCore:
         return list(self._in_flight.values())
 
     # -- helpers ------------------------------------------------------------------------------
+    def _facts_changed(self) -> None:
+        """A device's facts or health changed: contexts get a new device sequence (see `StepContext`)."""
+        self._device_list = list(self.devices.values())
+
     def _requeue(self, now_s: float, batch: Batch, reason: str) -> list[Outcome]:
         self._requeue_requests(now_s, batch, reason)
         return []
