@@ -162,15 +162,16 @@ def decision_time(policies: tuple[str, ...], n_queued: int = 10_000, calls: int 
 
 
 def _decide_times(policy: Any, fleet: Any, queue: Any, cost: Any, now_s: float, calls: int) -> dict[str, float]:
+    from benchmarks.preloaded import preloaded_core
     from jetfleet.catalogue import get_kind
 
     devices = [DeviceState(d.name, d.kind, get_kind(d.kind).max_freq_hz, now_s, 0, now_s) for d in fleet.devices]
-    for r in queue:
-        policy.admit(r.arrival_s, r, queue)
+    core = preloaded_core(policy, cost, devices, list(queue))
     times = []
     for i in range(calls):
+        ctx = core.context(now_s + i * 1e-4)
         t0 = time.perf_counter()
-        policy.decide(now_s + i * 1e-4, queue, devices, cost)
+        policy.decide(ctx)
         times.append(time.perf_counter() - t0)
     arr = np.array(times[min(10, calls // 10) :]) * 1e3
     p50, p99 = np.percentile(arr, [50, 99]).tolist()

@@ -41,10 +41,10 @@ def _configs(quick: bool) -> dict:
 
 
 def _decision_ms(quick: bool) -> dict:
+    from benchmarks.preloaded import preloaded_core
     from costmodel.device_models import OracleCostModel
     from jetfleet.catalogue import get_kind
     from jetfleet.types import DeviceState, Request
-    from policies.queue import RequestQueue
     from policies.registry import make_policy
 
     cost = OracleCostModel()
@@ -65,15 +65,13 @@ def _decision_ms(quick: bool) -> dict:
             )
             for i in range(n)
         ]
-        queue = RequestQueue(requests)
         for name in ("jetfleet", "overload:jetfleet"):
             policy = make_policy(name)
-            for r in requests[-50:]:
-                policy.admit(now_s, r, queue)
+            ctx = preloaded_core(policy, cost, devices, requests, announce=50).context(now_s)
             times = []
             for _ in range(3 if quick else 5):
                 started = time.perf_counter()
-                policy.decide(now_s, queue, devices, cost)
+                policy.decide(ctx)
                 times.append(1000.0 * (time.perf_counter() - started))
             out[f"{name}@{n}"] = round(min(times), 3)
     return out

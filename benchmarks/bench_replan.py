@@ -15,6 +15,7 @@ import numpy as np
 def _setup(n_gpus: int, per_gpu: int):
     from costmodel.device_models import OracleCostModel
     from costmodel.variants import VariantCostModel
+    from costmodel.view import CostView
     from jetfleet.catalogue import get_kind
     from jetfleet.types import DeviceState
     from workloads.network import lte_trace
@@ -26,7 +27,7 @@ def _setup(n_gpus: int, per_gpu: int):
     fps = rng.choice([15.0, 25.0], n)
     slo = rng.choice([0.075, 0.1, 0.15], n)
     traces = [lte_trace(60, seed=i) for i in range(n)]
-    return devices, fps, slo, traces, VariantCostModel(OracleCostModel())
+    return devices, fps, slo, traces, CostView(VariantCostModel(OracleCostModel()))
 
 
 def _time_planner(make, devices, fps, slo, traces, cost, replans: int) -> dict:

@@ -11,6 +11,10 @@ not cheaply. The view asks each (kind, model, frequency list) once, keeps the an
   LoudVA's energy-per-frame arrays) is kept here under the policy's key and recomputed when the grid it
   came from changed (a larger batch asked for, or a new correction) — one invalidation rule for all.
 
+`generation` counts changes of any kind (a grid predicted or grown, a correction learned): while it stands
+still, every `grid` and `derived` answer stays what it was, so a caller may keep what it looked up (the
+jetfleet planner keeps its tables per device group) and skip the look-ups, which hash frequency tuples.
+
 Keys are values (kind, model, the frequency tuple, ...), never `id()`s: a view belongs to one cost model,
 and a core builds a new view for a new model. Frequencies are the *device's own* list (its DVFS table), so a
 device whose list differs from the catalogue's gets grids at its real clocks. Nothing here reads a clock.
@@ -108,6 +112,7 @@ class CostView:
         self._idle: dict[tuple[str, FreqList], np.ndarray] = {}
         self._derived: dict[Hashable, tuple[tuple[int, int], Any]] = {}
         self._versions = 0
+        self.generation = 0  # bumped whenever any grid this view answers may have changed (see `generation`)
 
     # -- grids --------------------------------------------------------------------------------------------
     def grid(self, kind: str, model: str, freqs_hz: FreqList, min_frames: int, *, corrected: bool = False) -> RawGrid:
@@ -174,6 +179,7 @@ class CostView:
         if correction is None:
             correction = self._corrections[key] = LatencyCorrection(*raw.latency_s.shape)
         correction.update(fi, n_frames, latency_s / predicted)
+        self.generation += 1
 
     def observations(self, kind: str, model: str, freqs_hz: FreqList) -> int:
         """Batches folded into the correction of (kind, model, frequency list) so far."""
@@ -200,6 +206,7 @@ class CostView:
         latency = np.maximum(np.asarray(grid.latency_s, dtype=float), 1e-6)
         energy = np.maximum(np.asarray(grid.energy_j, dtype=float), 0.0)
         self._versions += 1
+        self.generation += 1
         return RawGrid(kind, model, _frozen(freqs), _frozen(latency), _frozen(energy), (self._versions, -1))
 
 

@@ -6,7 +6,11 @@
               change delay, max batch) beside its state (clock, busy-until, batches in flight, health)
     cost      the core's `CostView`: cached cost grids, idle power, the learned latency correction
 
-A policy never changes what it is given: the core owns the queue and the device states. A wrapper policy
+A policy never changes what it is given: the core owns the queue and the device states. The core hands the
+same `devices` sequence object for as long as no device's facts (frequency list, change delay, max batch,
+models) or health changed, and a new one when any did: a policy may keep what it derives from those facts
+(which devices are interchangeable, say) keyed on the sequence's identity, holding a reference to it so the
+identity is never reused. Device *state* (clock, busy-until, in flight) changes in place between calls. A wrapper policy
 (overload control) hands its inner policy a narrower context (`replace`) — fewer requests, devices as they
 would be after its own choices — and the inner cannot tell the difference.
 """
@@ -18,8 +22,8 @@ from dataclasses import dataclass
 from dataclasses import replace as _replace
 from typing import Protocol
 
-from jetfleet.catalogue import get_kind
 from costmodel.view import CostView, RawGrid
+from jetfleet.catalogue import get_kind
 from jetfleet.types import DeviceState, Request
 
 __all__ = ["QueueView", "StepContext", "device_grid", "with_device_facts"]

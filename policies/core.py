@@ -263,11 +263,13 @@ class SchedulerCore:
                 del self._in_flight[batch_id]
                 requeued += self._requeue_requests(now_s, batch, reason)
         device.in_flight, device.busy_until_s = 0, now_s
+        self._facts_changed()
         self._emit(now_s, "fail", reason, (), device=name)
         return requeued
 
     def restore_device(self, name: str) -> None:
         self._device(name).healthy = True
+        self._facts_changed()
 
     def set_device_frequencies(self, name: str, freqs_hz: Sequence[float], current_hz: float | None = None) -> None:
         """Take the frequency list a device reported (its DVFS table) as the only clocks it may be given, and its
@@ -282,7 +284,7 @@ class SchedulerCore:
             device.freq_hz = now_hz
         elif device.frequency(device.freq_hz) is None:
             device.freq_hz = listed[-1]
-        self._device_list = list(self._device_list)  # a new list: policies' caches keyed on it start afresh
+        self._facts_changed()
 
     def drop_all(self, now_s: float, reason: DropReason = DropReason.SHUTDOWN) -> list[Outcome]:
         """Answer everything still queued (shutdown, end of a simulation)."""
@@ -304,6 +306,10 @@ class SchedulerCore:
         return list(self._in_flight.values())
 
     # -- helpers ------------------------------------------------------------------------------
+    def _facts_changed(self) -> None:
+        """A device's facts or health changed: contexts get a new device sequence (see `StepContext`)."""
+        self._device_list = list(self.devices.values())
+
     def _requeue(self, now_s: float, batch: Batch, reason: str) -> list[Outcome]:
         self._requeue_requests(now_s, batch, reason)
         return []

@@ -76,9 +76,10 @@ def plan_key(plan: BatchPlan, last_use: int) -> tuple:
 def floor(objective: Objective, tables: GridTables, n_frames: int) -> float:
     """round(lowest score of `tables` over batches of at most `n_frames` frames, 6): no plan of at most that many
     frames scores less, so a group whose floor exceeds the best plan's `plan_key` score cannot win."""
-    key = ("objective-floor", objective)
-    floors = tables.memo.get(key)
-    if floors is None:
+    # Kept with the tables for the last objective asked (compared by identity first: hashing a dataclass is slow).
+    hit = tables.memo.get("objective-floor")
+    if hit is None or (hit[0] is not objective and hit[0] != objective):
         best = np.minimum.accumulate(objective.table(tables).min(axis=0))
-        floors = tables.memo[key] = [round(float(x), 6) for x in best]
+        hit = tables.memo["objective-floor"] = (objective, [round(float(x), 6) for x in best])
+    floors = hit[1]
     return floors[min(max(n_frames, 1), len(floors)) - 1]

@@ -38,6 +38,7 @@ class Parking:
         self._next_s = -math.inf  # when the next idle device reaches park_after_s (as of the last applied scan)
         self._held: frozenset[str] = frozenset()
         self._points: dict[tuple[str, tuple[float, ...]], tuple[float, dict[float, float]]] = {}
+        self._of_device: dict[str, tuple[tuple[float, ...], str, tuple[float, dict[float, float]]]] = {}
         self._points_of: CostView | None = None  # the view `_points` were read from (held, so never reused)
 
     def must_scan(self, now_s: float, held: frozenset[str]) -> bool:
@@ -71,13 +72,18 @@ class Parking:
     def park_point(self, cost: CostView, device: DeviceState) -> tuple[float, dict[float, float]]:
         """(the device's clock of lowest idle power, idle watts per listed clock)."""
         if self._points_of is not cost:
-            self._points, self._points_of = {}, cost
+            self._points, self._of_device, self._points_of = {}, {}, cost
+        # Per device first, while it keeps the same frequency list object: no hashing of the list.
+        mine = self._of_device.get(device.name)
+        if mine is not None and mine[0] is device.freqs_hz and mine[1] == device.kind:
+            return mine[2]
         key = (device.kind, device.freqs_hz)
         hit = self._points.get(key)
         if hit is None:
             watts = cost.idle_w(device.kind, device.freqs_hz)
             idle_w = {f: float(w) for f, w in zip(device.freqs_hz, watts, strict=True)}
             hit = self._points[key] = (min(idle_w, key=lambda f: (idle_w[f], f)), idle_w)
+        self._of_device[device.name] = (device.freqs_hz, device.kind, hit)
         return hit
 
     # -- memory, changed only by what the core applied ----------------------------------------------------

@@ -33,6 +33,7 @@ from itertools import islice
 
 import numpy as np
 
+from costmodel.view import CostView
 from jetfleet.errors import ConfigError, JetfleetError
 from jetfleet.types import Applied, BatchResult, Decisions, DeviceState, Dispatch, Drop, DropReason, Request
 from policies.arrivals import ArrivalStats
@@ -64,6 +65,7 @@ class JetfleetPolicy(Policy):
         self._use_seq = 0
         self._last_use: dict[str, int] = {}  # device -> sequence number of its last applied dispatch
         self._settle: dict[str, tuple[float, float]] = {}  # device -> (settled at, clock) of an applied change
+        self._tables: dict[GroupKey, tuple[CostView, int, GridTables]] = {}  # a memo of `tables`
         self._members: tuple[Sequence[DeviceState], dict[str, dict[GroupKey, list[DeviceState]]]] | None = None
 
     # -- the Policy contract ----------------------------------------------------------------------
@@ -93,6 +95,8 @@ class JetfleetPolicy(Policy):
     def decide(self, ctx: StepContext) -> Decisions:
         step = Step(ctx, Decisions())
         healthy = [d for d in ctx.devices if d.healthy]
+        if len(healthy) == len(ctx.devices):
+            healthy = ctx.devices  # the core's own sequence: what is derived from it is kept (`_members_of`)
         if ctx.queue and healthy:
             on_time, past_due = self.candidates(ctx, healthy)
             for family, requests in by_family(on_time).items():
@@ -208,11 +212,22 @@ class JetfleetPolicy(Policy):
         return max(now_s, busy_s, settling[0] if settling is not None else -math.inf)
 
     def tables(self, ctx: StepContext, device: DeviceState, variant: str, min_frames: int = 1) -> GridTables:
-        """The planner's tables of `variant` on `device`'s kind and clocks, kept in the cost view."""
-        grid = device_grid(ctx.cost, device, variant, min_frames, corrected=self.config.learn_latency)
-        key = ("jetfleet-tables", *group_key(device, variant), self.config.margins, self.config.learn_latency)
-        idle_w = ctx.cost.idle_w(device.kind, device.freqs_hz)
-        return ctx.cost.derived(key, grid, lambda: derive_tables(grid, idle_w, self.config.margins, device.max_batch))
+        """The planner's tables of `variant` on `device`'s kind and clocks, kept in the cost view (and here, per
+        group, while the view's `generation` stands still: the look-up in the view hashes frequency lists)."""
+        key = group_key(device, variant)
+        cost = ctx.cost
+        hit = self._tables.get(key)
+        if hit is not None and hit[0] is cost and hit[1] == cost.generation and hit[2].max_frames >= min_frames:
+            return hit[2]
+        grid = device_grid(cost, device, variant, min_frames, corrected=self.config.learn_latency)
+        idle_w = cost.idle_w(device.kind, device.freqs_hz)
+        tables = cost.derived(
+            ("jetfleet-tables", *key, self.config.margins, self.config.learn_latency),
+            grid,
+            lambda: derive_tables(grid, idle_w, self.config.margins, device.max_batch),
+        )
+        self._tables[key] = (cost, cost.generation, tables)
+        return tables
 
     # -- on-time work -----------------------------------------------------------------------------
     def _serve_family(self, step: Step, family: str, requests: list[Request], devices: Sequence[DeviceState]) -> None:
@@ -350,8 +365,9 @@ class JetfleetPolicy(Policy):
     ) -> dict[GroupKey, list[DeviceState]]:
         """The devices able to serve `family` per `GroupKey`, in device order.
 
-        Kept while the core hands the same device list (held here, so its identity is never reused) unless a
-        subclass decides variants itself (they may change over time)."""
+        Kept while the core hands the same device sequence (`StepContext`: a new one when facts or health changed;
+        held here, so its identity is never reused) unless a subclass decides variants itself (they may change
+        over time)."""
         cacheable = type(self).variant_for is JetfleetPolicy.variant_for
         if cacheable and self._members is not None and self._members[0] is devices:
             hit = self._members[1].get(family)
