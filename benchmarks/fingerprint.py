@@ -12,7 +12,6 @@ status, time, reason). Compare two outputs with `diff`: equal files mean equal d
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import sys
@@ -20,6 +19,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+import typer
 
 SCENARIOS = ("exp1-id0", "exp1-id2", "exp1-id4", "exp1-id6")
 
@@ -88,11 +89,10 @@ def _variants_runs(quick: bool) -> Iterator[tuple[str, Callable[[], list[Any]]]]
 
 def _variant_result(ve: Any, point: Any, fleet: Any) -> Any:
     """`run_point`'s simulation, keeping the `SimResult` (run_point only returns its summary)."""
-    from cluster.catalogue import get_kind
-
     from costmodel.device_models import OracleCostModel, device_model
     from costmodel.variants import VariantCostModel, wrap_device_models
     from costmodel.view import CostView
+    from jetfleet.catalogue import get_kind
     from jetfleet.types import DeviceState
     from simulator.engine import simulate
 
@@ -135,18 +135,21 @@ def fingerprints(quick: bool = False) -> dict[str, str]:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="fewer workloads, oracle only")
-    parser.add_argument("--out", type=Path, help="write the JSON here (default: stdout)")
-    args = parser.parse_args(argv)
-    text = json.dumps(fingerprints(args.quick), indent=1, sort_keys=True) + "\n"
-    if args.out is None:
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, help=__doc__)
+
+
+@app.command()
+def main(
+    quick: bool = typer.Option(False, "--quick", help="fewer workloads, oracle only"),
+    out: Path | None = typer.Option(None, "--out", help="write the JSON here (default: stdout)"),
+) -> None:
+    """Print (or write) one decision hash per (policy, workload)."""
+    text = json.dumps(fingerprints(quick), indent=1, sort_keys=True) + "\n"
+    if out is None:
         sys.stdout.write(text)
     else:
-        args.out.write_text(text)
-    return 0
+        out.write_text(text)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    app()

@@ -176,7 +176,7 @@ LoudVA's Experiment 1 ran its six scenarios ({", ".join(meta["scenarios"])}: {an
 report runs the same scenario files through jetfleet's discrete-event simulator, whose devices are the
 analytic models calibrated on LoudVA's own profiling measurements (`costmodel/device_models.py`), with every
 baseline as LoudVA's code has it (`policies/baselines.py`, `policies/loudva.py`) and with jetfleet's own
-policy (`policies/jetfleet.py`). Policies consult a cost model: {costs} (`lgbm` is the LightGBM model the
+policy (`policies/jetfleet/`). Policies consult a cost model: {costs} (`lgbm` is the LightGBM model the
 live system uses and is the headline; `oracle` is a perfect predictor, the noiseless device models).
 
 Measured numbers are quoted from LoudVA's `experiment1_report_aggregated.csv`
@@ -385,7 +385,7 @@ variation unless `jetfleet simulate --noise-cv` asks for it.
 
 ## How jetfleet beats LoudVA
 
-`policies/jetfleet.py` keeps LoudVA's idea (search (device, clock, batch) with the cost model for the cheapest
+`policies/jetfleet/` keeps LoudVA's idea (search (device, clock, batch) with the cost model for the cheapest
 energy per frame that meets the deadlines) and fixes what the issue names:
 
 - completion time = max(now, busy_until) + clock-change delay + predicted latency (LoudVA assumes idle devices);
