@@ -147,3 +147,24 @@ def test_experiment_point_counts_every_captured_frame():
         assert 0.0 <= row.miss_rate <= 1.0
         assert 60.0 <= row.accuracy_pct <= 75.0
         assert row.energy_j > 0 and not math.isnan(row.j_per_frame)
+
+
+def test_without_client_reports_the_policy_replans_on_its_own_timer():
+    """Live there are no client reports: every `replan_every_s` the policy plans from the streams its arrivals
+    showed (frame rate, SLO, uplink), through `wake_at_s` and `absorb`, and serves the planned variants."""
+    from cluster.inventory import load_fleet
+    from jetfleet.types import OutcomeStatus
+    from simulator.engine import simulate
+
+    fleet = load_fleet("configs/fleet-variants.yaml")
+    models = {d.kind: VariantDeviceModel(device_model(d.kind)) for d in fleet.devices}
+    requests = [Request(i, i / 25.0, 1, 0.1, model="mobilenetv2", stream=f"c{i % 4}") for i in range(250)]
+    policy = JetfleetVariantsPolicy(replan_every_s=0.5)
+    result = simulate(requests, fleet, policy, VariantCostModel(OracleCostModel()), device_models=models)
+    times = [p.time_s for p in policy.timeline.plans]
+    assert len(times) >= 15 and all(b - a == pytest.approx(0.5, abs=0.05) for a, b in zip(times, times[1:]))
+    assert set(policy.timeline.plans[-1].variant) == {"c0", "c1", "c2", "c3"}
+    served = {b.model for b in result.batches}
+    assert served <= {v.name for v in family_variants("mobilenetv2")} | {"mobilenetv2"}
+    assert any(m != "mobilenetv2" for m in served)  # planned variants, not the family name, ran
+    assert sum(o.status is OutcomeStatus.COMPLETED for o in result.outcomes) >= 0.95 * len(requests)
