@@ -45,9 +45,9 @@ from actors.accounting import EnergyLedger, LiveRun, idle_power_fn
 from actors.device import BatchRun
 from actors.messages import DeviceClient, DeviceUnavailableError, InferAnswer, InferItem, servable_models
 from actors.metrics import NullMetrics
-from jetfleet.catalogue import get_kind
 from cluster.inventory import Fleet
 from costmodel.base import CostModel
+from jetfleet.catalogue import get_kind
 from jetfleet.errors import ConfigError, InvalidRequestError, JetfleetError, UnknownNameError
 from jetfleet.telemetry import EventSink
 from jetfleet.types import Batch, BatchResult, DeviceState, DropReason, Outcome, OutcomeStatus, Request

@@ -290,7 +290,10 @@ def build_coefficients(loudva_dir: str | Path, ibis_dir: str | Path | None, fit_
             "power_budget_w": d.power_budget_w,
             "flops_per_cycle": _flops_per_cycle(get_kind(kind), d),
             "arch_efficiency": d.arch_efficiency,
-            "sources": {"specs": "jetfleet/catalogue.py (gpu_cores, mem_bandwidth_gbps, freqs_hz)", **(d.sources or {})},
+            "sources": {
+                "specs": "jetfleet/catalogue.py (gpu_cores, mem_bandwidth_gbps, freqs_hz)",
+                **(d.sources or {}),
+            },
         }
         kinds[kind] = _kind_record(derived, derivation=derivation)
     return {

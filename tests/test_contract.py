@@ -15,9 +15,9 @@ from actors.device import DeviceRuntime
 from actors.dvfs import EmulatedDvfs
 from actors.messages import InferItem, LocalDeviceClient
 from actors.scheduler import LiveScheduler
-from jetfleet.catalogue import get_kind
 from cluster.inventory import fleet_from_dict, load_fleet
 from costmodel.device_models import OracleCostModel
+from jetfleet.catalogue import get_kind
 from jetfleet.types import Applied, Decisions, DeviceState, Dispatch, OutcomeStatus, Request
 from policies.base import Policy
 from policies.context import StepContext
