@@ -38,6 +38,10 @@ ON_HEAD = {"num_cpus": 0, "resources": {"node:__internal_head__": 0.001}}
 SCHEDULER_DEPLOYMENT = "scheduler"
 INGRESS_DEPLOYMENT = "ingress"
 DEFAULT_APP = "jetfleet"
+# The scheduler and the devices are called only by jetfleet itself (once per burst of requests, once per batch);
+# an access-log line per internal call costs about a quarter of the call. HTTP requests are still logged by the
+# proxy and the ingress.
+INTERNAL_LOGGING = {"enable_access_log": False}
 
 
 @dataclass
@@ -162,6 +166,7 @@ def build_app(config: ServiceConfig) -> Any:
             num_replicas=1,
             max_ongoing_requests=100_000,
             ray_actor_options=ON_HEAD,
+            logging_config=INTERNAL_LOGGING,
         )
         .bind(
             config.fleet.model_dump(mode="json"),

@@ -89,6 +89,7 @@ def device_app(spec: DeviceSpec, speed_factor: float | None = None) -> Any:
         health_check_period_s=2.0,
         health_check_timeout_s=10.0,
         graceful_shutdown_timeout_s=2.0,
+        logging_config={"enable_access_log": False},  # called once per batch, by the scheduler only
         ray_actor_options={"num_cpus": 0, "resources": {device_resource(spec.name): 1}},
     )
     return deployment.bind(spec.model_dump(mode="json"), speed_factor)
