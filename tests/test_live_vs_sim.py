@@ -2,9 +2,12 @@
 and run in the simulator (both consulting the default LightGBM cost model), give frames/J and % frames within
 SLO within 5 % of each other.
 
-The live run is time-compressed 10x (devices sleep a tenth of their modelled latency, the scheduler's clock
-runs 10x, the load generator sends 10x faster with SLOs divided by 10), which keeps latencies, SLOs and
-energies in the scenario's own seconds on both sides. The workload is the first 120 s of LoudVA's exp1-id0
+The live run is time-compressed 5x (devices sleep a fifth of their modelled latency, the scheduler's clock
+runs 5x, the load generator sends 5x faster with SLOs divided by 5), which keeps latencies, SLOs and
+energies in the scenario's own seconds on both sides. Compression also multiplies the service's own overhead
+(each Serve call, ~10-20 ms of wall time on a 2-core machine): at 10x a slow or shared CPU turned it into
+~200 ms of scenario time per request and the live run fell 30-50 % behind the simulation (old and new code
+alike), so the test compresses less. The workload is the first 120 s of LoudVA's exp1-id0
 when ../shared/data is present, else of the generated scenario shipped in workloads/data/.
 """
 
@@ -16,7 +19,7 @@ import pytest
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
-TIME_SCALE = 10.0
+TIME_SCALE = 5.0
 WINDOW_S = 120.0
 TOLERANCE = 0.05
 
