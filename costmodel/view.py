@@ -181,11 +181,6 @@ class CostView:
         correction.update(fi, n_frames, latency_s / predicted)
         self.generation += 1
 
-    def observations(self, kind: str, model: str, freqs_hz: FreqList) -> int:
-        """Batches folded into the correction of (kind, model, frequency list) so far."""
-        c = self._corrections.get((kind, model, freqs_hz))
-        return 0 if c is None else c.observations
-
     # -- policy-derived tables ----------------------------------------------------------------------------
     def derived(self, key: Hashable, source: RawGrid, make: Callable[[], Any]) -> Any:
         """`make()`, kept under `key` for as long as `source` (the grid it is derived from) stays current."""

@@ -79,8 +79,3 @@ def device_grid(
 ) -> RawGrid:
     """The cost grid of `model` on `device`: its kind at its own clocks, batches up to its max batch at least."""
     return cost.grid(device.kind, model, device.freqs_hz, max(device.max_batch, min_frames), corrected=corrected)
-
-
-def moved(device: DeviceState, **changes: object) -> DeviceState:
-    """A copy of a device state with some fields changed (a wrapper's what-if view)."""
-    return _replace(device, **changes)  # type: ignore[arg-type]
