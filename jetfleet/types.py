@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass, field
 
 from jetfleet.errors import InvalidRequestError
+from jetfleet.power_states import PowerState
 
 DEFAULT_MODEL = "inceptionv3"
 
@@ -71,6 +72,8 @@ class DeviceState:
     freqs_hz: tuple[float, ...] = ()  # available GPU frequencies, ascending: the only ones a dispatch may use
     freq_change_delay_s: float = math.nan  # time a clock change takes to settle (nan: not known yet)
     max_batch: int = 0  # largest batch worth running
+    power_state: PowerState = PowerState.IDLE  # the core's view; ACTIVE/IDLE are awake (see jetfleet.power_states)
+    awake_at_s: float = 0.0  # a waking device can start its first batch at this time (<= now: awake)
 
     @property
     def min_freq_hz(self) -> float:
@@ -125,6 +128,16 @@ class SetFrequency:
     settled_s: float = math.nan  # filled by the core when it applies the change: when the new clock holds
 
 
+@dataclass(frozen=True, slots=True)
+class SetPowerState:
+    """Move a device to a power state (sleep, or wake it back to IDLE). The core checks it is safe."""
+
+    device: str
+    state: PowerState
+    reason: str = ""
+    settled_s: float = math.nan  # filled by the core when it applies the change: when the state holds
+
+
 @dataclass(slots=True)
 class Decisions:
     """What one call of `Policy.decide` returns. Empty lists mean: nothing to do now."""
@@ -132,11 +145,12 @@ class Decisions:
     dispatches: list[Dispatch] = field(default_factory=list)
     drops: list[Drop] = field(default_factory=list)
     frequency_changes: list[SetFrequency] = field(default_factory=list)
+    power_changes: list[SetPowerState] = field(default_factory=list)
     wake_at_s: float | None = None  # call decide again no later than this, even with no event
     memo: object = None  # the policy's own note, handed back in `Applied.memo` once the core applied this step
 
     def __bool__(self) -> bool:
-        return bool(self.dispatches or self.drops or self.frequency_changes)
+        return bool(self.dispatches or self.drops or self.frequency_changes or self.power_changes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +195,7 @@ class Applied:
     frequency_changes: tuple[SetFrequency, ...] = ()
     drops: tuple[Drop, ...] = ()
     memo: object = None
+    power_changes: tuple[SetPowerState, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
