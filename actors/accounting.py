@@ -4,7 +4,9 @@ The live scheduler keeps one `LiveRun` per experiment run: the requests it recei
 scheduler time), the one outcome of each, and an `EnergyLedger` per device. The ledger integrates board
 energy the way `simulator.devices.EmulatedDevice` does: each batch costs the energy its device's power
 meter measured, over the interval it ran (in scheduler time: the moment its result came back, minus its
-device-time latency); every other moment costs the device model's idle power at the clock the GPU was at.
+device-time latency); every other moment costs the device model's idle power at the clock the GPU was at, or,
+while the device sleeps, its power state's board power plus the transitions' energy, counted by the same
+`jetfleet.power_states.SleepMeter` the simulator's devices use (`EnergyLedger.sleep` / `wake`).
 `LiveRun.metrics()` then feeds `jetfleet.metrics.compute_metrics`, so a live run and a simulated run of
 the same workload are compared on exactly the same definitions.
 """
@@ -18,6 +20,7 @@ from dataclasses import dataclass, field
 from cluster.inventory import Fleet
 from costmodel.device_models import device_model
 from jetfleet.metrics import RunRecord, compute_metrics, energy_bound_j
+from jetfleet.power_states import PowerStateSpec, SleepMeter
 from jetfleet.types import Outcome, OutcomeStatus, Request
 
 IdlePowerFn = Callable[[float], float]  # GPU frequency (Hz) -> idle board power (W)
@@ -39,10 +42,16 @@ class EnergyLedger:
         self.busy_s = 0.0
         self.batches = 0
         self.closed = False
+        self.sleep_meter = SleepMeter()
 
     @property
     def energy_j(self) -> float:
-        return self.busy_energy_j + self.idle_energy_j
+        return self.busy_energy_j + self.idle_energy_j + self.sleep_meter.energy_j
+
+    def tail_power_w(self) -> float:
+        """What the device draws from `mark_s` on: its sleep state's power, or idle power at its clock."""
+        spec = self.sleep_meter.spec
+        return spec.board_power_w if spec is not None else self._idle_power_w(self.freq_hz)
 
     def open(self, t_s: float) -> None:
         if self.mark_s is None:
@@ -51,7 +60,10 @@ class EnergyLedger:
     def _idle_until(self, t_s: float) -> None:
         if self.mark_s is None or self.closed:
             return
-        if t_s > self.mark_s:
+        if self.sleep_meter.asleep:
+            self.sleep_meter.accrue(t_s)
+            self.mark_s = max(self.mark_s, t_s)
+        elif t_s > self.mark_s:
             self.idle_energy_j += self._idle_power_w(self.freq_hz) * (t_s - self.mark_s)
             self.mark_s = t_s
 
@@ -73,6 +85,21 @@ class EnergyLedger:
         """The GPU clock became `freq_hz` at `t_s` (an idle down-clock, a reset)."""
         self._idle_until(t_s)
         self.freq_hz = freq_hz
+
+    def sleep(self, t_s: float, spec: PowerStateSpec) -> None:
+        """The device began entering `spec`'s state at `t_s` (an applied `SetPowerState`)."""
+        self._idle_until(t_s)
+        if not self.closed and self.mark_s is not None:
+            self.sleep_meter.enter(self.mark_s, spec)
+
+    def wake(self, t_s: float) -> float:
+        """The device was told to wake at `t_s`; returns when it is awake (counted asleep until then)."""
+        if not self.sleep_meter.asleep:
+            return t_s
+        self._idle_until(t_s)
+        done_s = self.sleep_meter.leave(t_s)
+        self.mark_s = max(self.mark_s or done_s, done_s)
+        return done_s
 
     def close(self, t_s: float) -> None:
         """Stop counting at `t_s` (end of the run, or the device failed)."""
@@ -115,7 +142,7 @@ class LiveRun:
         for name, ledger in self.ledgers.items():
             idle_tail = 0.0
             if ledger.mark_s is not None and not ledger.closed and end > ledger.mark_s:
-                idle_tail = ledger._idle_power_w(ledger.freq_hz) * (end - ledger.mark_s)
+                idle_tail = ledger.tail_power_w() * (end - ledger.mark_s)
             out[name] = ledger.energy_j + idle_tail
         return out
 

@@ -8,6 +8,8 @@ The simulator and the live scheduler (`actors.accounting`) both report these, so
   integrates it); frames per joule = completed frames / energy.
 - Latency percentiles are over completed requests (end-to-end: completion - arrival).
 - `bound_fraction` = energy bound / energy: 1.0 would be a policy that spends no more than the bound.
+- `sleep_bound_fraction` = sleep-aware energy bound / energy (`sleep_energy_bound_j`): the same with every
+  device allowed to spend its non-busy time in the deepest sleep state the fleet may use.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from jetfleet.catalogue import get_kind
+from jetfleet.power_states import DEFAULT_SLEEP_STATES, PowerState
 from jetfleet.types import Outcome, OutcomeStatus, Request
 
 if TYPE_CHECKING:  # annotations only: the fleet and device models are the layers above
@@ -61,6 +64,9 @@ class RunMetrics:
     completed_frames: int
     requests_within_slo: int
     duration_s: float  # summed over runs: first arrival to last answer
+    sleep_energy_bound_j: float = math.nan  # see `sleep_energy_bound_j`
+    sleep_bound_fraction: float = math.nan  # sleep_energy_bound_j / energy_j (<= 1)
+    asleep_s: float = 0.0  # device-seconds in sleep states (transitions included), summed over devices and runs
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict: the `RESULT_KEYS` first, then the extras; nan becomes None."""
@@ -79,12 +85,14 @@ class RunRecord:
     energy_j: float
     energy_bound_j: float
     duration_s: float
+    sleep_energy_bound_j: float = math.nan
+    asleep_s: float = 0.0
 
 
 def compute_metrics(policy: str, runs: Iterable[RunRecord]) -> RunMetrics:
     """Metrics of one policy over one or more runs: frames and energy summed, latencies pooled."""
     n_requests = frames = within = completed = requests_within = dropped = 0
-    energy_j = bound_j = duration_s = 0.0
+    energy_j = bound_j = duration_s = sleep_bound_j = asleep_s = 0.0
     latencies: list[float] = []
     for run in runs:
         by_id = {r.request_id: r for r in run.requests}
@@ -102,6 +110,8 @@ def compute_metrics(policy: str, runs: Iterable[RunRecord]) -> RunMetrics:
                 dropped += r.n_frames
         energy_j += run.energy_j
         bound_j += run.energy_bound_j
+        sleep_bound_j += run.sleep_energy_bound_j
+        asleep_s += run.asleep_s
         duration_s += run.duration_s
     p50, p95 = (np.percentile(latencies, [50, 95]).tolist()) if latencies else (math.nan, math.nan)
     return RunMetrics(
@@ -120,6 +130,9 @@ def compute_metrics(policy: str, runs: Iterable[RunRecord]) -> RunMetrics:
         completed_frames=completed,
         requests_within_slo=requests_within,
         duration_s=duration_s,
+        sleep_energy_bound_j=sleep_bound_j,
+        sleep_bound_fraction=sleep_bound_j / energy_j if energy_j > 0 else math.nan,
+        asleep_s=asleep_s,
     )
 
 
@@ -175,6 +188,41 @@ def energy_bound_j(
     least n_frames times the best excess per frame of any kind. Dropped requests should be left out by
     the caller (they cost nothing). With a noisy device model the bound holds for the noiseless truth.
     """
+    return _bound_j(requests, fleet, device_models, start_s, end_s, max_batch, ())
+
+
+def sleep_energy_bound_j(
+    requests: Iterable[Request],
+    fleet: Fleet,
+    device_models: Mapping[str, DeviceModel],
+    start_s: float,
+    end_s: float,
+    *,
+    states: Sequence[PowerState] = DEFAULT_SLEEP_STATES,
+    max_batch: int | None = None,
+) -> float:
+    """A lower bound on the board energy of any policy that may also put devices to sleep in `states`.
+
+    The same formula as `energy_bound_j` with each device's floor lowered from its lowest idle power to
+    Pdeep_d = min(Pmin_d, board power of the deepest of `states` its kind has), and each batch's excess taken
+    above that floor: (E - Pdeep L) / b >= (E - Pmin L) / b. Why it is a bound: at every moment a device either
+    runs a batch (board energy E over L), idles (>= Pmin_d >= Pdeep_d), sleeps or transitions (>= the state's
+    board power >= Pdeep_d; transition energy >= 0); so its energy is at least T * Pdeep_d plus, per batch,
+    E - Pdeep_d L. Transitions are charged nothing: a device that never sleeps pays none, and what it pays
+    instead, idle above Pdeep_d while not busy, is only known once the schedule is. See docs/power-states.md.
+    """
+    return _bound_j(requests, fleet, device_models, start_s, end_s, max_batch, tuple(states))
+
+
+def _bound_j(
+    requests: Iterable[Request],
+    fleet: Fleet,
+    device_models: Mapping[str, DeviceModel],
+    start_s: float,
+    end_s: float,
+    max_batch: int | None,
+    states: tuple[PowerState, ...],
+) -> float:
     duration_s = max(0.0, end_s - start_s)
     kinds = {}
     floor_w = 0.0
@@ -182,7 +230,9 @@ def energy_bound_j(
         kind = get_kind(spec.kind)
         dm = device_models[spec.kind]
         if spec.kind not in kinds:
-            kinds[spec.kind] = (kind, dm, min(dm.idle_power_w(f) for f in kind.freqs_hz))
+            p_min = min(dm.idle_power_w(f) for f in kind.freqs_hz)
+            asleep_w = [s.board_power_w for s in kind.power_states if s.state in states]
+            kinds[spec.kind] = (kind, dm, min([p_min, *asleep_w]))
         floor_w += kinds[spec.kind][2]
     frames_by_model: dict[str, int] = {}
     for r in requests:

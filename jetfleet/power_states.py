@@ -71,3 +71,68 @@ class PowerStateSpec:
             return float("inf")
         paid = self.entry_energy_j + self.exit_energy_j
         return max(transitions_s, paid / saving_w)
+
+
+# The sleep states a fleet may use unless configured otherwise: OFF needs an external wake (Wake-on-LAN, a
+# power switch) that not every fleet has, so it is opt-in.
+DEFAULT_SLEEP_STATES = (PowerState.DEEP_IDLE, PowerState.SUSPENDED)
+
+
+def awake_at_s(spec: PowerStateSpec, asleep_since_s: float, wake_s: float) -> float:
+    """When a device that began entering `spec`'s state at `asleep_since_s` and is told to wake at `wake_s` can
+    start a batch: an entry in progress completes first, then the exit (wake) latency."""
+    return max(wake_s, asleep_since_s + spec.entry_s) + spec.exit_s
+
+
+class SleepMeter:
+    """The energy one device spends asleep and in transitions: the one account both drivers keep.
+
+    `enter(t, spec)` at the start of a sleep pays the entry energy and draws the state's board power from `t`;
+    `leave(t)` (the wake command) draws it until the wake completes (`awake_at_s`) and pays the exit energy.
+    `accrue(t)` brings the state energy up to `t` while asleep. The simulator's emulated devices and the live
+    accounting (`actors.accounting.EnergyLedger`) both integrate sleep through this class, so the two count a
+    sleep identically; awake time stays with their own idle/busy integration.
+    """
+
+    __slots__ = ("spec", "since_s", "mark_s", "state_energy_j", "transition_energy_j", "asleep_s", "sleeps")
+
+    def __init__(self) -> None:
+        self.spec: PowerStateSpec | None = None  # the state being slept in (None: awake)
+        self.since_s = 0.0  # when the current sleep began (entry started)
+        self.mark_s = 0.0  # state energy is counted up to here
+        self.state_energy_j = 0.0  # board power of sleep states over time asleep (entry and exit included)
+        self.transition_energy_j = 0.0  # entry and exit energy above the state's own draw
+        self.asleep_s = 0.0  # time from entry start to wake completion, summed
+        self.sleeps = 0
+
+    @property
+    def asleep(self) -> bool:
+        return self.spec is not None
+
+    @property
+    def energy_j(self) -> float:
+        return self.state_energy_j + self.transition_energy_j
+
+    def enter(self, t_s: float, spec: PowerStateSpec) -> None:
+        if self.spec is not None:
+            raise ValueError(f"SleepMeter.enter at {t_s}: already asleep in {self.spec.state.value}")
+        self.spec, self.since_s, self.mark_s = spec, t_s, t_s
+        self.transition_energy_j += spec.entry_energy_j
+        self.sleeps += 1
+
+    def accrue(self, t_s: float) -> None:
+        if self.spec is not None and t_s > self.mark_s:
+            self.state_energy_j += self.spec.board_power_w * (t_s - self.mark_s)
+            self.asleep_s += t_s - self.mark_s
+            self.mark_s = t_s
+
+    def leave(self, t_s: float) -> float:
+        """Wake at `t_s`; return when the device is awake (energy counted up to then)."""
+        spec = self.spec
+        if spec is None:
+            raise ValueError(f"SleepMeter.leave at {t_s}: not asleep")
+        done_s = awake_at_s(spec, self.since_s, t_s)
+        self.accrue(done_s)
+        self.transition_energy_j += spec.exit_energy_j
+        self.spec = None
+        return done_s

@@ -1,4 +1,4 @@
-"""Decision telemetry: every dispatch, drop, shed, frequency change and completion is an event.
+"""Decision telemetry: every dispatch, drop, shed, frequency change, power-state change and completion is an event.
 
 The simulator and the live scheduler actor both emit these through `SchedulerCore`, so one
 `jetfleet report --events FILE` reads either. Events are written as JSON lines.
@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-EVENT_KINDS = ("arrival", "dispatch", "drop", "shed", "frequency", "complete", "fail", "requeue")
+EVENT_KINDS = ("arrival", "dispatch", "drop", "shed", "frequency", "power", "complete", "fail", "requeue")
 
 
 @dataclass(frozen=True, slots=True)

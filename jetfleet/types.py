@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass, field
 
 from jetfleet.errors import InvalidRequestError
-from jetfleet.power_states import PowerState
+from jetfleet.power_states import PowerState, PowerStateSpec
 
 DEFAULT_MODEL = "inceptionv3"
 
@@ -74,6 +74,12 @@ class DeviceState:
     max_batch: int = 0  # largest batch worth running
     power_state: PowerState = PowerState.IDLE  # the core's view; ACTIVE/IDLE are awake (see jetfleet.power_states)
     awake_at_s: float = 0.0  # a waking device can start its first batch at this time (<= now: awake)
+    # Its sleep states as it reported them (None: not reported; the catalogue's are filled in). Empty: cannot sleep.
+    power_states: tuple[PowerStateSpec, ...] | None = None
+
+    def power_spec(self, state: PowerState) -> PowerStateSpec | None:
+        """The device's own figures for sleep `state`, or None when it cannot enter it."""
+        return next((s for s in self.power_states or () if s.state is state), None)
 
     @property
     def min_freq_hz(self) -> float:

@@ -19,10 +19,12 @@ class ArrivalStats:
         self._window_s = window_s
         self._rate: dict[str, tuple[float, float]] = {}  # family -> (rate at t, t)
         self._tight: dict[str, deque[tuple[float, float, int]]] = {}  # family -> (arrival, slo, frames), slo rising
+        self._requests = (0.0, 0.0)  # (request rate at t, t), all families
 
     def observe(self, request: Request, now_s: float) -> None:
         family = request.model
         self._rate[family] = (self.frames_per_s(family, now_s) + request.n_frames * self._decay, now_s)
+        self._requests = (self.requests_per_s(now_s) + self._decay, now_s)
         tight = self._tight.setdefault(family, deque())
         while tight and tight[-1][1] >= request.slo_s:
             tight.pop()
@@ -36,6 +38,11 @@ class ArrivalStats:
 
     def frames_per_s(self, family: str, now_s: float) -> float:
         rate, t = self._rate.get(family, (0.0, now_s))
+        return rate * math.exp(-self._decay * max(0.0, now_s - t))
+
+    def requests_per_s(self, now_s: float) -> float:
+        """Requests per second, all families (the same decaying estimate as `frames_per_s`)."""
+        rate, t = self._requests
         return rate * math.exp(-self._decay * max(0.0, now_s - t))
 
     @property

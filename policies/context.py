@@ -61,9 +61,14 @@ class StepContext:
 
 
 def with_device_facts(device: DeviceState) -> DeviceState:
-    """Fill the facts a driver left empty (frequency list, change delay, max batch) from the catalogue; returns
-    the same object. Drivers that know the device's own list (the live scheduler asks the device) set it."""
-    if not device.freqs_hz or device.max_batch <= 0 or not device.freq_change_delay_s >= 0:
+    """Fill the facts a driver left empty (frequency list, change delay, max batch, sleep states) from the catalogue;
+    returns the same object. Drivers that know the device's own list (the live scheduler asks the device) set it."""
+    if (
+        not device.freqs_hz
+        or device.max_batch <= 0
+        or not device.freq_change_delay_s >= 0
+        or device.power_states is None
+    ):
         kind = get_kind(device.kind)
         if not device.freqs_hz:
             device.freqs_hz = tuple(float(f) for f in kind.freqs_hz)
@@ -71,6 +76,8 @@ def with_device_facts(device: DeviceState) -> DeviceState:
             device.max_batch = kind.max_batch
         if not device.freq_change_delay_s >= 0:
             device.freq_change_delay_s = kind.freq_change_delay_s
+        if device.power_states is None:
+            device.power_states = kind.power_states
     return device
 
 

@@ -11,7 +11,14 @@ device's own frequency list, and the shared `CostView`), asks the policy, checks
 returned, and tells the policy what it applied (`Policy.absorb`). Finished batches feed the cost view's
 learned latency correction and the policy's `observe`.
 
-The core is pure: the driver passes `now_s` and performs the batches and frequency changes.
+Power states: a policy's `SetPowerState` is checked and applied before the step's dispatches (so a wake and the
+first batch on the woken device can share one step): a device sleeps only with no batch in flight and only in a
+state it reported; a sleeping device gets no batch and no clock change; a woken device's first batch starts no
+earlier than its `awake_at_s`. Applied changes (with `settled_s`: when the state holds, i.e. the entry or the wake
+has completed) go to the driver in `StepOutput.power_changes` and to the policy in `Applied.power_changes`,
+exactly as frequency changes do; each is a "power" telemetry event with its reason.
+
+The core is pure: the driver passes `now_s` and performs the batches, frequency and power-state changes.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from dataclasses import dataclass, field, replace
 from costmodel.base import CostModel
 from costmodel.view import CostView
 from jetfleet.errors import JetfleetError, UnknownNameError
+from jetfleet.power_states import PowerState, awake_at_s
 from jetfleet.telemetry import DecisionEvent, EventSink
 from jetfleet.types import (
     Admission,
@@ -37,6 +45,7 @@ from jetfleet.types import (
     OutcomeStatus,
     Request,
     SetFrequency,
+    SetPowerState,
 )
 from policies.base import Policy
 from policies.context import StepContext, with_device_facts
@@ -53,10 +62,13 @@ class DeviceFactsError(JetfleetError, ValueError):
 
 @dataclass(slots=True)
 class StepOutput:
-    """What the driver must do after one `step`: run batches, change clocks, answer drops, re-wake."""
+    """What the driver must do after one `step`: change power states, run batches, change clocks, answer drops,
+    re-wake. Power changes come first: a batch may go to a device woken in the same step (it starts at the
+    change's `settled_s`)."""
 
     batches: list[Batch] = field(default_factory=list)
     frequency_changes: list[SetFrequency] = field(default_factory=list)
+    power_changes: list[SetPowerState] = field(default_factory=list)  # applied, `settled_s` filled
     outcomes: list[Outcome] = field(default_factory=list)  # drops answered in this step
     wake_at_s: float | None = None
 
@@ -81,6 +93,7 @@ class SchedulerCore:
         self._open: dict[int, Request] = {}  # submitted, not yet answered
         self._in_flight: dict[int, Batch] = {}
         self._next_batch_id = 0
+        self._asleep_since: dict[str, float] = {}  # sleeping device -> when its entry began
 
     def context(self, now_s: float) -> StepContext:
         """The read-only view a policy gets at `now_s`."""
@@ -133,6 +146,8 @@ class SchedulerCore:
         decisions = self.policy.decide(self.context(now_s))
         out = StepOutput(wake_at_s=decisions.wake_at_s)
         out.outcomes = self._apply_drops(now_s, decisions.drops)
+        for power in decisions.power_changes:
+            out.power_changes.append(self._apply_power(now_s, power))
         for change in decisions.frequency_changes:
             out.frequency_changes.append(self._apply_frequency(now_s, change))
         for dispatch in decisions.dispatches:
@@ -144,6 +159,7 @@ class SchedulerCore:
                 frequency_changes=tuple(out.frequency_changes),
                 drops=tuple(decisions.drops),
                 memo=decisions.memo,
+                power_changes=tuple(out.power_changes),
             )
         )
         return out
@@ -152,6 +168,10 @@ class SchedulerCore:
         device = self._device(d.device)
         if not device.healthy:
             raise PolicyContractError(f"policy {self.policy.name} dispatched to failed device {d.device}")
+        if not device.power_state.awake:
+            raise PolicyContractError(
+                f"policy {self.policy.name} dispatched to {d.device}, which is {device.power_state.value}"
+            )
         freq_hz = self._check_freq(device, d.freq_hz)
         try:
             requests = tuple(self.queue.remove(d.request_ids))
@@ -164,7 +184,7 @@ class SchedulerCore:
         batch = Batch(self._next_batch_id, d, requests, now_s)
         self._next_batch_id += 1
         self._in_flight[batch.batch_id] = batch
-        start_s = max(now_s, device.busy_until_s)
+        start_s = max(now_s, device.busy_until_s, device.awake_at_s)
         if freq_hz != device.freq_hz:
             start_s += device.freq_change_delay_s
         device.busy_until_s = start_s + self._expected_latency(device, d, batch.n_frames, freq_hz)
@@ -188,10 +208,56 @@ class SchedulerCore:
 
     def _apply_frequency(self, now_s: float, change: SetFrequency) -> SetFrequency:
         device = self._device(change.device)
+        if not device.power_state.awake:
+            raise PolicyContractError(
+                f"policy {self.policy.name} changed the clock of {device.name}, which is {device.power_state.value}"
+            )
         freq_hz = self._check_freq(device, change.freq_hz)
         device.freq_hz = freq_hz
         self._emit(now_s, "frequency", change.reason, (), device=device.name, freq_hz=freq_hz)
         return SetFrequency(device.name, freq_hz, change.reason, now_s + device.freq_change_delay_s)
+
+    def _apply_power(self, now_s: float, change: SetPowerState) -> SetPowerState:
+        """Check and apply one power-state change; return it with `settled_s` (when the new state holds)."""
+        device = self._device(change.device)
+        was = device.power_state
+        if change.state.awake:
+            if was.awake:
+                raise PolicyContractError(f"policy {self.policy.name} woke {device.name}, which is awake")
+            spec = device.power_spec(was)
+            since_s = self._asleep_since.pop(device.name)
+            settled_s = awake_at_s(spec, since_s, now_s) if spec is not None else now_s
+            device.power_state, device.awake_at_s = PowerState.IDLE, settled_s
+        else:
+            spec = device.power_spec(change.state)
+            problem = ""
+            if spec is None:
+                problem = f"it has no {change.state.value} state"
+            elif not was.awake:
+                problem = f"it is already {was.value}; wake it first"
+            elif device.in_flight:
+                problem = f"it has {device.in_flight} batch(es) in flight"
+            elif device.awake_at_s > now_s:
+                problem = f"it is still waking (awake at {device.awake_at_s:.3f} s)"
+            elif not device.healthy:
+                problem = "it has failed"
+            if problem or spec is None:
+                raise PolicyContractError(
+                    f"policy {self.policy.name} put {device.name} to {change.state.value}, but {problem}"
+                )
+            since_s = max(now_s, device.busy_until_s)
+            self._asleep_since[device.name] = since_s
+            device.power_state = change.state
+            settled_s = since_s + spec.entry_s
+        self._emit(
+            now_s,
+            "power",
+            change.reason,
+            (),
+            device=device.name,
+            detail={"state": change.state.value, "from": was.value, "settled_s": settled_s},
+        )
+        return SetPowerState(device.name, device.power_state, change.reason, settled_s)
 
     def _apply_drops(self, now_s: float, drops: Iterable[Drop]) -> list[Outcome]:
         outcomes = []

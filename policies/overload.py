@@ -300,6 +300,7 @@ class OverloadControl(Policy):
         now_s, queue = ctx.now_s, ctx.queue
         if not queue:
             out = self.inner.decide(ctx)
+            out.power_changes = []  # overload control plans on every device: its inner keeps them awake
             out.memo = _Memo((), dict(self._due_since), out.memo)
             return out
         step = _Step(ctx)

@@ -13,6 +13,10 @@ piecewise as the timeline is built:
 - optionally (`upload_s_per_frame`), a batch's frames first cross a serial link to the device, which the
   device waits for at idle power (LoudVA shipped FP32 tensors from its controller to each Jetson).
 
+- asleep (`sleep` / `wake`), the device draws its power state's board power plus the transitions' energy, counted
+  by `jetfleet.power_states.SleepMeter` (the live accounting uses the same meter); a batch after a wake starts
+  once the wake has completed.
+
 `finish(end_s)` closes the books at the end of a run: idle power up to `end_s`, and frequency changes that
 would settle after `end_s` (e.g. idle down-clocking after the last batch) are clipped at `end_s`.
 Everything is O(1) per call; there is no per-event scan over devices.
@@ -26,6 +30,7 @@ from collections.abc import Callable
 from costmodel.base import DeviceModel
 from jetfleet.catalogue import DeviceKind
 from jetfleet.errors import DataError
+from jetfleet.power_states import PowerStateSpec, SleepMeter
 
 # (latency_s, energy_j) of one batch: the device model's truth, possibly with noise applied.
 BatchCostFn = Callable[[str, int, float], tuple[float, float]]
@@ -51,6 +56,7 @@ class EmulatedDevice:
         "_cost_cache",
         "upload_s_per_frame",
         "link_free_s",
+        "sleep_meter",
     )
 
     def __init__(
@@ -78,11 +84,12 @@ class EmulatedDevice:
         self._cost_cache: dict[tuple[str, int, float], tuple[float, float]] = {}
         self.upload_s_per_frame = 0.0  # serialised transfer of each frame to the device before its batch runs
         self.link_free_s = start_s
+        self.sleep_meter = SleepMeter()
 
     @property
     def energy_j(self) -> float:
         """Board energy accounted so far (complete after `finish`)."""
-        return self.busy_energy_j + self.idle_energy_j
+        return self.busy_energy_j + self.idle_energy_j + self.sleep_meter.energy_j
 
     def idle_power_w(self, freq_hz: float) -> float:
         """Idle board power at `freq_hz` (cached: the device model is pure)."""
@@ -113,7 +120,10 @@ class EmulatedDevice:
         return hit
 
     def _idle_until(self, t_s: float) -> None:
-        if t_s > self.tail_s:
+        if self.sleep_meter.asleep:
+            self.sleep_meter.accrue(t_s)
+            self.tail_s = max(self.tail_s, t_s)
+        elif t_s > self.tail_s:
             self.idle_energy_j += self.idle_power_w(self.tail_freq_hz) * (t_s - self.tail_s)
             self.tail_s = t_s
 
@@ -130,6 +140,18 @@ class EmulatedDevice:
             self.tail_s += delay_s
         self.tail_freq_hz = freq_hz
         self.frequency_changes += 1
+        return self.tail_s
+
+    def sleep(self, now_s: float, spec: PowerStateSpec) -> None:
+        """Enter `spec`'s state once everything queued is done (the core sends no sleep with work in flight)."""
+        self._idle_until(now_s)
+        self._trailing.clear()
+        self.sleep_meter.enter(self.tail_s, spec)
+
+    def wake(self, now_s: float) -> float:
+        """Leave the sleep state at `now_s`; return when a batch can start."""
+        self._idle_until(now_s)
+        self.tail_s = self.sleep_meter.leave(self.tail_s)
         return self.tail_s
 
     def run(self, now_s: float, model: str, n_frames: int, freq_hz: float) -> tuple[float, float, float, float]:
@@ -161,6 +183,6 @@ class EmulatedDevice:
             if stop > end_s:
                 self.idle_energy_j -= power_w * (stop - max(start, end_s))
         self._trailing.clear()
-        if self.tail_s > end_s:
+        if self.tail_s > end_s and not self.sleep_meter.asleep:
             self.tail_s = end_s
         self._idle_until(end_s)

@@ -15,7 +15,9 @@ devices (`simulator.devices.EmulatedDevice`), which compute when they finish and
 
 The run ends when every request has its one outcome. Requests still queued when nothing else can happen
 (no arrival, no batch in flight, no wake-up asked) are dropped with reason `shutdown`, as are requests
-not yet answered at `horizon_s`. Energy is integrated per device from the first arrival to the last answer.
+not yet answered at `horizon_s`. Energy is integrated per device from the first arrival to the last answer,
+sleep states and their transitions included (`simulator.devices`). Beside the energy bound the result carries
+the sleep-aware bound (`jetfleet.metrics.sleep_energy_bound_j`).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from cluster.inventory import Fleet
 from costmodel.base import CostModel, DeviceModel
 from jetfleet.catalogue import get_kind
 from jetfleet.errors import ConfigError
-from jetfleet.metrics import RunMetrics, RunRecord, compute_metrics, energy_bound_j
+from jetfleet.metrics import RunMetrics, RunRecord, compute_metrics, energy_bound_j, sleep_energy_bound_j
 from jetfleet.telemetry import EventSink
 from jetfleet.types import Batch, BatchResult, DeviceState, DropReason, Outcome, OutcomeStatus, Request
 from policies.base import Policy
@@ -62,10 +64,21 @@ class SimResult:
     energy_bound_j: float  # `jetfleet.metrics.energy_bound_j` of the completed requests over [start_s, end_s]
     decisions: int  # calls of Policy.decide
     metrics: RunMetrics = field(repr=False)
+    device_asleep_s: dict[str, float] = field(default_factory=dict)  # time in sleep states, transitions included
+    device_sleeps: dict[str, int] = field(default_factory=dict)  # sleeps entered
+    sleep_energy_bound_j: float = math.nan  # `jetfleet.metrics.sleep_energy_bound_j` over the same window
 
     def record(self) -> RunRecord:
         """The run as metrics input (for aggregation over several runs)."""
-        return RunRecord(self.requests, self.outcomes, self.energy_j, self.energy_bound_j, self.end_s - self.start_s)
+        return RunRecord(
+            self.requests,
+            self.outcomes,
+            self.energy_j,
+            self.energy_bound_j,
+            self.end_s - self.start_s,
+            self.sleep_energy_bound_j,
+            sum(self.device_asleep_s.values()),
+        )
 
 
 def default_device_models(fleet: Fleet) -> dict[str, DeviceModel]:
@@ -202,6 +215,14 @@ class _Run:
 
     def _apply(self, now_s: float, out: StepOutput) -> None:
         self._record(out.outcomes)
+        for power in out.power_changes:
+            device = self.devices[power.device]
+            if power.state.awake:
+                device.wake(now_s)
+            else:
+                spec = self.core.devices[power.device].power_spec(power.state)
+                assert spec is not None  # the core checked it
+                device.sleep(now_s, spec)
         for change in out.frequency_changes:
             self.devices[change.device].change_frequency(now_s, change.freq_hz)
         for batch in out.batches:
@@ -242,9 +263,15 @@ class _Run:
         completed = {o.request_id for o in outcomes if o.status is OutcomeStatus.COMPLETED}
         served = [r for r in self.requests if r.request_id in completed]
         bound_j = energy_bound_j(served, self.fleet, self.truth, self.start_s, end_s) if self.requests else 0.0
+        sleep_bound_j = (
+            sleep_energy_bound_j(served, self.fleet, self.truth, self.start_s, end_s) if self.requests else 0.0
+        )
         energy_j = sum(d.energy_j for d in self.devices.values())
         name = self.policy.name
-        record = RunRecord(self.requests, outcomes, energy_j, bound_j, end_s - self.start_s)
+        asleep_s = {n: d.sleep_meter.asleep_s for n, d in self.devices.items()}
+        record = RunRecord(
+            self.requests, outcomes, energy_j, bound_j, end_s - self.start_s, sleep_bound_j, sum(asleep_s.values())
+        )
         return SimResult(
             policy=name,
             requests=self.requests,
@@ -259,6 +286,9 @@ class _Run:
             energy_bound_j=bound_j,
             decisions=self.decisions,
             metrics=compute_metrics(name, [record]),
+            device_asleep_s=asleep_s,
+            device_sleeps={n: d.sleep_meter.sleeps for n, d in self.devices.items()},
+            sleep_energy_bound_j=sleep_bound_j,
         )
 
 

@@ -8,6 +8,7 @@ from typing import Literal
 
 from jetfleet.errors import ConfigError
 from policies.jetfleet.objective import EnergyPerFrame, Objective
+from policies.jetfleet.power import PowerConfig
 from policies.planning import Margins
 
 __all__ = ["JetfleetConfig", "LateMode"]
@@ -38,6 +39,7 @@ class JetfleetConfig:
     late_expire_s: float = 60.0  # a late request this far past its deadline is dropped (DEADLINE_EXPIRED)
     max_late_per_decision: int = 4096  # bounds one decision's work when a huge backlog turns late
     learn_latency: bool = True  # plan with the cost view's learned latency correction
+    power: PowerConfig = field(default_factory=PowerConfig)  # sleep states (policies.jetfleet.power); off: awake
 
     def __post_init__(self) -> None:
         for name in ("max_in_flight", "window", "clocks_per_kind", "max_late_per_decision"):

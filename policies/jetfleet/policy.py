@@ -16,10 +16,13 @@ Each `decide`:
    rate) would lower its score enough, only until the plan's *latest safe dispatch* (from the cost model,
    margins included), and not once the stream has been quiet for `quiet_after_s`.
 5. **Parking.** Idle devices go to their lowest-idle-power clock (`policies.jetfleet.parking`).
-6. **Learning.** Plans read the core's cost view with its learned latency correction (`learn_latency`).
+6. **Power states.** Devices outside the active set sleep; active ones nap between batches when the gap pays
+   for the transitions; sleeping ones are woken before queued work needs them (`policies.jetfleet.power`).
+   Steps 1-5 see only awake devices. `JetfleetConfig(power=PowerConfig(enabled=False))` keeps the fleet awake.
+7. **Learning.** Plans read the core's cost view with its learned latency correction (`learn_latency`).
 
-`decide` changes nothing. The policy's memory — arrival statistics, each device's last use, clock changes
-still settling, the parking scan — changes only in `absorb` (what the core applied) and `observe`.
+`decide` changes nothing. The policy's memory — arrival statistics, each device's last use, clock changes and
+wakes still settling, the parking scan, the active set — changes only in `absorb` (what the core applied) and `observe`.
 
 Extension points for the model-variant layer: `variant_for` (model variant per family and device) and
 `choose_batch` (the (device, frequency, batch) choice for a candidate set).
@@ -45,6 +48,7 @@ from policies.jetfleet.groups import DeviceGroup, GroupKey, device_for, group_ke
 from policies.jetfleet.guard import Guard, ParkGuard, capable_devices, guard_budget, guard_request
 from policies.jetfleet.objective import floor, plan_key
 from policies.jetfleet.parking import Parking, ParkScan
+from policies.jetfleet.power import Demand, PowerConfig, PowerMemo, PowerPlanner
 from policies.jetfleet.step import Step
 from policies.planning import BatchPlan, GridTables, derive_tables, plan_batch
 from policies.registry import register
@@ -62,11 +66,13 @@ class JetfleetPolicy(Policy):
         self.objective = self.config.objective
         self.arrivals = ArrivalStats(self.config.rate_halflife_s, self.config.guard_window_s)
         self.parking = Parking(self.config.park_after_s)
+        self.power = PowerPlanner(self.config.power)
         self._use_seq = 0
         self._last_use: dict[str, int] = {}  # device -> sequence number of its last applied dispatch
         self._settle: dict[str, tuple[float, float]] = {}  # device -> (settled at, clock) of an applied change
         self._tables: dict[GroupKey, tuple[CostView, int, GridTables]] = {}  # a memo of `tables`
         self._members: tuple[Sequence[DeviceState], dict[str, dict[GroupKey, list[DeviceState]]]] | None = None
+        self._awake_view: tuple[Sequence[DeviceState], tuple[str, ...], list[DeviceState]] | None = None
 
     # -- the Policy contract ----------------------------------------------------------------------
     def absorb(self, applied: Applied) -> None:
@@ -82,11 +88,20 @@ class JetfleetPolicy(Policy):
         for change in applied.frequency_changes:
             settled_s = change.settled_s if math.isfinite(change.settled_s) else applied.now_s
             self._settle[change.device] = (settled_s, change.freq_hz)
+        for power in applied.power_changes:
+            self.parking.invalidate()
+            if power.state.awake and math.isfinite(power.settled_s):
+                self._settle[power.device] = (power.settled_s, math.nan)  # a wake: ready once it completes
         if self._settle and (applied.dispatches or applied.frequency_changes):
             for name in [n for n, (t, _) in self._settle.items() if t <= applied.now_s]:
                 del self._settle[name]  # settled: keep the dict small, it is read for every device
-        if isinstance(applied.memo, ParkScan):
-            self.parking.absorb(applied.memo)
+        memo = applied.memo
+        if isinstance(memo, tuple) and len(memo) == 2:
+            memo, power_memo = memo
+            if isinstance(power_memo, PowerMemo):
+                self.power.absorb(power_memo)
+        if isinstance(memo, ParkScan):
+            self.parking.absorb(memo)
 
     def observe(self, result: BatchResult) -> None:
         if result.request_ids:
@@ -97,16 +112,74 @@ class JetfleetPolicy(Policy):
         healthy = [d for d in ctx.devices if d.healthy]
         if len(healthy) == len(ctx.devices):
             healthy = ctx.devices  # the core's own sequence: what is derived from it is kept (`_members_of`)
-        if ctx.queue and healthy:
-            on_time, past_due = self.candidates(ctx, healthy)
+        awake = self._awake(healthy)
+        if ctx.queue and awake:
+            on_time, past_due = self.candidates(ctx, awake)
             for family, requests in by_family(on_time).items():
-                self._serve_family(step, family, requests, healthy)
+                self._serve_family(step, family, requests, awake)
             late = past_due + step.late
             if late:
-                self.handle_late(step, late, healthy)
-        step.out.memo = self._park_idle(step, healthy)
+                self.handle_late(step, late, awake)
+        park = self._park_idle(step, awake)
+        step.out.memo = park
+        if self.config.power.enabled:
+            step.out.memo = (park, self._plan_power(step, healthy))
         step.out.wake_at_s = step.wake_s if math.isfinite(step.wake_s) else None
         return step.out
+
+    def _awake(self, devices: Sequence[DeviceState]) -> Sequence[DeviceState]:
+        """The awake devices (waking ones included): the only ones batches and clock changes may go to. The same
+        sequence object while every device is awake, and while the same ones sleep (kept for `_members_of`)."""
+        asleep = tuple(d.name for d in devices if not d.power_state.awake)
+        if not asleep:
+            return devices
+        hit = self._awake_view
+        if hit is not None and hit[0] is devices and hit[1] == asleep:
+            return hit[2]
+        awake = [d for d in devices if d.power_state.awake]
+        self._awake_view = (devices, asleep, awake)
+        return awake
+
+    def _plan_power(self, step: Step, devices: Sequence[DeviceState]) -> PowerMemo | None:
+        """Propose sleeps and wakes (`policies.jetfleet.power`); returns the planner's memo for `absorb`."""
+        ctx, now_s = step.ctx, step.now_s
+        on_time = list(islice(ctx.queue.by_deadline(now_s), self.config.window))
+        head = ctx.queue.earliest()
+        families = self.arrivals.families
+        family = head.model if head is not None else (families[0] if families else None)
+        if family is None:
+            return None
+        guards = [g for f in families if (g := guard_request(self.arrivals, self.config.power.guard_slo_s, f, now_s))]
+        guard = min(guards) if guards else None
+        demand = Demand(
+            now_s=now_s,
+            rate_fps=sum(self.arrivals.frames_per_s(f, now_s) for f in families),
+            requests_per_s=self.arrivals.requests_per_s(now_s),
+            queued_frames=ctx.queue.frames,
+            late=ctx.queue.count_due_before(now_s) > 0,
+            deadlines_s=np.array([r.deadline_s for r in on_time], dtype=float),
+            cum_frames=np.cumsum([r.n_frames for r in on_time], dtype=int),
+            guard_slo_s=guard[0] if guard is not None else None,
+            guard_frames=guard[1] if guard is not None else 1,
+            max_utilisation=self.config.max_utilisation,
+        )
+
+        def tables_for(device: DeviceState) -> GridTables | None:
+            variant = self.variant_for(family, device, now_s)
+            if variant is None:
+                return None
+            try:
+                return self.tables(ctx, device, variant)
+            except JetfleetError:
+                return None
+
+        taken = step.taken
+        changes, wake_s, memo = self.power.plan(
+            devices, demand, tables_for, lambda d: d.in_flight > 0 or d.name in taken, step.held
+        )
+        step.out.power_changes += changes
+        step.wake(wake_s)
+        return memo
 
     # -- extension points -------------------------------------------------------------------------
     def candidates(self, ctx: StepContext, devices: Sequence[DeviceState]) -> tuple[list[Request], list[Request]]:
@@ -477,9 +550,12 @@ def _wake_before(plan: BatchPlan) -> float:
 
 @register("jetfleet")
 def _make_jetfleet(arg: str | None) -> Policy:
-    """`jetfleet` (late requests served in spare capacity) or `jetfleet:drop` (late ones dropped)."""
+    """`jetfleet` (late requests served in spare capacity), `jetfleet:drop` (late ones dropped) or `jetfleet:awake`
+    (power states off: every device stays awake)."""
     if arg is None:
         return JetfleetPolicy()
     if arg in ("serve", "drop"):
         return JetfleetPolicy(JetfleetConfig(late=arg))
-    raise ConfigError(f"unknown jetfleet option {arg!r}; expected 'serve' or 'drop'")
+    if arg == "awake":
+        return JetfleetPolicy(JetfleetConfig(power=PowerConfig(enabled=False)))
+    raise ConfigError(f"unknown jetfleet option {arg!r}; expected 'serve', 'drop' or 'awake'")

@@ -1,0 +1,337 @@
+"""Power states: which devices stay awake (consolidation) and which nap between batches. Pure, side-effect free.
+
+Two rules, both read from the step context and the policy's arrival statistics, both proposing `SetPowerState`s:
+
+- **Consolidation** (per fleet). The *active set* is the fewest devices, most energy-efficient first, whose best
+  sustained throughput covers the forecast frame rate divided by `max_utilisation`. It grows at once when the
+  forecast rises (wake ahead of load: a device joins the set, and so may be woken, as soon as the rate estimate
+  says it is needed) and shrinks only when the set one smaller would still cover the forecast with
+  `hysteresis` to spare, no sooner than `shrink_after_s` after the last change: devices do not flap. A device
+  outside the set that is idle goes to the deepest allowed state whose break-even fits `long_sleep_s`.
+- **Napping** (per device, active set). An idle device sleeps when the time until it is needed — the latest
+  start of a batch of what is queued plus what is forecast to arrive, or, with nothing queued, the next
+  expected arrival plus the tightest SLO class seen — exceeds the state's entry + wake latency and its
+  break-even time (`PowerStateSpec.break_even_s`: the saving pays for the transitions). It picks the state of
+  least energy over that gap. It is woken `wake_margin_s` plus its clock-change delay before it is needed.
+  A nap is allowed only if a tight-SLO arrival (the tightest SLO class seen in the guard window, or the
+  configured prior) could still be served in time: by another active device kept awake, or by this one after
+  its entry and wake latencies.
+
+Every proposal carries its reason (the gap, the break-even, the forecast) for telemetry.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from jetfleet.errors import ConfigError
+from jetfleet.power_states import DEFAULT_SLEEP_STATES, PowerState, PowerStateSpec
+from jetfleet.types import DeviceState, SetPowerState
+from policies.planning import GridTables
+
+__all__ = ["PowerConfig", "PowerMemo", "PowerPlanner"]
+
+TablesFn = Callable[[DeviceState], "GridTables | None"]  # a device's planner tables for the family in hand
+
+
+@dataclass(frozen=True)
+class PowerConfig:
+    """Knobs of the power-state rules (validated at construction)."""
+
+    enabled: bool = True  # False: the fleet stays awake (jetfleet as it was)
+    states: tuple[PowerState, ...] = DEFAULT_SLEEP_STATES  # the sleep states the fleet may use
+    never_sleep: frozenset[str] = frozenset()  # devices switched off by name
+    wake_margin_s: float = 0.1  # wake this much (plus the clock-change delay) before a device is needed
+    guard_slo_s: float | None = None  # a tight-SLO prior; None: only the SLO classes seen (the batch guard's window)
+    hysteresis: float = 0.25  # shrink the active set only when one fewer covers the forecast with this to spare
+    shrink_after_s: float = 30.0  # and no sooner than this after its last change
+    long_sleep_s: float = 60.0  # the gap an inactive device's state is chosen for
+    consolidate: bool = True  # False: every device is active (naps only)
+
+    def __post_init__(self) -> None:
+        for name in ("wake_margin_s", "hysteresis", "shrink_after_s", "long_sleep_s"):
+            if not getattr(self, name) >= 0:
+                raise ConfigError(f"jetfleet power config: {name} must be >= 0, got {getattr(self, name)}")
+        if any(s.awake for s in self.states):
+            raise ConfigError(f"jetfleet power config: states must be sleep states, got {self.states}")
+        if self.guard_slo_s is not None and not (self.guard_slo_s > 0 and math.isfinite(self.guard_slo_s)):
+            raise ConfigError(f"jetfleet power config: guard_slo_s must be > 0 and finite, got {self.guard_slo_s}")
+
+
+@dataclass(frozen=True)
+class PowerMemo:
+    """What one decision's power planning found, remembered once the core applied the step."""
+
+    active: frozenset[str]
+    changed_s: float  # when the active set last changed
+
+
+@dataclass
+class Demand:
+    """What the devices face in this decision (from the queue and the arrival statistics)."""
+
+    now_s: float
+    rate_fps: float  # forecast frames per second, all families
+    requests_per_s: float  # forecast requests per second, all families (the gap between arrivals)
+    queued_frames: int  # all queued frames, late ones included
+    late: bool = False  # some queued request is past its deadline
+    deadlines_s: np.ndarray = field(default_factory=lambda: np.zeros(0))  # on-time queued work, EDF order
+    cum_frames: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))  # frames up to each of those
+    guard_slo_s: float | None = None  # tightest SLO class to stay ready for (None: none known)
+    guard_frames: int = 1
+    max_utilisation: float = 0.7
+
+
+class PowerPlanner:
+    """The consolidation and napping rules (see the module docstring); memory changes only in `absorb`."""
+
+    def __init__(self, config: PowerConfig) -> None:
+        self.config = config
+        self._active: frozenset[str] = frozenset()
+        self._changed_s = -math.inf
+        self._rank: dict[tuple, float] = {}  # tables identity -> energy per frame at best (efficiency order)
+
+    def absorb(self, memo: PowerMemo | None) -> None:
+        if memo is not None:
+            self._active, self._changed_s = memo.active, memo.changed_s
+
+    # -- one decision --------------------------------------------------------------------------------------
+    def plan(
+        self,
+        devices: Sequence[DeviceState],
+        demand: Demand,
+        tables_for: TablesFn,
+        busy: Callable[[DeviceState], bool],
+        held: dict[str, float],
+    ) -> tuple[list[SetPowerState], float, PowerMemo | None]:
+        """(power changes, when to look again, the memo) for `devices` (healthy) facing `demand`.
+
+        `busy(d)`: the device has work in flight or was given a batch in this decision. `held`: devices the
+        planner holds a batch back for, with the batch's latest dispatch (they may nap until then)."""
+        cfg = self.config
+        now_s = demand.now_s
+        usable = [(d, t) for d in devices if (t := tables_for(d)) is not None]
+        active, memo = self._active_set(usable, demand)
+        changes: list[SetPowerState] = []
+        wake_s = math.inf
+        awake_active = [d for d, _ in usable if d.name in active and d.power_state.awake]
+        covered = self._covered(awake_active, tables_for, demand)
+        guard_keepers = {d.name for d in awake_active if self._serves_guard(d, tables_for(d), demand, asleep=None)}
+        for device, tables in usable:
+            if not device.power_states or device.name in cfg.never_sleep:
+                continue
+            if device.power_state.awake:
+                if busy(device) or device.awake_at_s > now_s:
+                    continue
+                if device.name not in active:
+                    change = self._sleep_inactive(device, tables, demand, len(active))
+                else:
+                    others = guard_keepers - {device.name}
+                    change = self._nap(device, tables, demand, len(active), bool(others), held.get(device.name))
+                    if change is not None:
+                        guard_keepers.discard(device.name)
+                if change is not None:
+                    changes.append(change)
+            elif device.name in active:
+                when_s = self._needed_at_s(tables, demand, device.freq_change_delay_s)
+                spec = device.power_spec(device.power_state)
+                exit_s = spec.exit_s if spec is not None else 0.0
+                wake_at = when_s - exit_s - cfg.wake_margin_s
+                if demand.queued_frames == 0 or covered:
+                    continue
+                if wake_at <= now_s:
+                    why = f"queued work needs it by {when_s:.2f} s; wake takes {exit_s:.2f} s"
+                    changes.append(SetPowerState(device.name, PowerState.IDLE, f"jetfleet power: {why}"))
+                    covered = True  # one wake per decision; the next decision sees it waking
+                    wake_s = now_s  # plan at once for the waking device (its batch starts once it is awake)
+                else:
+                    wake_s = min(wake_s, wake_at)
+        return changes, wake_s, memo
+
+    # -- consolidation ---------------------------------------------------------------------------------------
+    def _active_set(
+        self, usable: list[tuple[DeviceState, GridTables]], demand: Demand
+    ) -> tuple[frozenset[str], PowerMemo | None]:
+        cfg = self.config
+        names = [d.name for d, _ in usable]
+        if not cfg.consolidate or not usable:
+            return frozenset(names), None
+        need_fps = demand.rate_fps / demand.max_utilisation
+        ranked = sorted(usable, key=lambda dt: (self._efficiency(dt[1]), dt[0].name))
+        target = _cover(ranked, need_fps)
+        current = [dt for dt in usable if dt[0].name in self._active]
+        have_fps = sum(1.0 / t.s_per_frame for _, t in current)
+        if not current or have_fps < need_fps:  # grow now: wake ahead of the load
+            keep = {d.name for d, _ in current}
+            extra = [dt for dt in ranked if dt[0].name not in keep]
+            grown = current + _cover(extra, need_fps - have_fps) if current else target
+            active = frozenset(d.name for d, _ in grown)
+        else:
+            active = self._active & set(names)
+            fewer = sorted(current, key=lambda dt: self._efficiency(dt[1]))[:-1]
+            spare_fps = sum(1.0 / t.s_per_frame for _, t in fewer)
+            settled = demand.now_s - self._changed_s >= cfg.shrink_after_s
+            if fewer and settled and spare_fps >= need_fps * (1.0 + cfg.hysteresis):
+                active = frozenset(d.name for d, _ in fewer)
+        if active == self._active:
+            return active, None
+        return active, PowerMemo(active, demand.now_s)
+
+    def _efficiency(self, tables: GridTables) -> float:
+        """Joules per frame at the tables' cheapest (clock, batch): lower is better."""
+        key = id(tables)
+        hit = self._rank.get(key)
+        if hit is None:
+            batches = np.arange(1, tables.max_frames + 1)[None, : tables.cap]
+            hit = self._rank[key] = float((tables.energy_j[:, : tables.cap] / batches).min())
+        return hit
+
+    def _sleep_inactive(
+        self, device: DeviceState, tables: GridTables, demand: Demand, n_active: int
+    ) -> SetPowerState | None:
+        idle_w = _idle_w(device, tables)
+        spec = self._cheapest(device, idle_w, self.config.long_sleep_s)
+        if spec is None:
+            return None
+        why = (
+            f"consolidate: {n_active} active device(s) cover {demand.rate_fps:.2f} frames/s forecast; "
+            f"{spec.state.value} ({spec.board_power_w:g} W, break-even {spec.break_even_s(idle_w):.2f} s)"
+        )
+        return SetPowerState(device.name, spec.state, f"jetfleet power: {why}")
+
+    # -- napping -----------------------------------------------------------------------------------------------
+    def _nap(
+        self,
+        device: DeviceState,
+        tables: GridTables,
+        demand: Demand,
+        n_active: int,
+        guarded: bool,
+        held_until_s: float | None,
+    ) -> SetPowerState | None:
+        """A nap for an idle active device (`guarded`: another awake device serves a tight arrival), or None."""
+        now_s = demand.now_s
+        if demand.queued_frames > 0:
+            until_s = self._needed_at_s(tables, demand, device.freq_change_delay_s)
+            if held_until_s is not None:
+                until_s = min(until_s, held_until_s)
+            basis = f"queued work needs it by {until_s:.2f} s"
+        else:
+            if demand.rate_fps <= 0 or demand.guard_slo_s is None:
+                return None
+            gap_s = max(1, n_active) / max(demand.requests_per_s, 1e-9)
+            lat_s = float(tables.fastest_padded_s[min(demand.guard_frames, tables.max_frames) - 1])
+            until_s = now_s + gap_s + demand.guard_slo_s - lat_s - device.freq_change_delay_s
+            until_s = min(until_s, self._needed_at_s(tables, demand, device.freq_change_delay_s))
+            basis = f"next arrival expected in {gap_s:.2f} s"
+        gap_s = until_s - self.config.wake_margin_s - now_s
+        idle_w = _idle_w(device, tables)
+        spec = self._cheapest(device, idle_w, gap_s)
+        while spec is not None and not (guarded or self._serves_guard(device, tables, demand, asleep=spec)):
+            spec = self._cheapest(device, idle_w, gap_s, shallower_than=spec)
+        if spec is None:
+            return None
+        why = (
+            f"nap: {basis}, gap {gap_s:.2f} s >= break-even {spec.break_even_s(idle_w):.2f} s of "
+            f"{spec.state.value} (wake {spec.exit_s:.2f} s)"
+        )
+        return SetPowerState(device.name, spec.state, f"jetfleet power: {why}")
+
+    def _cheapest(
+        self, device: DeviceState, idle_w: float, gap_s: float, shallower_than: PowerStateSpec | None = None
+    ) -> PowerStateSpec | None:
+        """The allowed state of least energy over a gap of `gap_s` (entry, wake and break-even fit in it)."""
+        best, best_j = None, idle_w * gap_s
+        for spec in device.power_states or ():
+            if spec.state not in self.config.states:
+                continue
+            if shallower_than is not None and spec.state.depth >= shallower_than.state.depth:
+                continue
+            if gap_s < spec.break_even_s(idle_w) or gap_s < spec.entry_s + spec.exit_s:
+                continue
+            energy_j = spec.board_power_w * gap_s + spec.entry_energy_j + spec.exit_energy_j
+            if energy_j < best_j:
+                best, best_j = spec, energy_j
+        return best
+
+    def _serves_guard(
+        self, device: DeviceState, tables: GridTables | None, demand: Demand, asleep: PowerStateSpec | None
+    ) -> bool:
+        """Could `device` (awake, or asleep in `asleep` from now) serve a tight-SLO arrival within its SLO?"""
+        if demand.guard_slo_s is None or tables is None:
+            return asleep is None
+        lat_s = float(tables.fastest_padded_s[min(demand.guard_frames, tables.max_frames) - 1])
+        wake_s = asleep.entry_s + asleep.exit_s if asleep is not None else 0.0
+        return wake_s + device.freq_change_delay_s + lat_s <= demand.guard_slo_s
+
+    # -- when work needs a device --------------------------------------------------------------------------------
+    def _needed_at_s(self, tables: GridTables, demand: Demand, change_delay_s: float) -> float:
+        """The latest time a device of `tables` must be ready for what is queued and forecast, the earlier of:
+
+        - each queued on-time request's deadline minus the time to run it and everything before it in deadline
+          order (plus the frames forecast to arrive by the first deadline) in full batches at the clock the
+          planner prefers for them (`_efficient_clock`), and the clock change;
+        - the moment the backlog (queued frames plus the forecast rate times the sleep) grows beyond what the
+          device can run within the tightest SLO class: arrivals during a sleep must still be served in time.
+        """
+        now_s = demand.now_s
+        if demand.late:
+            return now_s  # late work: at once
+        fi = _efficient_clock(tables)
+        latest = math.inf
+        if len(demand.deadlines_s):
+            horizon_s = max(0.0, float(demand.deadlines_s[0]) - now_s)
+            frames = demand.cum_frames + int(math.ceil(demand.rate_fps * horizon_s))
+            latest = float((demand.deadlines_s - _run_s(tables, fi, frames)).min()) - change_delay_s
+        if demand.guard_slo_s is not None and demand.rate_fps > 0:
+            s_per_frame = float(tables.padded_s[fi, tables.cap - 1]) / tables.cap
+            room_frames = (demand.guard_slo_s - change_delay_s) / s_per_frame - demand.queued_frames
+            latest = min(latest, now_s + room_frames / demand.rate_fps)
+        return latest
+
+    def _covered(self, awake: list[DeviceState], tables_for: TablesFn, demand: Demand) -> bool:
+        """Whether one awake (or waking) active device alone can still start all the queued work in time."""
+        for d in awake:
+            t = tables_for(d)
+            if t is not None:
+                ready_s = max(demand.now_s, d.busy_until_s if d.in_flight else demand.now_s, d.awake_at_s)
+                if ready_s <= self._needed_at_s(t, demand, d.freq_change_delay_s):
+                    return True
+        return False
+
+
+def _cover(ranked: list[tuple[DeviceState, GridTables]], need_fps: float) -> list[tuple[DeviceState, GridTables]]:
+    """The first devices of `ranked` whose best throughputs add up to `need_fps` (at least one)."""
+    out, have = [], 0.0
+    for d, t in ranked:
+        if out and have >= need_fps:
+            break
+        out.append((d, t))
+        have += 1.0 / t.s_per_frame
+    return out
+
+
+def _efficient_clock(tables: GridTables) -> int:
+    """The clock index of least energy per frame above idle for a full batch: what the planner runs when it
+    is not pressed for time (pressed, it runs faster, so times estimated at this clock are on the safe side)."""
+    hit = tables.memo.get("power-efficient-clock")
+    if hit is None:
+        hit = tables.memo["power-efficient-clock"] = int(np.argmin(tables.marginal_epf_j[:, tables.cap - 1]))
+    return hit
+
+
+def _run_s(tables: GridTables, fi: int, frames: np.ndarray) -> np.ndarray:
+    """Padded seconds to run `frames` (per entry) in batches of at most `cap` at clock index `fi`."""
+    cap = min(tables.cap, tables.max_frames)
+    full, rest = np.divmod(np.maximum(frames, 1), cap)
+    row = tables.padded_s[fi]
+    return full * row[cap - 1] + np.where(rest > 0, row[np.maximum(rest, 1) - 1], 0.0)
+
+
+def _idle_w(device: DeviceState, tables: GridTables) -> float:
+    i = tables.freq_index(device.freq_hz)
+    return float(tables.idle_w[i]) if i >= 0 else float(tables.idle_w.min())
