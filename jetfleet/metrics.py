@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from jetfleet.catalogue import get_kind
-from jetfleet.power_states import DEFAULT_SLEEP_STATES, PowerState
+from jetfleet.power_states import DEFAULT_SLEEP_STATES, PowerState, PowerStateSpec
 from jetfleet.types import Outcome, OutcomeStatus, Request
 
 if TYPE_CHECKING:  # annotations only: the fleet and device models are the layers above
@@ -188,7 +188,7 @@ def energy_bound_j(
     least n_frames times the best excess per frame of any kind. Dropped requests should be left out by
     the caller (they cost nothing). With a noisy device model the bound holds for the noiseless truth.
     """
-    return _bound_j(requests, fleet, device_models, start_s, end_s, max_batch, ())
+    return _bound_j(requests, fleet, device_models, start_s, end_s, max_batch, (), {})
 
 
 def sleep_energy_bound_j(
@@ -200,6 +200,7 @@ def sleep_energy_bound_j(
     *,
     states: Sequence[PowerState] = DEFAULT_SLEEP_STATES,
     max_batch: int | None = None,
+    power_states: Mapping[str, tuple[PowerStateSpec, ...]] | None = None,
 ) -> float:
     """A lower bound on the board energy of any policy that may also put devices to sleep in `states`.
 
@@ -210,8 +211,9 @@ def sleep_energy_bound_j(
     board power >= Pdeep_d; transition energy >= 0); so its energy is at least T * Pdeep_d plus, per batch,
     E - Pdeep_d L. Transitions are charged nothing: a device that never sleeps pays none, and what it pays
     instead, idle above Pdeep_d while not busy, is only known once the schedule is. See docs/power-states.md.
+    `power_states` replaces the catalogue's sleep states of the kinds it names (as `simulate` does).
     """
-    return _bound_j(requests, fleet, device_models, start_s, end_s, max_batch, tuple(states))
+    return _bound_j(requests, fleet, device_models, start_s, end_s, max_batch, tuple(states), power_states or {})
 
 
 def _bound_j(
@@ -222,6 +224,7 @@ def _bound_j(
     end_s: float,
     max_batch: int | None,
     states: tuple[PowerState, ...],
+    power_states: Mapping[str, tuple[PowerStateSpec, ...]],
 ) -> float:
     duration_s = max(0.0, end_s - start_s)
     kinds = {}
@@ -231,7 +234,8 @@ def _bound_j(
         dm = device_models[spec.kind]
         if spec.kind not in kinds:
             p_min = min(dm.idle_power_w(f) for f in kind.freqs_hz)
-            asleep_w = [s.board_power_w for s in kind.power_states if s.state in states]
+            specs = power_states.get(spec.kind, kind.power_states)
+            asleep_w = [s.board_power_w for s in specs if s.state in states]
             kinds[spec.kind] = (kind, dm, min([p_min, *asleep_w]))
         floor_w += kinds[spec.kind][2]
     frames_by_model: dict[str, int] = {}

@@ -34,6 +34,7 @@ from costmodel.base import CostModel, DeviceModel
 from jetfleet.catalogue import get_kind
 from jetfleet.errors import ConfigError
 from jetfleet.metrics import RunMetrics, RunRecord, compute_metrics, energy_bound_j, sleep_energy_bound_j
+from jetfleet.power_states import PowerStateSpec
 from jetfleet.telemetry import EventSink
 from jetfleet.types import Batch, BatchResult, DeviceState, DropReason, Outcome, OutcomeStatus, Request
 from policies.base import Policy
@@ -102,6 +103,7 @@ def simulate(
     initial_freq: str = "max",
     start_s: float | None = None,
     upload_s_per_frame: float = 0.0,
+    power_states: Mapping[str, tuple[PowerStateSpec, ...]] | None = None,
 ) -> SimResult:
     """Run `policy` on `requests` over `fleet` and return outcomes, batches, energy and metrics.
 
@@ -115,10 +117,12 @@ def simulate(
     start of the window earlier: LoudVA's measurements start at its scenario's time 0, before the first request.
     `upload_s_per_frame` > 0 makes every device receive each frame over a serial link before its batch runs
     (see `simulator.devices`); policies are not told about it. Default 0: no network.
+    `power_states` replaces the catalogue's sleep states of the kinds it names (the devices report these as
+    their own facts, and sleep by them): sensitivity studies of assumed figures.
     """
     if upload_s_per_frame < 0:
         raise ConfigError(f"simulate: upload_s_per_frame must be >= 0, got {upload_s_per_frame}")
-    run = _Run(requests, fleet, policy, cost, device_models, sink, horizon_s, initial_freq, start_s)
+    run = _Run(requests, fleet, policy, cost, device_models, sink, horizon_s, initial_freq, start_s, power_states)
     if noise is not None:
         run.add_noise(dataclasses.replace(noise, seed=seed))
     for device in run.devices.values():
@@ -140,6 +144,7 @@ class _Run:
         horizon_s: float | None,
         initial_freq: str,
         start_s: float | None = None,
+        power_states: Mapping[str, tuple[PowerStateSpec, ...]] | None = None,
     ) -> None:
         self.requests = sorted(requests, key=lambda r: r.arrival_s)  # stable: ties keep the given order
         ids = {r.request_id for r in self.requests}
@@ -156,11 +161,14 @@ class _Run:
         if start_s is not None and start_s > first_s:
             raise ConfigError(f"simulate: start_s {start_s} is after the first arrival at {first_s}")
         self.start_s = first_s if start_s is None else start_s
+        self.power_states = dict(power_states or {})
         states, self.devices = [], {}
         for spec in fleet.devices:
             kind = get_kind(spec.kind)
             f0 = kind.max_freq_hz if initial_freq == "max" else kind.min_freq_hz
-            states.append(DeviceState(spec.name, spec.kind, f0, self.start_s, 0, self.start_s, True, spec.models))
+            state = DeviceState(spec.name, spec.kind, f0, self.start_s, 0, self.start_s, True, spec.models)
+            state.power_states = (power_states or {}).get(spec.kind)
+            states.append(state)
             self.devices[spec.name] = EmulatedDevice(spec.name, kind, self.truth[spec.kind], f0, self.start_s)
         self.core = SchedulerCore(policy, cost, states, sink)
         self.heap: list[tuple[float, int, int, Batch, BatchResult]] = []
@@ -264,7 +272,9 @@ class _Run:
         served = [r for r in self.requests if r.request_id in completed]
         bound_j = energy_bound_j(served, self.fleet, self.truth, self.start_s, end_s) if self.requests else 0.0
         sleep_bound_j = (
-            sleep_energy_bound_j(served, self.fleet, self.truth, self.start_s, end_s) if self.requests else 0.0
+            sleep_energy_bound_j(served, self.fleet, self.truth, self.start_s, end_s, power_states=self.power_states)
+            if self.requests
+            else 0.0
         )
         energy_j = sum(d.energy_j for d in self.devices.values())
         name = self.policy.name

@@ -118,9 +118,11 @@ class PowerPlanner:
         active, memo = self._active_set(usable, demand)
         changes: list[SetPowerState] = []
         wake_s = math.inf
-        awake_active = [d for d, _ in usable if d.name in active and d.power_state.awake]
-        covered = self._covered(awake_active, tables_for, demand)
-        guard_keepers = {d.name for d in awake_active if self._serves_guard(d, tables_for(d), demand, asleep=None)}
+        joined = active - self._active if memo is not None else frozenset()
+        awake_active = [(d, t) for d, t in usable if d.name in active and d.power_state.awake]
+        covered = sum(self._capacity_frames(d, t, demand, d.awake_at_s) for d, t in awake_active)
+        need = demand.queued_frames + demand.rate_fps * max(0.0, self._first_deadline_s(demand) - now_s)
+        guard_keepers = {d.name for d, t in awake_active if self._serves_guard(d, t, demand, asleep=None)}
         for device, tables in usable:
             if not device.power_states or device.name in cfg.never_sleep:
                 continue
@@ -137,19 +139,22 @@ class PowerPlanner:
                 if change is not None:
                     changes.append(change)
             elif device.name in active:
-                when_s = self._needed_at_s(tables, demand, device.freq_change_delay_s)
                 spec = device.power_spec(device.power_state)
                 exit_s = spec.exit_s if spec is not None else 0.0
-                wake_at = when_s - exit_s - cfg.wake_margin_s
-                if demand.queued_frames == 0 or covered:
+                if device.name in joined:
+                    why = f"consolidate: wake ahead of load, {len(active)} device(s) for {demand.rate_fps:.2f} frames/s"
+                elif need <= covered:
                     continue
-                if wake_at <= now_s:
-                    why = f"queued work needs it by {when_s:.2f} s; wake takes {exit_s:.2f} s"
-                    changes.append(SetPowerState(device.name, PowerState.IDLE, f"jetfleet power: {why}"))
-                    covered = True  # one wake per decision; the next decision sees it waking
-                    wake_s = now_s  # plan at once for the waking device (its batch starts once it is awake)
                 else:
-                    wake_s = min(wake_s, wake_at)
+                    when_s = self._needed_at_s(tables, demand, device.freq_change_delay_s)
+                    wake_at = when_s - exit_s - cfg.wake_margin_s
+                    if wake_at > now_s:
+                        wake_s = min(wake_s, wake_at)
+                        continue
+                    why = f"queued work needs it by {when_s:.2f} s; wake takes {exit_s:.2f} s"
+                changes.append(SetPowerState(device.name, PowerState.IDLE, f"jetfleet power: {why}"))
+                covered += self._capacity_frames(device, tables, demand, now_s + exit_s)
+                wake_s = now_s  # plan at once for the waking device (its batch starts once it is awake)
         return changes, wake_s, memo
 
     # -- consolidation ---------------------------------------------------------------------------------------
@@ -293,15 +298,18 @@ class PowerPlanner:
             latest = min(latest, now_s + room_frames / demand.rate_fps)
         return latest
 
-    def _covered(self, awake: list[DeviceState], tables_for: TablesFn, demand: Demand) -> bool:
-        """Whether one awake (or waking) active device alone can still start all the queued work in time."""
-        for d in awake:
-            t = tables_for(d)
-            if t is not None:
-                ready_s = max(demand.now_s, d.busy_until_s if d.in_flight else demand.now_s, d.awake_at_s)
-                if ready_s <= self._needed_at_s(t, demand, d.freq_change_delay_s):
-                    return True
-        return False
+    @staticmethod
+    def _first_deadline_s(demand: Demand) -> float:
+        return float(demand.deadlines_s[0]) if len(demand.deadlines_s) else demand.now_s
+
+    def _capacity_frames(self, device: DeviceState, tables: GridTables, demand: Demand, ready_s: float) -> float:
+        """Frames `device` (ready at `ready_s`, or when its batches end) can run before the first queued deadline
+        at the clock the planner prefers: what it takes off the queue's most urgent part."""
+        busy_s = device.busy_until_s if device.in_flight else demand.now_s
+        start_s = max(demand.now_s, busy_s, ready_s) + device.freq_change_delay_s
+        fi = _efficient_clock(tables)
+        s_per_frame = float(tables.padded_s[fi, tables.cap - 1]) / tables.cap
+        return max(0.0, self._first_deadline_s(demand) - start_s) / s_per_frame
 
 
 def _cover(ranked: list[tuple[DeviceState, GridTables]], need_fps: float) -> list[tuple[DeviceState, GridTables]]:

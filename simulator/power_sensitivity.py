@@ -1,0 +1,119 @@
+"""Sensitivity of jetfleet's power-state gains to the assumed suspend (SC7) figures.
+
+    python -m simulator.power_sensitivity --out docs/power-sensitivity.json [--fleet agx] [--cost-model lgbm]
+
+For each fleet, runs `jetfleet` (power states on) on LoudVA's Experiment 1 with every kind's *suspended* state
+changed to each wake (exit) latency of `WAKE_S` and each board power of the catalogue's assumed range (low,
+catalogue value, high), the transition energies following the catalogue's rule (idle power during a
+transition). `jetfleet:awake` is run once per fleet as the reference. Writes one JSON document and prints the
+markdown tables of docs/power-states.md. Nothing here is tuned: the grid is the assumption's range.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from jetfleet.catalogue import get_kind
+from jetfleet.power_states import PowerState, PowerStateSpec
+
+WAKE_S = (0.5, 1.0, 2.0, 5.0, 10.0)
+SCENARIOS = ("exp1-id0", "exp1-id1", "exp1-id2", "exp1-id3", "exp1-id4", "exp1-id6")
+
+
+def suspended_variant(kind_key: str, exit_s: float, power: str) -> tuple[PowerStateSpec, ...]:
+    """The kind's sleep states with SUSPENDED's wake latency `exit_s` and power at `power` (lo, cat, hi)."""
+    kind = get_kind(kind_key)
+    out = []
+    for spec in kind.power_states:
+        if spec.state is PowerState.SUSPENDED:
+            lo, hi = spec.ranges["board_power_w"]
+            watts = {"lo": lo, "cat": spec.board_power_w, "hi": hi}[power]
+            paid_w = max(0.0, kind.idle_power_w - watts)
+            spec = dataclasses.replace(
+                spec,
+                board_power_w=watts,
+                exit_s=exit_s,
+                entry_energy_j=paid_w * spec.entry_s,
+                exit_energy_j=paid_w * exit_s,
+            )
+        out.append(spec)
+    return tuple(out)
+
+
+def run_grid(fleet_name: str, cost_model: str, scenario_dir: Path) -> dict[str, Any]:
+    """{'awake': metrics, 'grid': [{wake_s, power, watts, metrics}...]} for one fleet."""
+    from cluster.inventory import load_fleet
+    from costmodel.factory import make_cost_model
+    from policies.registry import make_policy
+    from simulator.engine import aggregate, simulate
+    from workloads.scenarios import read_scenario
+
+    fleet = load_fleet(fleet_name)
+    cost = make_cost_model(cost_model, where="--cost-model")
+    workloads = [read_scenario(scenario_dir / f"{s}.csv") for s in SCENARIOS]
+    kinds = sorted({d.kind for d in fleet.devices})
+
+    def run(spec: str, power_states: dict[str, tuple[PowerStateSpec, ...]] | None) -> dict[str, Any]:
+        results = [simulate(w, fleet, make_policy(spec), cost, power_states=power_states) for w in workloads]
+        return _summary(aggregate(results, spec).to_dict())
+
+    out: dict[str, Any] = {"fleet": fleet_name, "awake": run("jetfleet:awake", None), "grid": []}
+    for wake_s in WAKE_S:
+        for power in ("lo", "cat", "hi"):
+            states = {k: suspended_variant(k, wake_s, power) for k in kinds}
+            watts = {k: next(s.board_power_w for s in v if s.state is PowerState.SUSPENDED) for k, v in states.items()}
+            out["grid"].append({"wake_s": wake_s, "power": power, "watts": watts, **run("jetfleet", states)})
+    return out
+
+
+def _summary(m: dict[str, Any]) -> dict[str, Any]:
+    keys = ("frames_per_joule", "pct_frames_within_slo", "bound_fraction", "sleep_bound_fraction", "asleep_s")
+    return {k: m[k] for k in keys}
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    """The fleet's table: rows wake latency, columns sleep power; cells frames/J (x awake) and % in SLO."""
+    awake = doc["awake"]["frames_per_joule"]
+    lines = [
+        f"`{doc['fleet']}` — `jetfleet:awake`: {awake:.3f} frames/J, "
+        f"{doc['awake']['pct_frames_within_slo']:.2f} % in SLO",
+        "",
+        "| SC7 wake s | low power | catalogue power | high power |",
+        "|---|---|---|---|",
+    ]
+    for wake_s in WAKE_S:
+        cells = []
+        for power in ("lo", "cat", "hi"):
+            row = next(g for g in doc["grid"] if g["wake_s"] == wake_s and g["power"] == power)
+            fpj = row["frames_per_joule"]
+            cells.append(f"{fpj:.3f} ({fpj / awake:.2f}x), {row['pct_frames_within_slo']:.2f} %")
+        lines.append(f"| {wake_s:g} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--fleet", action="append", default=None)
+    parser.add_argument("--cost-model", default="lgbm")
+    parser.add_argument("--scenarios", type=Path, default=None, help="LoudVA's scenario folder (default: shared)")
+    args = parser.parse_args(argv)
+    if args.scenarios is None:
+        from costmodel.profiles import loudva_data_dir
+
+        data = loudva_data_dir()
+        if data is None:
+            parser.error("LoudVA's data folder not found; give --scenarios PATH")
+        args.scenarios = data / "scenarios"
+    docs = [run_grid(f, args.cost_model, args.scenarios) for f in args.fleet or ["agx", "loudva-cluster"]]
+    args.out.write_text(json.dumps({"cost_model": args.cost_model, "fleets": docs}, indent=1) + "\n")
+    for doc in docs:
+        print(markdown(doc) + "\n")
+
+
+if __name__ == "__main__":
+    main()
