@@ -3,7 +3,8 @@
 Two rules, both read from the step context and the policy's arrival statistics, both proposing `SetPowerState`s:
 
 - **Consolidation** (per fleet). The *active set* is the fewest devices, most energy-efficient first, whose best
-  sustained throughput covers the forecast frame rate divided by `max_utilisation`. It grows at once when the
+  sustained throughput covers the forecast frame rate divided by `max_utilisation`, or the queue's drain rate
+  (queued frames over the time to the first deadline), whichever is larger. It grows at once when the
   forecast rises (wake ahead of load: a device joins the set, and so may be woken, as soon as the rate estimate
   says it is needed) and shrinks only when the set one smaller would still cover the forecast with
   `hysteresis` to spare, no sooner than `shrink_after_s` after the last change: devices do not flap. A device
@@ -165,7 +166,7 @@ class PowerPlanner:
         names = [d.name for d, _ in usable]
         if not cfg.consolidate or not usable:
             return frozenset(names), None
-        need_fps = demand.rate_fps / demand.max_utilisation
+        need_fps = max(demand.rate_fps / demand.max_utilisation, self._backlog_fps(demand))
         ranked = sorted(usable, key=lambda dt: (self._efficiency(dt[1]), dt[0].name))
         target = _cover(ranked, need_fps)
         current = [dt for dt in usable if dt[0].name in self._active]
@@ -185,6 +186,14 @@ class PowerPlanner:
         if active == self._active:
             return active, None
         return active, PowerMemo(active, demand.now_s)
+
+    def _backlog_fps(self, demand: Demand) -> float:
+        """The rate at which the queue must drain for its most urgent request to finish in time: what is queued
+        over the time to the first deadline (at least a second). Late work counts as due within a second."""
+        if not demand.queued_frames:
+            return 0.0
+        horizon_s = 1.0 if demand.late else max(1.0, self._first_deadline_s(demand) - demand.now_s)
+        return demand.queued_frames / horizon_s
 
     def _efficiency(self, tables: GridTables) -> float:
         """Joules per frame at the tables' cheapest (clock, batch): lower is better."""

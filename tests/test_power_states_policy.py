@@ -1,0 +1,101 @@
+"""jetfleet's power-state rules (policies/jetfleet/power.py): nap, consolidate, wake ahead, switch off."""
+
+from __future__ import annotations
+
+import pytest
+from sim_fakes import FakeCost, fake_models, make_fleet
+
+from jetfleet.power_states import PowerState
+from jetfleet.telemetry import EventList
+from jetfleet.types import Request
+from policies.jetfleet import JetfleetConfig, JetfleetPolicy
+from policies.jetfleet.power import PowerConfig
+from policies.registry import make_policy
+from simulator.engine import simulate
+
+
+def _run(requests, fleet, policy):
+    events = EventList()
+    result = simulate(requests, fleet, policy, FakeCost(), device_models=fake_models(fleet), sink=events)
+    return result, [e for e in events if e.event == "power"]
+
+
+def _steady(n, gap_s, slo_s, frames=2, start_s=1.0):
+    return [Request(i, start_s + i * gap_s, frames, slo_s, stream=f"cam{i % 4}") for i in range(n)]
+
+
+def test_a_device_naps_in_long_gaps_in_the_state_that_pays_off_and_keeps_every_slo():
+    result, power = _run(_steady(8, 30.0, 10.0), make_fleet("agx-xavier"), make_policy("jetfleet"))
+    sleeps = [e for e in power if e.detail["state"] != "idle"]
+    assert sleeps and all(e.detail["state"] == "suspended" for e in sleeps)
+    assert all("break-even" in e.reason for e in sleeps)
+    assert result.metrics.pct_frames_within_slo == pytest.approx(100.0)
+
+
+def test_a_tight_slo_class_rules_out_states_that_wake_too_slowly():
+    """With 1.5 s SLOs a suspend (1 s in, 2 s out) could not serve an arrival in time: only deep idle is used."""
+    result, power = _run(_steady(8, 30.0, 1.5, frames=1), make_fleet("agx-xavier"), make_policy("jetfleet"))
+    states = {e.detail["state"] for e in power}
+    assert "suspended" not in states and "deep_idle" in states
+    assert result.metrics.pct_frames_within_slo == pytest.approx(100.0)
+
+
+def test_no_nap_when_the_gap_is_shorter_than_break_even():
+    result, power = _run(_steady(60, 0.2, 0.6, frames=4), make_fleet("agx-xavier"), make_policy("jetfleet"))
+    assert not [e for e in power if e.detail["state"] == "suspended"]
+
+
+def test_consolidation_keeps_few_devices_awake_at_low_load():
+    fleet = make_fleet(*["xavier-nx"] * 6)
+    result, power = _run(_steady(40, 2.0, 8.0), fleet, make_policy("jetfleet"))
+    consolidated = {e.device for e in power if e.reason.startswith("jetfleet power: consolidate")}
+    assert len(consolidated) >= 4
+    assert sum(1 for v in result.device_batches.values() if v) <= 2
+    assert result.metrics.pct_frames_within_slo == pytest.approx(100.0)
+
+
+def test_a_rising_load_wakes_devices_ahead_of_it():
+    fleet = make_fleet(*["jetson-nano"] * 6)
+    quiet = _steady(20, 3.0, 8.0, frames=1)
+    busy = [Request(100 + i, 70.0 + i * 0.05, 12, 8.0, stream=f"cam{i % 8}") for i in range(600)]
+    result, power = _run(quiet + busy, fleet, make_policy("jetfleet"))
+    ahead = [e for e in power if "wake ahead" in e.reason]
+    assert ahead and min(e.time_s for e in ahead) >= 70.0
+    assert sum(1 for v in result.device_batches.values() if v) >= 3
+
+
+def test_switched_off_the_policy_never_changes_a_power_state():
+    for policy in (make_policy("jetfleet:awake"), JetfleetPolicy(JetfleetConfig(power=PowerConfig(enabled=False)))):
+        _, power = _run(_steady(8, 30.0, 10.0), make_fleet("agx-xavier"), policy)
+        assert power == []
+
+
+def test_a_device_switched_off_by_name_stays_awake():
+    config = JetfleetConfig(power=PowerConfig(never_sleep=frozenset({"d0"})))
+    _, power = _run(_steady(8, 30.0, 10.0), make_fleet("agx-xavier", "agx-xavier"), JetfleetPolicy(config))
+    assert power and all(e.device != "d0" for e in power)
+
+
+def test_decide_twice_gives_the_same_power_changes():
+    """`decide` has no side effects: asking again without absorbing proposes the same changes."""
+    from policies.core import SchedulerCore
+
+    fleet = make_fleet("agx-xavier", "xavier-nx")
+    policy = make_policy("jetfleet")
+    from jetfleet.types import DeviceState
+
+    core = SchedulerCore(policy, FakeCost(), [DeviceState(d.name, d.kind, 1e9) for d in fleet.devices])
+    core.submit(0.0, Request(1, 0.0, 1, 10.0))
+    core.step(0.0)
+    ctx = core.context(40.0)
+    a, b = policy.decide(ctx), policy.decide(ctx)
+    assert a.power_changes == b.power_changes
+
+
+def test_power_config_rejects_awake_states_and_negative_times():
+    from jetfleet.errors import ConfigError
+
+    with pytest.raises(ConfigError):
+        PowerConfig(states=(PowerState.IDLE,))
+    with pytest.raises(ConfigError):
+        PowerConfig(shrink_after_s=-1.0)
