@@ -88,7 +88,7 @@ def simulate_command(
     finally:
         if writer is not None:
             writer.close()
-    _print_table(results, fleet_obj.name, cost_name, len(workloads))
+    _print_table(results, fleet_obj.name, cost_name, len(workloads), len(fleet_obj.devices))
     if json_out is not None:
         _write_json(json_out, results, fleet_obj.name, cost_name, seed, [label for label, _ in workloads])
         console.print(f"wrote {json_out}")
@@ -180,12 +180,13 @@ def _labelled(writer: EventSink, policy: str, workload: str) -> Callable[[Decisi
     return sink
 
 
-def _print_table(results: Sequence[RunMetrics], fleet: str, cost: str, n_workloads: int) -> None:
+def _print_table(results: Sequence[RunMetrics], fleet: str, cost: str, n_workloads: int, fleet_size: int = 1) -> None:
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"{n_workloads} workload(s) on fleet {fleet}; policies consult the {cost} cost model")
-    for header in ("policy", "frames", "% within SLO", "energy J", "frames/J", "p50 s", "p95 s", "dropped", "bound"):
+    headers = ("policy", "frames", "% within SLO", "energy J", "frames/J", "p50 s", "p95 s", "dropped", "bound")
+    for header in (*headers, "sleep bound", "asleep %"):
         table.add_column(header, justify="left" if header == "policy" else "right")
     for m in results:
         table.add_row(
@@ -198,6 +199,8 @@ def _print_table(results: Sequence[RunMetrics], fleet: str, cost: str, n_workloa
             f"{m.p95_latency_s:.2f}",
             str(m.dropped_frames),
             f"{m.bound_fraction:.3f}",
+            f"{m.sleep_bound_fraction:.3f}",
+            f"{100 * m.asleep_s / m.duration_s / max(1, fleet_size):.1f}" if m.duration_s > 0 else "-",
         )
     import shutil
 

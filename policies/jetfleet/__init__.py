@@ -7,6 +7,7 @@ groups       interchangeable devices and which of them plans
 guard        room for the tightest request that may arrive
 parking      idle devices to their lowest-idle-power clock
 step         one decision's working state
+power        sleep states: consolidation and napping (PowerConfig, PowerPlanner)
 policy       JetfleetPolicy, which puts them together (see its docstring for the algorithm)
 """
 
@@ -14,6 +15,7 @@ from policies.jetfleet.config import JetfleetConfig, LateMode
 from policies.jetfleet.groups import DeviceGroup
 from policies.jetfleet.objective import EnergyPerFrame, LatencyFirst, Objective
 from policies.jetfleet.policy import JetfleetPolicy
+from policies.jetfleet.power import PowerConfig
 from policies.jetfleet.step import Step
 
 __all__ = [
@@ -24,5 +26,6 @@ __all__ = [
     "LatencyFirst",
     "LateMode",
     "Objective",
+    "PowerConfig",
     "Step",
 ]
