@@ -293,6 +293,12 @@ class LiveScheduler:
         self.metrics.decisions("drop", len(out.outcomes))
         self.metrics.decisions("frequency", len(out.frequency_changes))
         self.metrics.decisions("dispatch", len(out.batches))
+        # Power states: counted as the simulator counts them; the devices' own backends are issue 10's live half.
+        for power in out.power_changes:
+            if power.state.awake:
+                self.ledgers[power.device].wake(now)
+            elif (spec := self.core.devices[power.device].power_spec(power.state)) is not None:
+                self.ledgers[power.device].sleep(now, spec)
         for change in out.frequency_changes:
             self.ledgers[change.device].frequency(now, change.freq_hz)
             self.metrics.frequency(change.device, change.freq_hz)

@@ -14,7 +14,7 @@ from jetfleet.catalogue import get_kind
 from jetfleet.errors import ConfigError
 from jetfleet.types import BatchResult, DeviceState, DropReason, OutcomeStatus
 from policies.core import SchedulerCore
-from policies.jetfleet import JetfleetConfig, JetfleetPolicy
+from policies.jetfleet import JetfleetConfig, JetfleetPolicy, PowerConfig
 from policies.loudva import LoudVA
 from policies.planning import Margins
 from policies.queue import RequestQueue
@@ -27,6 +27,8 @@ KINDS = ("agx-xavier", "xavier-nx", "jetson-nano")
 
 
 def _policy(**config: object) -> JetfleetPolicy:
+    """The planner with every device awake: power states have their own tests (test_power_states_policy.py)."""
+    config.setdefault("power", PowerConfig(enabled=False))
     return JetfleetPolicy(JetfleetConfig(**config))  # type: ignore[arg-type]
 
 
