@@ -34,7 +34,7 @@ from jetfleet.power_states import DEFAULT_SLEEP_STATES, PowerState, PowerStateSp
 from jetfleet.types import DeviceState, SetPowerState
 from policies.planning import GridTables
 
-__all__ = ["PowerConfig", "PowerMemo", "PowerPlanner"]
+__all__ = ["Demand", "PowerConfig", "PowerMemo", "PowerPlanner"]
 
 TablesFn = Callable[[DeviceState], "GridTables | None"]  # a device's planner tables for the family in hand
 
@@ -94,7 +94,6 @@ class PowerPlanner:
         self.config = config
         self._active: frozenset[str] = frozenset()
         self._changed_s = -math.inf
-        self._rank: dict[tuple, float] = {}  # tables identity -> energy per frame at best (efficiency order)
 
     def absorb(self, memo: PowerMemo | None) -> None:
         if memo is not None:
@@ -197,11 +196,10 @@ class PowerPlanner:
 
     def _efficiency(self, tables: GridTables) -> float:
         """Joules per frame at the tables' cheapest (clock, batch): lower is better."""
-        key = id(tables)
-        hit = self._rank.get(key)
+        hit = tables.memo.get("power-efficiency")
         if hit is None:
             batches = np.arange(1, tables.max_frames + 1)[None, : tables.cap]
-            hit = self._rank[key] = float((tables.energy_j[:, : tables.cap] / batches).min())
+            hit = tables.memo["power-efficiency"] = float((tables.energy_j[:, : tables.cap] / batches).min())
         return hit
 
     def _sleep_inactive(
