@@ -55,7 +55,7 @@ def run(spec: DiurnalSpec, n_devices: int, policies: list[str], seed: int, cost_
         result = simulate(requests, fleet, make_policy(name), cost)
         wall_s = time.perf_counter() - t0
         metrics = result.metrics.to_dict()
-        metrics.update(wall_s=wall_s, requests_per_wall_s=len(requests) / wall_s)
+        metrics.update(policy=name, wall_s=wall_s, requests_per_wall_s=len(requests) / wall_s)
         out["results"].append(metrics)
     return out
 

@@ -178,6 +178,9 @@ class JetfleetPolicy(Policy):
             devices, demand, tables_for, lambda d: d.in_flight > 0 or d.name in taken, step.held
         )
         step.out.power_changes += changes
+        sleeping = {c.device for c in changes if not c.state.awake}
+        if sleeping and step.out.frequency_changes:  # a device put to sleep is not parked as well
+            step.out.frequency_changes = [c for c in step.out.frequency_changes if c.device not in sleeping]
         step.wake(wake_s)
         return memo
 
