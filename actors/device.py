@@ -31,7 +31,7 @@ from actors.engines.base import Engine, EngineRun, FrameOutput
 from actors.power import BatchHint, EmulatedPowerMeter, JtopPowerMeter, NvmlPowerMeter, PowerMeter
 from actors.power_states import PowerStateBackend
 from actors.profiling import profile_device
-from actors.sleep_control import PowerStateChange, SleepControl, build_power_states
+from actors.sleep_control import ASLEEP_REFUSAL, PowerStateChange, SleepControl, build_power_states
 from cluster.inventory import DeviceSpec
 from cluster.node_sleep import EmulatedNode
 from costmodel.base import DeviceModel
@@ -246,7 +246,7 @@ class DeviceRuntime:
             started = self._clock()
             try:
                 if not self.sleep.awake:
-                    raise PowerStateError(f"device {self.name!r} is asleep ({self.sleep.state.value})")
+                    raise PowerStateError(f"device {self.name!r}: batch {ASLEEP_REFUSAL} ({self.sleep.state.value})")
                 freq_change_s = await self._ensure_frequency(d.freq_hz)
                 frames = self._frames(inputs, n_frames)
                 started = self._clock()

@@ -150,9 +150,11 @@ Launcher = Callable[[Sequence[str], float], None]
 
 
 def launch_detached(cmd: Sequence[str], delay_s: float) -> None:
-    """Run `cmd` after `delay_s` in a session of its own, so the caller can answer before the machine sleeps."""
-    shell = f"sleep {max(0.0, delay_s):.3f}; exec " + " ".join(_quote(c) for c in cmd)
-    subprocess.Popen(["sh", "-c", shell], start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    """Run `cmd` after `delay_s`, orphaned in a session of its own, so the device actor answers before the machine
+    sleeps (and Ray, which kills a worker's children when the worker exits, does not take it along)."""
+    inner = f"sleep {max(0.0, delay_s):.3f}; exec " + " ".join(_quote(c) for c in cmd)
+    shell = f"({inner}) </dev/null >/dev/null 2>&1 &"
+    subprocess.run(["sh", "-c", shell], start_new_session=True, check=True)
 
 
 def _quote(arg: str) -> str:

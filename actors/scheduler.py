@@ -46,6 +46,7 @@ from actors.device import BatchRun
 from actors.messages import DeviceClient, DeviceUnavailableError, InferAnswer, InferItem, servable_models
 from actors.metrics import NullMetrics
 from actors.sleep_books import SleepBooks
+from actors.sleep_control import refused_asleep
 from cluster.inventory import Fleet
 from costmodel.base import CostModel
 from jetfleet.catalogue import get_kind
@@ -389,7 +390,9 @@ class LiveScheduler:
             self.metrics.frequency(batch.dispatch.device, result.freq_hz)
         result = replace(result, started_s=now - latency_s, finished_s=now, latency_s=latency_s)
         outcomes = self.core.complete(now, result, batch.batch_id)
-        if not result.ok:
+        if not result.ok and refused_asleep(result.error):  # issue 10 safety net: no batches until it is awake
+            self._device_failed(batch.dispatch.device, result.error)
+        elif not result.ok:
             log.warning("batch %d failed on %s: %s", batch.batch_id, result.device, result.error)
             self._retry_or_drop(now, batch.requests, result.error)
         else:
@@ -541,7 +544,7 @@ class LiveScheduler:
         self._take_frequencies(name, status)
         self._take_power_state(name, status)
         self.metrics.power(name, getattr(status, "power_w", math.nan))
-        if not self._healthy[name]:
+        if not self._healthy[name] and PowerState(getattr(status, "power_state", "idle")).awake:
             self._device_restored(name)
 
     # -- answers ---------------------------------------------------------------------------------------

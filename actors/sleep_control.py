@@ -30,6 +30,7 @@ from jetfleet.errors import ConfigError, PowerStateError
 from jetfleet.power_states import PowerState, PowerStateSpec
 
 LONG_SLEEP_STATES = (PowerState.SUSPENDED, PowerState.OFF)
+ASLEEP_REFUSAL = "refused while asleep"  # in the error of a batch an asleep device refused
 DRAIN_DEADLINE_S = 5.0  # how long Ray is told the drained node has before it goes
 
 
@@ -173,6 +174,11 @@ class SleepControl:
         elif RTC in ways and isinstance(self.backend, EmulatedPowerStates) and wall_sleep_s is not None:
             self._self_wake_wall = self._since_wall + wall_sleep_s
         return PowerStateChange(self.name, state.value, previous.value, ways, long, _since(t0))
+
+
+def refused_asleep(error: str) -> bool:
+    """Did a device refuse this batch because it is asleep (rather than fail it)?"""
+    return ASLEEP_REFUSAL in error
 
 
 def _since(t0: float) -> float:

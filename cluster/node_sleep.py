@@ -56,42 +56,62 @@ class EmulatedNode:
     env: dict[str, str]
 
 
-def own_emulated_node(device: str, pgid: int | None = None, proc: Path = Path("/proc")) -> EmulatedNode | None:
-    """The emulated node of `device` this process runs in, when it is one (`jetfleet up --nodes` started its
-    process group with `ray start --block` offering `device:<device>`); None otherwise (a shared node, a real
-    device, a test cluster)."""
-    pgid = os.getpgid(0) if pgid is None else pgid
+def own_emulated_node(device: str, pid: int | None = None, proc: Path = Path("/proc")) -> EmulatedNode | None:
+    """The emulated node of `device` this process runs in, when it is one: an ancestor (the raylet's parent) is
+    the `ray start --block` offering only `device:<device>` that `jetfleet up --nodes` started as the leader of
+    its own process group. None otherwise (a shared node, a real device, a test cluster)."""
+    pid = os.getpid() if pid is None else pid
+    for _ in range(8):
+        node = _node_of(device, pid, proc)
+        if node is not None:
+            return node
+        pid = _parent(pid, proc)
+        if pid <= 1:
+            return None
+    return None
+
+
+def _parent(pid: int, proc: Path) -> int:
     try:
-        cmd = (proc / str(pgid) / "cmdline").read_bytes().split(b"\0")
-        env_raw = (proc / str(pgid) / "environ").read_bytes().split(b"\0")
+        stat = (proc / str(pid) / "stat").read_text()
+    except OSError:
+        return 0
+    return int(stat.rsplit(")", 1)[1].split()[1])  # the field after the state letter, past the command's ")"
+
+
+def _node_of(device: str, pid: int, proc: Path) -> EmulatedNode | None:
+    try:
+        cmd = (proc / str(pid) / "cmdline").read_bytes().split(b"\0")
+        env_raw = (proc / str(pid) / "environ").read_bytes().split(b"\0")
     except OSError:
         return None
     args = tuple(a.decode(errors="replace") for a in cmd if a)
     resources = [a for a in args if a.startswith("--resources=")]
     if "start" not in args or "--block" not in args or "--head" in args or not resources:
         return None
-    if json.loads(resources[0].split("=", 1)[1]) != {f"device:{device}": 1}:
+    try:
+        if json.loads(resources[0].split("=", 1)[1]) != {f"device:{device}": 1}:
+            return None
+    except ValueError:
         return None
     env = dict(e.decode(errors="replace").split("=", 1) for e in env_raw if b"=" in e)
-    return EmulatedNode(device, pgid, args, env)
+    return EmulatedNode(device, pid, args, env)
 
 
 def suspend_emulated_node(node: EmulatedNode, sleep_s: float, *, delay_s: float = 0.5) -> None:
-    """Detach the helper that stops `node`'s Ray processes after `delay_s` and starts them again `sleep_s` later."""
+    """Detach the helper that stops `node`'s Ray processes after `delay_s` and starts them again `sleep_s` later.
+
+    The helper is orphaned at once (`sh -c '... &'`): Ray kills a worker's child processes when the worker exits,
+    and this worker exits when its node stops."""
     spec = json.dumps({"device": node.device, "pgid": node.pgid, "command": node.command, "env": node.env})
     helper = [sys.executable, "-m", "cluster.node_sleep", "--sleep-s", str(sleep_s), "--delay-s", str(delay_s)]
-    proc = subprocess.Popen(
-        helper,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
+    subprocess.run(
+        ["sh", "-c", '"$@" </dev/null >/dev/null 2>&1 &', "sh", *helper, "--spec", spec],
         env=node.env,
         cwd=str(Path(__file__).resolve().parents[1]),
+        start_new_session=True,
+        check=True,
     )
-    assert proc.stdin is not None
-    proc.stdin.write(spec.encode())
-    proc.stdin.close()
 
 
 def _restart_command(command: tuple[str, ...]) -> list[str]:
@@ -108,18 +128,20 @@ def _sleep_node(node: EmulatedNode, sleep_s: float, delay_s: float) -> int:
         time.sleep(0.05)
     time.sleep(sleep_s)
     os.environ.update(node.env)
+    path = state_path()
+    head = json.loads(path.read_text()).get("nodes", {}).get("head") if path.exists() else None
+    if head is None or not _alive(int(head)):
+        return 0  # `jetfleet down` ended the cluster meanwhile: nothing to rejoin
     log = jetfleet_home() / f"node-{node.device}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("a") as fh:  # on wake: the resume hook's `ray start` (systemd unit on a Jetson)
         proc = subprocess.Popen(
             _restart_command(node.command), env=node.env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True
         )
-    path = state_path()
-    if path.exists():  # `jetfleet down` must end the new process group, not look for the old one
-        state = json.loads(path.read_text())
-        if state.get("nodes", {}).get(node.device) == node.pgid:
-            state["nodes"][node.device] = proc.pid
-            path.write_text(json.dumps(state, indent=2) + "\n")
+    state = json.loads(path.read_text())  # `jetfleet down` must end the new process group, not the old one
+    if state.get("nodes", {}).get(node.device) == node.pgid:
+        state["nodes"][node.device] = proc.pid
+        path.write_text(json.dumps(state, indent=2) + "\n")
     return proc.pid
 
 
@@ -127,8 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="emulated suspend of a jetfleet up --nodes device node")
     parser.add_argument("--sleep-s", type=float, required=True)
     parser.add_argument("--delay-s", type=float, default=0.5)
+    parser.add_argument("--spec", required=True, help="the EmulatedNode as JSON")
     args = parser.parse_args(argv)
-    raw = json.loads(sys.stdin.read())
+    raw = json.loads(args.spec)
     node = EmulatedNode(raw["device"], int(raw["pgid"]), tuple(raw["command"]), dict(raw["env"]))
     _sleep_node(node, args.sleep_s, args.delay_s)
     return 0

@@ -107,3 +107,22 @@ def test_a_node_away_in_a_long_sleep_is_not_failed_by_its_probe(away):
         return healthy
 
     assert asyncio.run(scenario()) is away
+
+
+def test_batches_refused_by_an_asleep_device_go_to_the_other_and_nobody_is_dropped():
+    """A policy unaware of the sleep sends to `a`; its refusal fails `a` over (no attempt counted), `b` serves
+    everything, and `a`'s probe does not bring it back while it reports itself asleep."""
+    from actors.messages import InferItem
+
+    async def scenario():
+        s, runtimes = _scheduler()
+        await runtimes["a"].set_power_state("deep_idle")
+        answers = await asyncio.gather(*(s.submit(InferItem(2, 5.0 / SPEED)) for _ in range(20)))
+        await s._probe("a")
+        healthy_a = s._healthy["a"]
+        await s.close()
+        return answers, healthy_a
+
+    answers, healthy_a = asyncio.run(scenario())
+    assert [a.status for a in answers] == ["completed"] * 20 and {a.device for a in answers} == {"b"}
+    assert not healthy_a
