@@ -241,3 +241,16 @@ def test_nvml_deep_idle_is_the_lowest_clock_and_offers_no_suspend():
     assert math.isclose(dvfs.freq, 1500e6)
     with pytest.raises(PowerStateError, match="nvml backend cannot enter suspended"):
         backend.check(PowerState.SUSPENDED, 60.0, "t")
+
+
+def test_the_inventory_checks_the_mac_address_and_the_backend_name():
+    from cluster.inventory import fleet_from_dict
+
+    ok = fleet_from_dict(
+        {"devices": [{"name": "o", "kind": "orin-nx", "power_states": "jetson", "mac": "48:b0:2d:12:34:56"}]}
+    )
+    assert ok.devices[0].mac == "48:b0:2d:12:34:56"
+    with pytest.raises(ConfigError, match="mac"):
+        fleet_from_dict({"devices": [{"name": "o", "kind": "orin-nx", "mac": "48:b0:2d"}]})
+    with pytest.raises(ConfigError, match="power_states"):
+        fleet_from_dict({"devices": [{"name": "o", "kind": "orin-nx", "power_states": "hibernate"}]})
