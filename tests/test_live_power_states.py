@@ -126,3 +126,10 @@ def test_batches_refused_by_an_asleep_device_go_to_the_other_and_nobody_is_dropp
     answers, healthy_a = asyncio.run(scenario())
     assert [a.status for a in answers] == ["completed"] * 20 and {a.device for a in answers} == {"b"}
     assert not healthy_a
+
+
+def test_the_demo_prints_time_asleep_per_device(capsys):
+    from deployments.cli import _print_asleep
+
+    _print_asleep([{"policy": "jetfleet", "live": {"asleep_s": {"nx0": 0.0, "agx0": 12.34}}}])
+    assert capsys.readouterr().out.strip() == "time asleep per device (jetfleet): agx0 12.3 s, nx0 0.0 s"

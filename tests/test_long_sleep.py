@@ -59,3 +59,5 @@ def test_a_long_sleep_leaves_ray_and_rejoins_with_every_request_answered_once(tm
     completed = [a for a in answers if a["status"] == "completed"]
     assert len(completed) >= 0.9 * len(answers)
     assert any(a["device"] == "fa" for a in completed if a["phase"] == "woken")  # Serve brought its replica back
+    asleep = stats["run"]["asleep_s"]  # what /v1/stats shows: scheduler seconds, 10x wall here
+    assert asleep["fa"] >= 8.0 * 10.0 and asleep["fb"] == 0.0
