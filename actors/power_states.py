@@ -257,17 +257,21 @@ class JetsonPowerStates(PowerStateBackend):
     async def _enter_deep_idle(self) -> None:
         assert self.gpu is not None
         self._saved_railgate = self._read(self.gpu / "railgate_enable")
-        self._write(self.gpu / "railgate_enable", "1")
-        if self.dvfs is not None:
-            self._saved_freq_hz = self.dvfs.frequency_hz()
-            self.dvfs.set_frequency(min(self.dvfs.available_frequencies_hz()))
-        self._floor_cpus()
+        self._saved_freq_hz, self._saved_cpu_max = None, {}
+        try:
+            self._write(self.gpu / "railgate_enable", "1")
+            if self.dvfs is not None:
+                self._saved_freq_hz = self.dvfs.frequency_hz()
+                self.dvfs.set_frequency(min(self.dvfs.available_frequencies_hz()))
+            self._floor_cpus()
+        except DeviceError:  # half-way in: put back what was written, stay awake, say why
+            self._restore_deep_idle()
+            raise
         deadline = self._clock() + self.railgate_timeout_s
         while self.railgated() is False and self._clock() < deadline:
             await asyncio.sleep(0.01)
 
     def _floor_cpus(self) -> None:
-        self._saved_cpu_max = {}
         for cpufreq in sorted((self.root / "sys/devices/system/cpu").glob("cpu[0-9]*/cpufreq")):
             listed = cpufreq / "scaling_available_frequencies"
             if not listed.exists():
@@ -277,14 +281,27 @@ class JetsonPowerStates(PowerStateBackend):
                 self._saved_cpu_max[cpufreq / "scaling_max_freq"] = self._read(cpufreq / "scaling_max_freq")
                 self._write(cpufreq / "scaling_max_freq", str(values[0]))
 
+    def _restore_deep_idle(self) -> None:
+        """Put back every file deep idle changed, each on its own (one refusal does not stop the others)."""
+        assert self.gpu is not None
+        gpu = self.gpu
+        steps = [lambda p=path, v=value: self._write(p, v) for path, value in self._saved_cpu_max.items()]
+        if self.dvfs is not None and self._saved_freq_hz is not None:
+            dvfs, freq_hz = self.dvfs, self._saved_freq_hz
+            steps.append(lambda: dvfs.set_frequency(freq_hz))
+        steps.append(lambda: self._write(gpu / "railgate_enable", self._saved_railgate or "0"))
+        errors = []
+        for step in steps:
+            try:
+                step()
+            except DeviceError as e:
+                errors.append(e)
+        if errors:
+            raise errors[0]
+
     async def wake(self) -> None:
         if self.state is PowerState.DEEP_IDLE:
-            assert self.gpu is not None
-            for path, value in self._saved_cpu_max.items():
-                self._write(path, value)
-            if self.dvfs is not None and self._saved_freq_hz is not None:
-                self.dvfs.set_frequency(self._saved_freq_hz)
-            self._write(self.gpu / "railgate_enable", self._saved_railgate or "0")
+            self._restore_deep_idle()
         # From suspend or power-off there is nothing to do here: this process did not survive it (power-off) or
         # resumed with the machine (suspend), and the node rejoined Ray on resume.
         self.state = PowerState.IDLE

@@ -217,7 +217,7 @@ def test_jetson_write_refused_names_the_file(tmp_path):
 
 
 # -- NVML --------------------------------------------------------------------------------------------------
-class FakeDvfs:
+class FakeDvfsBase:
     def __init__(self) -> None:
         self.freq = 1500e6
 
@@ -230,6 +230,10 @@ class FakeDvfs:
     def set_frequency(self, f):
         self.freq = f
         return f
+
+
+class FakeDvfs(FakeDvfsBase):
+    pass
 
 
 def test_nvml_deep_idle_is_the_lowest_clock_and_offers_no_suspend():
@@ -254,3 +258,18 @@ def test_the_inventory_checks_the_mac_address_and_the_backend_name():
         fleet_from_dict({"devices": [{"name": "o", "kind": "orin-nx", "mac": "48:b0:2d"}]})
     with pytest.raises(ConfigError, match="power_states"):
         fleet_from_dict({"devices": [{"name": "o", "kind": "orin-nx", "power_states": "hibernate"}]})
+
+
+def test_jetson_deep_idle_half_way_in_puts_everything_back(tmp_path):
+    """A GPU clock write refused after the rail gate was set: the rail gate goes back and the device stays awake."""
+    gpu = fake_jetson_tree(tmp_path)
+
+    class RefusingDvfs(FakeDvfsBase):
+        def set_frequency(self, f):
+            raise PowerStateError("permission denied writing min_freq")
+
+    backend = JetsonPowerStates(root=tmp_path, dvfs=RefusingDvfs(), rtcwake=False, railgate_timeout_s=0.01)
+    rt = _runtime(backend)
+    with pytest.raises(PowerStateError, match="min_freq"):
+        asyncio.run(rt.set_power_state("deep_idle"))
+    assert (gpu / "railgate_enable").read_text().strip() == "0" and rt.status().power_state == "idle"
