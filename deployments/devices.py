@@ -49,11 +49,13 @@ class DeviceDeployment:
         self.spec = DeviceSpec.model_validate(spec)
         self.node_id = ray.get_runtime_context().get_node_id()
         own_node = _own_node(self.node_id, self.spec.name)
+        emulated = self.spec.power_states == "emulated"
+        node = own_emulated_node(self.spec.name) if own_node and emulated else None
+        # Drain only a node that is the device's alone and really goes away: a real device's, or an emulated one
+        # that `jetfleet up --nodes` can stop and restart (a drained node that stays would keep Serve out of it).
+        leaves = own_node and (not emulated or node is not None)
         self.runtime = DeviceRuntime(
-            self.spec,
-            speed_factor=speed_factor,
-            drain=drain_own_node if own_node else None,  # never drain a node other devices or the controller share
-            node=own_emulated_node(self.spec.name) if own_node and self.spec.engine == "emulated" else None,
+            self.spec, speed_factor=speed_factor, drain=drain_own_node if leaves else None, node=node
         )
 
     async def run_batch(self, batch: Batch, inputs: list[Any] | None = None) -> BatchRun:
