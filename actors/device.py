@@ -10,7 +10,8 @@ batch is read from the device's own power meter.
 
 Which engine, controller and meter a device gets comes from its inventory entry (`engine`, `dvfs`,
 `power`, `options`); see `build_engine`, `build_dvfs`, `build_power`. Tests inject fakes with the
-keyword arguments of the same names.
+keyword arguments of the same names. Its power state (sleep, wake) changes only through `set_power_state`
+(actors.sleep_control, actors.power_states); an asleep device refuses batches.
 """
 
 from __future__ import annotations
@@ -28,10 +29,14 @@ import numpy as np
 from actors.dvfs import DvfsController, EmulatedDvfs, JetsonDvfs, NvmlDvfs
 from actors.engines.base import Engine, EngineRun, FrameOutput
 from actors.power import BatchHint, EmulatedPowerMeter, JtopPowerMeter, NvmlPowerMeter, PowerMeter
+from actors.power_states import PowerStateBackend
 from actors.profiling import profile_device
+from actors.sleep_control import ASLEEP_REFUSAL, PowerStateChange, SleepControl, build_power_states
 from cluster.inventory import DeviceSpec
+from cluster.node_sleep import EmulatedNode
 from costmodel.base import DeviceModel
-from jetfleet.errors import ConfigError, DeviceError, InvalidRequestError, JetfleetError
+from jetfleet.errors import ConfigError, DeviceError, InvalidRequestError, JetfleetError, PowerStateError
+from jetfleet.power_states import PowerState
 from jetfleet.types import Batch, BatchResult, Dispatch
 
 __all__ = ["BatchRun", "DeviceRuntime", "DeviceStatus", "FrameOutput", "build_dvfs", "build_engine", "build_power"]
@@ -67,6 +72,9 @@ class DeviceStatus:
     power: str = ""
     speed_factor: float = 1.0
     freqs_hz: tuple[float, ...] = ()  # the device's own available GPU frequencies (its DVFS list), ascending
+    power_state: str = PowerState.IDLE.value  # a PowerState value; asleep devices refuse batches
+    asleep_s: float = 0.0  # device seconds spent asleep since this runtime started
+    power_states: str = ""  # the power-state backend ("" when the device never sleeps)
 
 
 def _device_model(spec: DeviceSpec, given: DeviceModel | None) -> DeviceModel:
@@ -143,6 +151,9 @@ class DeviceRuntime:
         engine: Engine | None = None,
         dvfs: DvfsController | None = None,
         power: PowerMeter | None = None,
+        power_states: PowerStateBackend | None = None,
+        drain: Callable[[float, str], None] | None = None,
+        node: EmulatedNode | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.spec = spec
@@ -160,6 +171,8 @@ class DeviceRuntime:
         self.engine = engine if engine is not None else build_engine(spec, self.speed_factor, dm)
         self.dvfs = dvfs if dvfs is not None else build_dvfs(spec, self.speed_factor)
         self.power = power if power is not None else build_power(spec, dm)
+        backend = power_states if power_states is not None else build_power_states(spec, self.dvfs, self.speed_factor)
+        self.sleep = SleepControl(spec.name, backend, speed_factor=self.speed_factor, drain=drain, node=node)
         self._clock = clock
         self._lock = asyncio.Lock()
         self._freq_hz = self.dvfs.frequency_hz()
@@ -201,6 +214,18 @@ class DeviceRuntime:
             await asyncio.sleep(self.dvfs.settle_delay_s)
         return time.perf_counter() - t0
 
+    # -- power state -----------------------------------------------------------------------------------
+    async def set_power_state(self, state: PowerState | str, *, sleep_s: float | None = None) -> PowerStateChange:
+        """Sleep in `state` (never while a batch runs) or wake (an awake state). `sleep_s` (device seconds) is how
+        long it may sleep: it lets a device wake itself (rtcwake). PowerStateError for a state the device does
+        not offer or could not wake from."""
+        try:
+            target = PowerState(state)
+        except ValueError:
+            raise PowerStateError(f"device {self.name!r}: unknown power state {state!r}") from None
+        async with self._lock:
+            return await self.sleep.change(target, sleep_s)
+
     # -- batches ---------------------------------------------------------------------------------------
     async def run_batch(self, batch: Batch, inputs: Sequence[np.ndarray] | None = None) -> BatchRun:
         """Run one dispatched batch: set its frequency, run the engine, measure latency and energy.
@@ -220,6 +245,8 @@ class DeviceRuntime:
         async with self._lock:
             started = self._clock()
             try:
+                if not self.sleep.awake:
+                    raise PowerStateError(f"device {self.name!r}: batch {ASLEEP_REFUSAL} ({self.sleep.state.value})")
                 freq_change_s = await self._ensure_frequency(d.freq_hz)
                 frames = self._frames(inputs, n_frames)
                 started = self._clock()
@@ -318,7 +345,10 @@ class DeviceRuntime:
     def status(self) -> DeviceStatus:
         """Name, kind, frequency, power now (a real meter's live reading; an emulated device's modelled
         busy or idle power), busy flag and counters."""
-        if self._busy and not math.isnan(self._busy_power_w):
+        sleep_power_w = self.sleep.board_power_w()
+        if sleep_power_w is not None:  # an emulated device asleep draws its state's power
+            power_w = sleep_power_w
+        elif self._busy and not math.isnan(self._busy_power_w):
             power_w = self._busy_power_w
         else:
             try:
@@ -339,6 +369,9 @@ class DeviceRuntime:
             power=self.power.name,
             speed_factor=self.speed_factor,
             freqs_hz=tuple(sorted(float(f) for f in self.dvfs.available_frequencies_hz())),
+            power_state=self.sleep.state.value,
+            asleep_s=self.sleep.asleep_s(),
+            power_states=self.sleep.backend.name if self.sleep.backend is not None else "",
         )
 
     async def profile(

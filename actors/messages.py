@@ -73,6 +73,8 @@ class DeviceClient(Protocol):
 
     async def status(self) -> DeviceStatus: ...
 
+    async def set_power_state(self, state: str, sleep_s: float | None = None) -> Any: ...
+
 
 def flatten_inputs(inputs: list[Any] | None, batch: Batch) -> list[Any] | None:
     """One frame per frame of `batch`, in request order, from each request's (n, 3, H, W) array (or None).
@@ -107,6 +109,9 @@ class LocalDeviceClient:
 
     async def status(self) -> DeviceStatus:
         return self.runtime.status()
+
+    async def set_power_state(self, state: str, sleep_s: float | None = None) -> Any:
+        return await self.runtime.set_power_state(state, sleep_s=sleep_s)
 
 
 def servable_models(fleet: Fleet) -> list[str]:

@@ -45,10 +45,13 @@ from actors.accounting import EnergyLedger, LiveRun, idle_power_fn
 from actors.device import BatchRun
 from actors.messages import DeviceClient, DeviceUnavailableError, InferAnswer, InferItem, servable_models
 from actors.metrics import NullMetrics
+from actors.sleep_books import SleepBooks
+from actors.sleep_control import refused_asleep
 from cluster.inventory import Fleet
 from costmodel.base import CostModel
 from jetfleet.catalogue import get_kind
-from jetfleet.errors import ConfigError, InvalidRequestError, JetfleetError, UnknownNameError
+from jetfleet.errors import ConfigError, InvalidRequestError, JetfleetError, PowerStateError, UnknownNameError
+from jetfleet.power_states import PowerState
 from jetfleet.telemetry import EventSink
 from jetfleet.types import Batch, BatchResult, DeviceState, DropReason, Outcome, OutcomeStatus, Request
 from policies.base import Policy
@@ -114,6 +117,9 @@ class LiveScheduler:
         self._wake_s: float | None = None
         self._last_s = 0.0  # the latest time given to the core (it must never go back)
         self._closed = False
+        self._away: set[str] = set()  # devices in a long sleep: their node left Ray on purpose, probes may fail
+        self._power_pending: set[str] = set()  # devices with a power-state change on its way to them
+        self.sleep_books = SleepBooks(self.clients, 0.0)
         self._loop_task: asyncio.Task | None = None
         self._probe_task: asyncio.Task | None = None
         self.counters: dict[str, int] = {"submitted": 0, "completed": 0, "within_slo": 0, "decisions": 0}
@@ -144,6 +150,7 @@ class LiveScheduler:
         for name, status in self._statuses.items():  # what the devices reported of themselves stays true
             self._take_frequencies(name, status)
         self.run = LiveRun(policy.name, self.ledgers)
+        self.sleep_books = SleepBooks(self.clients, now, dict(self.sleep_books.states))  # asleep stays asleep
         self._wake_s = None
 
     def start(self) -> None:
@@ -303,6 +310,9 @@ class LiveScheduler:
             self.ledgers[change.device].frequency(now, change.freq_hz)
             self.metrics.frequency(change.device, change.freq_hz)
             self._spawn(self._set_frequency(change.device, change.freq_hz))
+        # MERGE POINT (issue 10): the core's applied SetPowerStates, applied through the device like clock changes.
+        for power_change in getattr(out, "power_changes", ()):
+            self._apply_power_change(now, power_change)
         for batch in out.batches:
             self._launched[batch.batch_id] = batch
             for r in batch.requests:
@@ -386,7 +396,9 @@ class LiveScheduler:
             self.metrics.frequency(batch.dispatch.device, result.freq_hz)
         result = replace(result, started_s=now - latency_s, finished_s=now, latency_s=latency_s)
         outcomes = self.core.complete(now, result, batch.batch_id)
-        if not result.ok:
+        if not result.ok and refused_asleep(result.error):  # issue 10 safety net: no batches until it is awake
+            self._device_failed(batch.dispatch.device, result.error)
+        elif not result.ok:
             log.warning("batch %d failed on %s: %s", batch.batch_id, result.device, result.error)
             self._retry_or_drop(now, batch.requests, result.error)
         else:
@@ -439,6 +451,52 @@ class LiveScheduler:
         except Exception as e:  # the policy believes the clock changed; the next batch sets it again
             log.warning("setting %s to %.0f Hz failed: %s", name, freq_hz, e)
 
+    # -- power states (issue 10) ------------------------------------------------------------------------
+    def _apply_power_change(self, now: float, change: Any) -> None:
+        """An applied SetPowerState: book it, wake a suspended Jetson by Wake-on-LAN, and have the device do it."""
+        state = PowerState(change.state)
+        self.sleep_books.mark(now, change.device, state)
+        self.metrics.decisions("power_state", 1)
+        spec = self.fleet.device(change.device)
+        if state.awake and change.device in self._away and spec.mac and spec.power_states == "jetson":
+            from cluster.wake_on_lan import send_wake_on_lan
+
+            self._spawn(asyncio.to_thread(send_wake_on_lan, spec.mac))
+        sleep_s = getattr(change, "sleep_s", None)  # a sleep length lets the device wake itself (rtcwake)
+        self._power_pending.add(change.device)
+        self._spawn(self._set_power_state(change.device, state, sleep_s))
+
+    async def _set_power_state(self, name: str, state: PowerState, sleep_s: float | None) -> None:
+        try:
+            done = await asyncio.wait_for(
+                self.clients[name].set_power_state(state.value, sleep_s), self.probe_timeout_s
+            )
+        except PowerStateError as e:  # refused (no way to wake it, not offered): it stays awake
+            log.warning("device %s refused %s: %s", name, state.value, e)
+            self.last_error = f"PowerStateError: {e}"
+            self.sleep_books.mark(self._touch(), name, PowerState.IDLE)
+            return
+        except DeviceUnavailableError as e:
+            if name not in self._away:
+                self._device_failed(name, f"device unavailable: {e}")
+            return
+        except Exception as e:  # noqa: BLE001 - the next probe tells what state the device is in
+            log.warning("power state %s on %s failed: %s", state.value, name, e)
+            return
+        finally:
+            self._power_pending.discard(name)
+        if getattr(done, "long_sleep", False):
+            self._away.add(name)
+
+    def _take_power_state(self, name: str, status: Any) -> None:
+        """What the device says of itself wins (it woke by its own timer, or rejoined after a long sleep)."""
+        reported = getattr(status, "power_state", None)
+        if reported is None or name in self._power_pending:
+            return
+        state = PowerState(reported)
+        if state.awake != self.sleep_books.states[name].awake:
+            self.sleep_books.mark(self._touch(), name, state)
+
     async def _learn_devices(self) -> None:
         """Before the first decision: ask every device for its own facts (its frequency list), so no batch is
         ever sent at a clock a device does not offer. A device that does not answer keeps the catalogue's."""
@@ -481,15 +539,18 @@ class LiveScheduler:
         try:
             status = await asyncio.wait_for(self.clients[name].status(), self.probe_timeout_s)
         except (DeviceUnavailableError, asyncio.TimeoutError) as e:
-            self._device_failed(name, f"probe: {type(e).__name__}: {e}")
+            if name not in self._away:  # a node in a long sleep is drained and gone on purpose
+                self._device_failed(name, f"probe: {type(e).__name__}: {e}")
             return
         except Exception as e:  # noqa: BLE001 - a probe that cannot tell: leave the device as it is
             log.warning("probe of %s failed: %s", name, e)
             return
         self._statuses[name] = status
+        self._away.discard(name)
         self._take_frequencies(name, status)
+        self._take_power_state(name, status)
         self.metrics.power(name, getattr(status, "power_w", math.nan))
-        if not self._healthy[name]:
+        if not self._healthy[name] and PowerState(getattr(status, "power_state", "idle")).awake:
             self._device_restored(name)
 
     # -- answers ---------------------------------------------------------------------------------------
@@ -585,6 +646,7 @@ class LiveScheduler:
                     "power_w": _finite(getattr(status, "power_w", math.nan)),
                     "busy": bool(getattr(status, "busy", state.in_flight > 0)),
                     "batches_run": getattr(status, "batches_run", None),
+                    "power_state": self.sleep_books.states[spec.name].value,
                     "run_energy_j": round(energy.get(spec.name, 0.0), 3),
                 }
             )
@@ -615,6 +677,7 @@ class LiveScheduler:
         """The current run's metrics on the simulator's definitions (scheduler time, modelled energy)."""
         report = self.run.metrics(self.fleet)
         report["time_scale"] = self.time_scale
+        report["asleep_s"] = {k: round(v, 3) for k, v in self.sleep_books.asleep_s(self.now()).items()}
         return report
 
 

@@ -7,7 +7,9 @@
         engine: emulated      # emulated | torch | tensorrt
         dvfs: emulated        # emulated | jetson | nvml
         power: emulated       # emulated | jtop | nvml
+        power_states: emulated  # emulated | jetson | nvml | none: how it sleeps (actors.power_states)
         host: 10.0.0.11       # optional: the node's address on a real cluster
+        mac: 00:04:4b:aa:bb:cc  # optional: for Wake-on-LAN; without it the device never suspends without rtcwake
         options: {}           # engine options (speed_factor, onnx_path, weights_path, ...)
 
 Built-in fleets live in `cluster/fleets/*.yaml` and are named without the suffix (`agx`,
@@ -38,7 +40,9 @@ class DeviceSpec(BaseModel):
     engine: Literal["emulated", "torch", "tensorrt"] = "emulated"
     dvfs: Literal["emulated", "jetson", "nvml"] = "emulated"
     power: Literal["emulated", "jtop", "nvml"] = "emulated"
+    power_states: Literal["emulated", "jetson", "nvml", "none"] = "emulated"
     host: str | None = None
+    mac: str | None = Field(default=None, pattern=r"^[0-9A-Fa-f]{2}([:-][0-9A-Fa-f]{2}){5}$")
     models: tuple[str, ...] = ()
     options: dict[str, Any] = Field(default_factory=dict)
 

@@ -27,11 +27,14 @@ from typing import Any
 
 import yaml
 
+from cluster.health import RAY_HEALTH_CHECK_ENV
 from cluster.inventory import Fleet
 from jetfleet.errors import ConfigError
 
 REMOTE_TOKEN_PATH = "~/.ray/auth_token"
 AUTH_ENV = "export RAY_AUTH_MODE=token"
+# the GCS's node health-check window, set on purpose: it separates a short sleep from a long one (cluster.health)
+HEALTH_ENV = "export " + " ".join(f"{k}={v}" for k, v in RAY_HEALTH_CHECK_ENV.items())
 
 
 @dataclass(frozen=True)
@@ -85,7 +88,7 @@ def worker_start_command(resources_by_host: dict[str, dict[str, float]], options
 def head_start_command(resources: dict[str, float], options: LauncherOptions) -> str:
     """`ray start --head` with the head's own devices (if any) and the dashboard on all interfaces."""
     return (
-        f"{AUTH_ENV}; {_venv(options)}; "
+        f"{AUTH_ENV}; {HEALTH_ENV}; {_venv(options)}; "
         f"ray start --head --port={options.port} --autoscaling-config=~/ray_bootstrap_config.yaml "
         f"--dashboard-host=0.0.0.0 --dashboard-port={options.dashboard_port} "
         f"--resources={_resources_arg(resources)}"

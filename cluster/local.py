@@ -36,6 +36,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cluster.health import RAY_HEALTH_CHECK_ENV
 from cluster.inventory import Fleet
 from jetfleet.errors import ConfigError, JetfleetError
 
@@ -107,6 +108,8 @@ def start_in_process(
 
     token = token or new_token()
     enable_ray_auth(token)
+    for key, value in RAY_HEALTH_CHECK_ENV.items():  # the GCS this starts reads them (cluster.health: why)
+        os.environ.setdefault(key, value)
     ray.init(
         num_cpus=num_cpus,
         resources=device_resources(fleet),
@@ -185,6 +188,8 @@ def up(fleet: Fleet, *, per_device_nodes: bool = False, num_cpus: int = 2, objec
     # `down` sends SIGTERM; Ray 2.60 then drains a node for up to 30 s first. An emulated fleet has no traffic
     # worth draining for: a short drain keeps `jetfleet down` quick.
     env.setdefault("RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S", "2")
+    # the health-check window separates a short sleep from a long one (cluster.health says why it is set here)
+    env.update({k: env.get(k, v) for k, v in RAY_HEALTH_CHECK_ENV.items()})
     state = ClusterState(
         fleet=fleet.name,
         address=f"127.0.0.1:{port}",

@@ -95,6 +95,15 @@ def serve_cmd(
             service.delete()
 
 
+def _print_asleep(rows: list[dict]) -> None:
+    """One line per policy: the time each device spent asleep (scheduler seconds, as in the simulator)."""
+    for r in rows:
+        asleep = r["live"].get("asleep_s") or {}
+        if asleep:
+            per_device = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in sorted(asleep.items()))
+            typer.echo(f"time asleep per device ({r['policy']}): {per_device}")
+
+
 @app.command("demo")
 def demo(
     fleet: str = typer.Option("demo", "--fleet", help="built-in fleet name or inventory YAML"),
@@ -128,6 +137,7 @@ def demo(
         rows = run_policies(service, requests, names)
         print_table(rows, title=f"measured live over HTTP on fleet {spec.name!r}, the simulator beside it")
         _print_comparison(rows)
+        _print_asleep(rows)
         typer.echo("the service above stops with the demo; `jetfleet serve --fleet demo` keeps one running.")
     if json_out:
         json_out.parent.mkdir(parents=True, exist_ok=True)

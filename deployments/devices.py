@@ -7,6 +7,8 @@ fleet: that device's own Ray node). It needs no CPU reservation: the device is t
     DeviceDeployment.run_batch(batch, inputs) -> BatchRun     inputs: per request an (n, 3, H, W) float32 array,
                                                              an ObjectRef to one, or None (synthetic frames)
     DeviceDeployment.set_frequency(freq_hz) -> float         only the device's own listed frequencies
+    DeviceDeployment.set_power_state(state, sleep_s) -> PowerStateChange   sleep or wake; the only way to either
+                                                             (no HTTP route reaches it; the scheduler calls it)
     DeviceDeployment.status() -> DeviceStatus
 
 `ServeDeviceClient` is the scheduler's `actors.messages.DeviceClient` over a Serve handle: a replica that
@@ -23,7 +25,9 @@ from ray import serve
 
 from actors.device import BatchRun, DeviceRuntime, DeviceStatus
 from actors.messages import DeviceUnavailableError, flatten_inputs
+from actors.sleep_control import PowerStateChange
 from cluster.inventory import DeviceSpec
+from cluster.node_sleep import drain_own_node, own_emulated_node
 from jetfleet.types import Batch
 
 DEVICE_RESOURCE_PREFIX = "device:"
@@ -43,8 +47,16 @@ class DeviceDeployment:
 
     def __init__(self, spec: dict[str, Any], speed_factor: float | None = None) -> None:
         self.spec = DeviceSpec.model_validate(spec)
-        self.runtime = DeviceRuntime(self.spec, speed_factor=speed_factor)
         self.node_id = ray.get_runtime_context().get_node_id()
+        own_node = _own_node(self.node_id, self.spec.name)
+        emulated = self.spec.power_states == "emulated"
+        node = own_emulated_node(self.spec.name) if own_node and emulated else None
+        # Drain only a node that is the device's alone and really goes away: a real device's, or an emulated one
+        # that `jetfleet up --nodes` can stop and restart (a drained node that stays would keep Serve out of it).
+        leaves = own_node and (not emulated or node is not None)
+        self.runtime = DeviceRuntime(
+            self.spec, speed_factor=speed_factor, drain=drain_own_node if leaves else None, node=node
+        )
 
     async def run_batch(self, batch: Batch, inputs: list[Any] | None = None) -> BatchRun:
         """Run one dispatched batch (see the module docstring for `inputs`)."""
@@ -54,6 +66,10 @@ class DeviceDeployment:
 
     async def set_frequency(self, freq_hz: float) -> float:
         return self.runtime.set_frequency(freq_hz)
+
+    async def set_power_state(self, state: str, sleep_s: float | None = None) -> PowerStateChange:
+        """Sleep or wake the device (actors.device.DeviceRuntime.set_power_state)."""
+        return await self.runtime.set_power_state(state, sleep_s=sleep_s)
 
     async def available_frequencies_hz(self) -> list[float]:
         return self.runtime.available_frequencies_hz()
@@ -72,6 +88,17 @@ class DeviceDeployment:
         runtime = getattr(self, "runtime", None)
         if runtime is not None:
             runtime.close()
+
+
+def _own_node(node_id: str, device: str) -> bool:
+    """True when this Ray node is the device's alone: it offers `device:<device>` and no other device, and it is
+    not the head (the controller's node)."""
+    for node in ray.nodes():
+        if node.get("NodeID") == node_id:
+            resources = node.get("Resources", {})
+            devices = [k for k in resources if k.startswith(DEVICE_RESOURCE_PREFIX)]
+            return devices == [device_resource(device)] and "node:__internal_head__" not in resources
+    return False
 
 
 async def _resolve(x: Any) -> Any:
@@ -124,3 +151,6 @@ class ServeDeviceClient:
 
     async def status(self) -> DeviceStatus:
         return await self._call("status")
+
+    async def set_power_state(self, state: str, sleep_s: float | None = None) -> PowerStateChange:
+        return await self._call("set_power_state", state, sleep_s)

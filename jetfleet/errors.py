@@ -8,7 +8,8 @@
     ├── UnknownNameError       a device kind, model, policy, fleet... name that does not exist
     ├── NotFittedError         a model was asked to predict before `fit`
     ├── DeviceError            a device, engine, DVFS controller or power meter failed
-    │   └── FrequencyError     a frequency outside the device's own available list
+    │   ├── FrequencyError     a frequency outside the device's own available list
+    │   └── PowerStateError    a power state the device cannot enter, or could not wake from
     └── PolicyContractError    a policy returned a decision the core cannot apply (policies.core)
 
 Every message names the offending value and where it came from. A request the fleet cannot take now is not an
@@ -65,3 +66,7 @@ class DeviceError(JetfleetError, RuntimeError):
 
 class FrequencyError(DeviceError, ValueError):
     """A GPU frequency that is not in the device's own available-frequency list."""
+
+
+class PowerStateError(DeviceError):
+    """A power state a device does not offer, one it would have no way to wake from, or a failed transition."""
