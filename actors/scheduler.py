@@ -531,6 +531,8 @@ class LiveScheduler:
             first = False
             await asyncio.gather(*(self._probe(name) for name in self.clients), return_exceptions=True)
             try:
+                energy = self.run.energy_j(self.now()) if self.run.start_s is not None else {}
+                self.metrics.devices(self.core.devices, energy)
                 self.metrics.flush()
             except Exception as e:  # noqa: BLE001 - metrics must never stop the probes
                 log.warning("metrics flush failed: %s", e)
@@ -619,7 +621,7 @@ class LiveScheduler:
         else:
             key = answer.reason or status
             self.answers_by_reason[key] = self.answers_by_reason.get(key, 0) + 1
-        self.metrics.answer(status, answer.reason, r.n_frames, within)
+        self.metrics.answer(status, answer.reason, r.n_frames, within, model=r.model, stream=r.stream)
         self._resolve(p, answer)
 
     def _resolve(self, p: _Pending, answer: InferAnswer) -> None:

@@ -18,7 +18,9 @@ process starts; every node, worker, `ray job submit` and `ray.init(address=...)`
 
 `jetfleet up` starts `ray start --block` processes in their own sessions and records them in
 `~/.jetfleet/cluster.json` (or `$JETFLEET_HOME`); `jetfleet down` ends exactly those process groups. It
-never runs `ray stop`, which would end every Ray process of the user, other clusters included.
+never runs `ray stop`, which would end every Ray process of the user, other clusters included. Its head
+exports Prometheus metrics on a fixed port (`--metrics-port`, default 8080) that a scrape config can name;
+`metrics_url()` finds the head's port on any connected cluster.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from jetfleet.errors import ConfigError, JetfleetError
 
 DEVICE_RESOURCE_PREFIX = "device:"
 AUTH_ENV_VARS = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
+DEFAULT_METRICS_PORT = 8080  # `jetfleet up`'s Prometheus scrape port (Ray's --metrics-export-port)
 
 
 def jetfleet_home() -> Path:
@@ -131,6 +134,7 @@ class ClusterState:
     address: str  # GCS address, for ray.init(address=...)
     dashboard_url: str  # for `ray job submit --address`
     token_path: str
+    metrics_url: str = ""  # the head's Prometheus scrape URL (Ray's metrics export port)
     nodes: dict[str, int] = field(default_factory=dict)  # node label ("head", device name) -> process group id
     per_device_nodes: bool = False
     temp_dir: str = ""
@@ -169,9 +173,16 @@ def connect(state: ClusterState) -> None:
     ray.init(address=state.address, log_to_driver=False, logging_level="warning", _temp_dir=state.temp_dir or None)
 
 
-def up(fleet: Fleet, *, per_device_nodes: bool = False, num_cpus: int = 2, object_store_mb: int = 200) -> ClusterState:
+def up(
+    fleet: Fleet,
+    *,
+    per_device_nodes: bool = False,
+    num_cpus: int = 2,
+    object_store_mb: int = 200,
+    metrics_port: int = DEFAULT_METRICS_PORT,
+) -> ClusterState:
     """Start a detached local Ray cluster for `fleet` (see the module docstring); wait until every device's
-    resource is registered."""
+    resource is registered. The head exports Prometheus metrics on `metrics_port` (0: a free port)."""
     if running_cluster() is not None:
         raise JetfleetError(f"a jetfleet cluster is already running ({state_path()}); run `jetfleet down` first")
     home = jetfleet_home()
@@ -181,6 +192,7 @@ def up(fleet: Fleet, *, per_device_nodes: bool = False, num_cpus: int = 2, objec
     token_path.chmod(0o600)
     temp_dir = _ray_temp_dir(home)
     port, dash_port = free_port(), free_port()
+    metrics_port = metrics_port or free_port()
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token_path)}
     env.pop("RAY_AUTH_TOKEN", None)
     # jobs' `python` is this environment's (Ray, jetfleet installed), whatever PATH the caller had
@@ -195,11 +207,13 @@ def up(fleet: Fleet, *, per_device_nodes: bool = False, num_cpus: int = 2, objec
         address=f"127.0.0.1:{port}",
         dashboard_url=f"http://127.0.0.1:{dash_port}",
         token_path=str(token_path),
+        metrics_url=f"http://127.0.0.1:{metrics_port}/metrics",
         per_device_nodes=per_device_nodes,
         temp_dir=str(temp_dir),
     )
     head_resources = {} if per_device_nodes else device_resources(fleet)
     head = _head_command(temp_dir, port, dash_port, num_cpus, object_store_mb, head_resources)
+    head.append(f"--metrics-export-port={metrics_port}")
     try:
         state.nodes["head"] = _spawn(head, env, home / "head.log")
         if per_device_nodes:
@@ -364,12 +378,25 @@ def _alive(pgid: int) -> bool:
     return True
 
 
+def metrics_url() -> str | None:
+    """The Prometheus scrape URL of the connected cluster's head node (where the scheduler and the ingress
+    run), from Ray's own node table; None when the head exports no metrics."""
+    import ray
+
+    for node in ray.nodes():
+        port = node.get("MetricsExportPort")
+        if node.get("Alive") and "node:__internal_head__" in node.get("Resources", {}) and port:
+            return f"http://{node['NodeManagerAddress']}:{port}/metrics"
+    return None
+
+
 def describe(state: ClusterState) -> dict[str, Any]:
     """What to print after `jetfleet up`."""
     env = f"RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH={state.token_path}"
     return {
         "address": state.address,
         "dashboard": state.dashboard_url,
+        "metrics": state.metrics_url,
         "nodes": sorted(state.nodes),
         "job_submit": f"{env} ray job submit --address {state.dashboard_url} --working-dir . -- "
         f"python -m workloads.experiment --fleet {state.fleet}",

@@ -13,13 +13,23 @@ app = typer.Typer()
 def _print_access(service: object) -> None:
     url, token = service.url, service.token  # type: ignore[attr-defined]
     auth = f' -H "Authorization: Bearer {token}"' if token else ""
-    typer.echo(f"  URL:   {url}   (OpenAPI docs: {url}/docs)")
+    typer.echo(f"  URL:   {url}   (OpenAPI docs: {url}/docs; Open Inference Protocol: {url}/v2)")
+    typer.echo(f"  metrics: {_metrics_url() or 'not exported by this cluster'}   (Prometheus)")
     typer.echo(f"  token: {token}" if token else "  token: none (auth off)")
     typer.echo(f"  try:   curl -s{auth} {url}/v1/fleet")
     typer.echo(
         f"         curl -s{auth} -H 'Content-Type: application/json' "
         f'-d \'{{"model": "inceptionv3", "slo_ms": 500, "frames": 2}}\' {url}/v1/infer'
     )
+
+
+def _metrics_url() -> str | None:
+    from cluster.local import metrics_url
+
+    try:
+        return metrics_url()
+    except Exception:  # noqa: BLE001 - a URL to print is not worth failing the command for
+        return None
 
 
 def _print_comparison(rows: list[dict]) -> None:

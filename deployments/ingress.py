@@ -5,6 +5,7 @@
     GET  /v1/stats    counters, drops by reason, recent latency, the current run's metrics
     GET  /healthz     liveness (no token needed)
     GET  /docs        OpenAPI documentation (no token needed)
+    /v2/...           the Open Inference Protocol (KServe v2), from `deployments.openinference`
 
 Every /v1 route needs `Authorization: Bearer <token>` (401 without, 403 with a wrong one) unless the service
 was built without a token. Bad input is a 4xx with a JSON `{"error": ...}` naming what is wrong: malformed
@@ -28,6 +29,8 @@ from ray import serve
 from actors.messages import InferAnswer, InferItem, servable_models
 from cluster.inventory import fleet_from_dict
 from costmodel.model_zoo import MODELS
+from deployments.openinference import OpenInferenceRoutes
+from deployments.openinference import router as v2_router
 from deployments.payload import (
     InferRequest,
     InferResponse,
@@ -47,6 +50,7 @@ api = FastAPI(
     description="Energy-aware, SLO-aware DNN inference on a fleet of edge GPUs. "
     "Send `Authorization: Bearer <token>` (printed by `jetfleet serve` / `jetfleet demo`).",
 )
+api.include_router(v2_router)
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -104,7 +108,7 @@ class _Submitter:
 
 @serve.deployment
 @serve.ingress(api)
-class Ingress:
+class Ingress(OpenInferenceRoutes):
     """The FastAPI ingress deployment (see the module docstring)."""
 
     def __init__(self, scheduler: Any, fleet: dict[str, Any], options: dict[str, Any]) -> None:
@@ -151,12 +155,16 @@ class Ingress:
     def _item(self, body: InferRequest, raw_len: int) -> InferItem:
         info = MODELS.get(body.model)
         frames = decode_frames(body, info.input_hw if info else 224)
+        return self._make_item(n_frames(body), body.slo_ms / 1e3, body.model, body.priority, body.stream, frames)
+
+    def _make_item(self, n: int, slo_s: float, model: str, priority: int, stream: str, frames: Any | None) -> InferItem:
+        """The scheduler's item for decoded frames (big ones travel through the object store)."""
         inputs = None
         if frames is not None:
             import ray
 
             inputs = ray.put(frames) if frames.nbytes > 100_000 else frames
-        return InferItem(n_frames(body), body.slo_ms / 1e3, body.model, body.priority, body.stream, inputs)
+        return InferItem(n, slo_s, model, priority, stream, inputs)
 
     # -- routes ----------------------------------------------------------------------------------------
     @api.post(
