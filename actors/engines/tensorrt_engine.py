@@ -2,8 +2,9 @@
 
     engine: tensorrt
     options:
-      onnx: {resnet18: /models/r18.onnx}   # per model; else onnx_path for all; else the network of the same
-      onnx_path: /models/model.onnx        #   name from actors.networks is exported (random weights)
+      onnx: {resnet18: /models/r18.onnx}   # per model; else onnx_path for all; else the model repository's
+      onnx_path: /models/model.onnx        #   ONNX file; else the network of the same name from
+                                           #   actors.networks is exported (random weights)
       max_batch: 32                        # the profile covers batches 1..max_batch (opt = max_batch)
       opt_batch: 8                         # optional: the batch TensorRT tunes kernels for
       fp16: true                           # build with FP16 kernels where the GPU has them
@@ -208,7 +209,7 @@ class TensorRTEngine(Engine):
 
     def onnx_bytes(self, model: str) -> tuple[bytes, str]:
         """The ONNX model for `model` and where it came from (a file, or our own network exported)."""
-        path = self.onnx.get(model) or self.default_onnx
+        path = self.onnx.get(model) or self.default_onnx or _repository_onnx(model)
         if path is None:
             path = self._export_network(model)
         if not path.exists():
@@ -264,6 +265,13 @@ class TensorRTEngine(Engine):
 
     def close(self) -> None:
         self._models.clear()
+
+
+def _repository_onnx(model: str) -> Path | None:
+    """The ONNX file of `model`'s model-repository entry (None for built-in models and unknown names)."""
+    from costmodel.model_zoo import MODELS, model_entry
+
+    return model_entry(model).onnx_path if model in MODELS else None
 
 
 def _trt_major(trt: Any) -> int:
