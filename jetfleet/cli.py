@@ -30,7 +30,7 @@ def _assemble() -> None:
     from costmodel.devices_cli import devices_app
     from costmodel.models_cli import models_app
     from deployments import cli as deployments_cli
-    from deployments import profile_cli
+    from deployments import loadgen_cli, profile_cli
     from simulator import cli as simulator_cli
     from simulator import overload_cli
 
@@ -38,7 +38,15 @@ def _assemble() -> None:
     app.add_typer(costmodel_app, name="costmodel", help="Train and evaluate the LightGBM cost model.")
     app.add_typer(models_app, name="models", help="The model repository: add, list, show models.")
     app.add_typer(cluster_app, name="cluster", help="Cluster-launcher configs for real fleets.")
-    for module in (simulator_cli, overload_cli, cluster_cli, placement_cli, deployments_cli, profile_cli):
+    for module in (
+        simulator_cli,
+        overload_cli,
+        cluster_cli,
+        placement_cli,
+        deployments_cli,
+        profile_cli,
+        loadgen_cli,
+    ):
         app.registered_commands.extend(module.app.registered_commands)
 
 

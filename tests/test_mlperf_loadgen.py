@@ -1,0 +1,68 @@
+"""MLCommons LoadGen as jetfleet's load generator: settings, summary parsing, and a short Server-scenario run
+against the demo fleet over HTTP (a reduced minimum duration: NOT a compliant MLPerf run)."""
+
+from __future__ import annotations
+
+import pytest
+
+from jetfleet.errors import ConfigError
+from workloads.mlperf_loadgen import LoadGenConfig, loadgen_settings, parse_summary, run_loadgen
+
+
+def test_unknown_scenario_and_non_positive_rates_are_refused():
+    with pytest.raises(ConfigError, match="scenario"):
+        LoadGenConfig(scenario="burst")
+    with pytest.raises(ConfigError, match="target_qps"):
+        LoadGenConfig(target_qps=0)
+
+
+def test_short_runs_are_labelled_not_compliant():
+    assert not LoadGenConfig(min_duration_s=10).compliant_length
+    assert LoadGenConfig(min_duration_s=600).compliant_length
+
+
+def test_summary_of_a_real_loadgen_run_is_parsed(tmp_path):
+    """LoadGen's own summary, from a run against an SUT that answers at once."""
+    lg = pytest.importorskip("mlperf_loadgen")
+
+    def issue(samples):
+        lg.QuerySamplesComplete([lg.QuerySampleResponse(s.id, 0, 0) for s in samples])
+
+    sut = lg.ConstructSUT(issue, lambda: None)
+    qsl = lg.ConstructQSL(8, 8, lambda _: None, lambda _: None)
+    log = lg.LogSettings()
+    log.log_output.outdir = str(tmp_path)
+    log.log_output.copy_summary_to_stdout = False
+    lg.StartTestWithLogSettings(sut, qsl, loadgen_settings(lg, LoadGenConfig(target_qps=100, min_duration_s=0.3)), log)
+    lg.DestroyQSL(qsl)
+    lg.DestroySUT(sut)
+    summary = parse_summary((tmp_path / "mlperf_log_summary.txt").read_text())
+    assert summary["scenario"] == "Server" and summary["result"] in ("VALID", "INVALID")
+    assert summary["completed_samples_per_second"] > 0
+    assert summary["min_latency_ns"] <= summary["99_00_percentile_latency_ns"] <= summary["max_latency_ns"]
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_server_scenario_on_the_demo_fleet_is_valid_with_frames_per_joule(ray_cluster, tmp_path):
+    """Not a compliant MLPerf run: ~12 s instead of 600 s (LoadGen's early stopping needs ~460 queries)."""
+    pytest.importorskip("mlperf_loadgen")
+    from cluster.inventory import load_fleet
+    from deployments.app import ServiceConfig, deploy
+
+    config = ServiceConfig(
+        load_fleet("demo"), policy="transparent", cost="oracle", app_name="loadgen-test", route_prefix="/lg"
+    )
+    svc = deploy(config, http_port=ray_cluster.http_port)
+    try:
+        run = LoadGenConfig(scenario="server", target_qps=40, slo_ms=2000, min_duration_s=5, min_query_count=480)
+        report = run_loadgen(svc.url, svc.token, run, tmp_path)
+    finally:
+        svc.delete()
+    assert (tmp_path / "mlperf_log_summary.txt").exists() and (tmp_path / "jetfleet_loadgen.json").exists()
+    assert report["compliant"] is False and "not a compliant" in report["note"]
+    jf = report["jetfleet"]
+    assert report["loadgen"]["result"] == "VALID", report
+    assert jf["requests"] >= 480 and jf["answers_by_status"] == {"completed": jf["requests"]}
+    assert jf["frames_completed"] == jf["requests"] and jf["energy_j"] > 0 and jf["frames_per_j"] > 0
+    assert report["loadgen"]["completed_samples_per_second"] == pytest.approx(40, rel=0.2)
