@@ -98,7 +98,7 @@ def build_engine(spec: DeviceSpec, speed_factor: float, device_model: Callable[[
     if spec.engine == "tensorrt":
         from actors.engines.tensorrt_engine import TensorRTEngine
 
-        return TensorRTEngine.from_options(opts, where=f"device {spec.name!r}")
+        return TensorRTEngine.from_options(opts, where=f"device {spec.name!r}", device_kind=spec.kind)
     raise ConfigError(f"device {spec.name!r}: unknown engine {spec.engine!r}")
 
 

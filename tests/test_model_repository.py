@@ -20,16 +20,6 @@ pytest.importorskip("onnx")
 
 
 @pytest.fixture
-def clean_zoo():
-    """Forget every repository a test registered (the registry is process-wide)."""
-    saved = dict(model_zoo.MODELS), dict(model_zoo._ENTRIES), set(model_zoo._USED)
-    yield
-    for live, old in zip((model_zoo.MODELS, model_zoo._ENTRIES, model_zoo._USED), saved, strict=True):
-        live.clear()
-        live.update(old)
-
-
-@pytest.fixture
 def repo(tmp_path: Path, clean_zoo) -> Path:
     """A repository holding `tinydet`, a detector nobody registered before."""
     assert "tinydet" not in model_zoo.BUILTIN_MODELS

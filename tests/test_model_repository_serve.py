@@ -12,12 +12,11 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.onnx_models import tiny_detector
-from tests.test_model_repository import clean_zoo  # noqa: F401 - the fixture
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 
-def test_a_new_onnx_model_is_profiled_learned_and_served(ray_cluster, tmp_path, clean_zoo, monkeypatch):  # noqa: F811
+def test_a_new_onnx_model_is_profiled_learned_and_served(ray_cluster, tmp_path, clean_zoo, monkeypatch):
     pytest.importorskip("onnxruntime")
     from cluster.inventory import fleet_from_dict
     from costmodel import lgbm
