@@ -66,3 +66,9 @@ def test_server_scenario_on_the_demo_fleet_is_valid_with_frames_per_joule(ray_cl
     assert jf["requests"] >= 480 and jf["answers_by_status"] == {"completed": jf["requests"]}
     assert jf["frames_completed"] == jf["requests"] and jf["energy_j"] > 0 and jf["frames_per_j"] > 0
     assert report["loadgen"]["completed_samples_per_second"] == pytest.approx(40, rel=0.2)
+
+
+def test_an_unreachable_service_is_one_clear_error(tmp_path):
+    pytest.importorskip("mlperf_loadgen")
+    with pytest.raises(ConfigError, match="127.0.0.1:9"):
+        run_loadgen("http://127.0.0.1:9", None, LoadGenConfig(min_duration_s=1), tmp_path)

@@ -151,7 +151,6 @@ def test_a_fleet_naming_a_repository_registers_it_and_hands_it_to_its_devices(re
 
     inv = tmp_path / "fleet.yaml"
     inv.write_text(f"model_repository: {repo.name}\ndevices:\n  - {{name: nx0, kind: xavier-nx, models: [tinydet]}}\n")
-    (tmp_path / repo.name).exists()
     fleet = load_fleet(inv)
     assert fleet.model_repository == str(repo.resolve()) == fleet.devices[0].model_repository
     assert "tinydet" in model_zoo.MODELS

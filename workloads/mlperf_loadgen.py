@@ -156,10 +156,18 @@ def loadgen_settings(lg: Any, config: LoadGenConfig) -> Any:
 
 
 def fleet_energy_j(client: httpx.Client) -> float:
-    """The service's run energy so far, summed over devices (GET /v1/fleet)."""
-    r = client.get("/v1/fleet")
-    r.raise_for_status()
-    return float(sum(d.get("run_energy_j") or 0.0 for d in r.json()["devices"]))
+    """The service's run energy so far, summed over devices (GET /v1/fleet); ConfigError naming the URL when
+    the service cannot be asked (not running, wrong token)."""
+    try:
+        r = client.get("/v1/fleet")
+        r.raise_for_status()
+        return float(sum(d.get("run_energy_j") or 0.0 for d in r.json()["devices"]))
+    except httpx.HTTPStatusError as e:
+        raise ConfigError(
+            f"{client.base_url}: GET /v1/fleet answered {e.response.status_code}: {e.response.text}"
+        ) from None
+    except (httpx.HTTPError, ValueError, KeyError) as e:
+        raise ConfigError(f"{client.base_url}: cannot read the fleet's energy: {type(e).__name__}: {e}") from None
 
 
 def parse_summary(text: str) -> dict[str, Any]:
@@ -189,6 +197,8 @@ def run_loadgen(url: str, token: str | None, config: LoadGenConfig, out_dir: str
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
+    with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
+        fleet_energy_j(client)  # a service that cannot be reached fails here, before LoadGen starts
     sut_impl = HttpSut(lg, url, token, config)
     sut = lg.ConstructSUT(sut_impl.issue_queries, sut_impl.flush_queries)
     qsl = lg.ConstructQSL(config.samples, config.samples, lambda _: None, lambda _: None)
