@@ -3,6 +3,8 @@ against the demo fleet over HTTP (a reduced minimum duration: NOT a compliant ML
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from jetfleet.errors import ConfigError
@@ -72,3 +74,48 @@ def test_an_unreachable_service_is_one_clear_error(tmp_path):
     pytest.importorskip("mlperf_loadgen")
     with pytest.raises(ConfigError, match="127.0.0.1:9"):
         run_loadgen("http://127.0.0.1:9", None, LoadGenConfig(min_duration_s=1), tmp_path)
+
+
+class FakeService:
+    """/v1/fleet with an energy counter that grows 0.5 J per request; /v1/infer drops every 4th request."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.energy_j, self.requests, self.bodies = 0.0, 0, []
+        self._lock = threading.Lock()
+
+    def __call__(self, request):
+        import httpx
+
+        if request.url.path == "/v1/fleet":
+            return httpx.Response(200, json={"devices": [{"run_energy_j": self.energy_j}, {"run_energy_j": None}]})
+        body = json.loads(request.content)
+        with self._lock:
+            self.requests += 1
+            self.energy_j += 0.5
+            self.bodies.append(body)
+            dropped = self.requests % 4 == 0
+        if dropped:
+            return httpx.Response(503, json={"status": "dropped", "reason": "deadline_expired"})
+        return httpx.Response(200, json={"status": "completed", "frames": body["frames"]})
+
+
+@pytest.mark.parametrize("scenario", ["server", "multistream", "offline"])
+def test_every_sample_is_answered_and_drops_are_counted_beside_frames_per_joule(tmp_path, scenario):
+    pytest.importorskip("mlperf_loadgen")
+    import httpx
+
+    service = FakeService()
+    config = LoadGenConfig(scenario=scenario, target_qps=200, min_duration_s=0.3, samples=16, slo_ms=1000)
+    report = run_loadgen("http://svc", "t", config, tmp_path, transport=httpx.MockTransport(service))
+    jf = report["jetfleet"]
+    dropped = [b for i, b in enumerate(service.bodies, 1) if i % 4 == 0]
+    assert jf["requests"] == service.requests >= 1
+    assert jf["answers_by_status"].get("dropped", 0) == len(dropped)
+    assert jf["frames_completed"] == sum(b["frames"] for b in service.bodies) - sum(b["frames"] for b in dropped)
+    assert jf["energy_j"] == pytest.approx(0.5 * service.requests)
+    assert jf["frames_per_j"] == pytest.approx(jf["frames_completed"] / jf["energy_j"], rel=1e-3)
+    assert report["loadgen"]["scenario"].lower() == scenario and (tmp_path / "jetfleet_loadgen.json").exists()
+    if scenario == "multistream":
+        assert {b["frames"] for b in service.bodies} == {config.multistream_samples}

@@ -82,7 +82,7 @@ class SutRecord:
 class HttpSut:
     """The LoadGen system under test: queries -> POST /v1/infer on a background asyncio loop."""
 
-    def __init__(self, lg: Any, url: str, token: str | None, config: LoadGenConfig) -> None:
+    def __init__(self, lg: Any, url: str, token: str | None, config: LoadGenConfig, transport: Any = None) -> None:
         self.lg, self.config = lg, config
         self.record = SutRecord()
         self._lock = threading.Lock()
@@ -92,11 +92,11 @@ class HttpSut:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         timeout = max(30.0, config.slo_ms / 1e3 * 4)
         limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
-        self._client = self._run(self._make_client(url, headers, timeout, limits))
+        self._client = self._run(self._make_client(url, headers, timeout, limits, transport))
 
     @staticmethod
-    async def _make_client(url: str, headers: dict, timeout: float, limits: httpx.Limits) -> httpx.AsyncClient:
-        return httpx.AsyncClient(base_url=url, headers=headers, timeout=timeout, limits=limits)
+    async def _make_client(url: str, headers: dict, timeout: float, limits: Any, transport: Any) -> Any:
+        return httpx.AsyncClient(base_url=url, headers=headers, timeout=timeout, limits=limits, transport=transport)
 
     def _run(self, coro: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
@@ -187,9 +187,12 @@ def parse_summary(text: str) -> dict[str, Any]:
     return out
 
 
-def run_loadgen(url: str, token: str | None, config: LoadGenConfig, out_dir: str | Path) -> dict[str, Any]:
+def run_loadgen(
+    url: str, token: str | None, config: LoadGenConfig, out_dir: str | Path, *, transport: Any = None
+) -> dict[str, Any]:
     """Run one LoadGen test against the service at `url`; write LoadGen's logs and jetfleet's report to
-    `out_dir`; return the report."""
+    `out_dir`; return the report. `transport` (an httpx transport, e.g. `httpx.MockTransport`) replaces the
+    network, as in the tests."""
     try:
         import mlperf_loadgen as lg
     except ImportError:
@@ -197,16 +200,16 @@ def run_loadgen(url: str, token: str | None, config: LoadGenConfig, out_dir: str
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
+    with httpx.Client(base_url=url, headers=headers, timeout=30, transport=transport) as client:
         fleet_energy_j(client)  # a service that cannot be reached fails here, before LoadGen starts
-    sut_impl = HttpSut(lg, url, token, config)
+    sut_impl = HttpSut(lg, url, token, config, transport)
     sut = lg.ConstructSUT(sut_impl.issue_queries, sut_impl.flush_queries)
     qsl = lg.ConstructQSL(config.samples, config.samples, lambda _: None, lambda _: None)
     log = lg.LogSettings()
     log.log_output.outdir = str(out_dir)
     log.log_output.copy_summary_to_stdout = False
     try:
-        with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
+        with httpx.Client(base_url=url, headers=headers, timeout=30, transport=transport) as client:
             energy_before_j = fleet_energy_j(client)
             started = time.monotonic()
             lg.StartTestWithLogSettings(sut, qsl, loadgen_settings(lg, config), log)
