@@ -47,7 +47,7 @@ def loadgen(
     typer.echo(f"LoadGen {lg.get('scenario', scenario)}: {lg.get('result', '?')}  ({report['note'] or 'compliant'})")
     for key, value in lg.items():
         if key not in ("scenario", "mode", "result"):
-            typer.echo(f"  {key}: {value:g}")
+            typer.echo(f"  {key}: {value if isinstance(value, bool) else format(value, 'g')}")
     typer.echo(
         f"jetfleet: {jf['frames_completed']} frames completed in {jf['window_s']:.1f} s, "
         f"{jf['energy_j']:.1f} J, {jf['frames_per_j']} frames/J; answers {jf['answers_by_status']}"

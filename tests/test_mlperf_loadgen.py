@@ -40,7 +40,8 @@ def test_summary_of_a_real_loadgen_run_is_parsed(tmp_path):
     lg.DestroySUT(sut)
     summary = parse_summary((tmp_path / "mlperf_log_summary.txt").read_text())
     assert summary["scenario"] == "Server" and summary["result"] in ("VALID", "INVALID")
-    assert summary["completed_samples_per_second"] > 0
+    assert summary["completed_samples_per_second"] > 0 and summary["min_duration_satisfied"] is True
+    assert isinstance(summary["early_stopping_satisfied"], bool)
     assert summary["min_latency_ns"] <= summary["99_00_percentile_latency_ns"] <= summary["max_latency_ns"]
 
 

@@ -171,7 +171,8 @@ def fleet_energy_j(client: httpx.Client) -> float:
 
 
 def parse_summary(text: str) -> dict[str, Any]:
-    """LoadGen's headline figures from mlperf_log_summary.txt: result, QPS and latency percentiles (ns)."""
+    """LoadGen's headline figures from mlperf_log_summary.txt: result, which constraints were satisfied, QPS
+    and latency percentiles (ns)."""
     out: dict[str, Any] = {}
     for line in text.splitlines():
         key, sep, value = line.partition(":")
@@ -180,6 +181,8 @@ def parse_summary(text: str) -> dict[str, Any]:
         key, value = key.strip(), value.strip()
         if key in ("Result is", "Scenario", "Mode"):
             out[key.lower().replace(" is", "").replace(" ", "_")] = value
+        elif key.endswith("satisfied"):  # why a run is INVALID: the constraint that failed says NO
+            out[re.sub(r"[^a-z0-9]+", "_", key.lower()).strip("_")] = value.lower() == "yes"
         elif re.fullmatch(r"-?\d+(\.\d+)?", value) and (
             "per second" in key or "latency" in key.lower() or key.startswith("Min") or key.startswith("Max")
         ):
