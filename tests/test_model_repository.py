@@ -224,3 +224,12 @@ def test_models_cli_add_list_show(tmp_path, clean_zoo):
     assert names["tinydet"]["files"] == "onnx" and "resnet50" in names
     shown = json.loads(runner.invoke(app, ["models", "show", "tinydet", "--repository", str(root)]).output)
     assert shown["outputs"] == ["boxes", "scores"] and shown["input"]["shape"] == [3, 32, 32]
+
+
+def test_a_fleet_naming_a_missing_repository_names_the_inventory_and_the_folder(tmp_path):
+    from cluster.inventory import load_fleet
+
+    inv = tmp_path / "fleet.yaml"
+    inv.write_text("model_repository: nope\ndevices:\n  - {name: c0, kind: cpu}\n")
+    with pytest.raises(ConfigError, match=f"{inv}: {tmp_path / 'nope'}: no such model repository"):
+        load_fleet(inv)
