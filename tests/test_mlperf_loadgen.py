@@ -58,7 +58,7 @@ def test_server_scenario_on_the_demo_fleet_is_valid_with_frames_per_joule(ray_cl
     )
     svc = deploy(config, http_port=ray_cluster.http_port)
     try:
-        run = LoadGenConfig(scenario="server", target_qps=40, slo_ms=2000, min_duration_s=5, min_query_count=480)
+        run = LoadGenConfig(scenario="server", target_qps=40, slo_ms=3000, min_duration_s=5, min_query_count=480)
         report = run_loadgen(svc.url, svc.token, run, tmp_path)
     finally:
         svc.delete()
