@@ -48,7 +48,7 @@ def test_summary_of_a_real_loadgen_run_is_parsed(tmp_path):
 @pytest.mark.ray
 @pytest.mark.slow
 def test_server_scenario_on_the_demo_fleet_is_valid_with_frames_per_joule(ray_cluster, tmp_path):
-    """Not a compliant MLPerf run: ~12 s instead of 600 s (LoadGen's early stopping needs ~460 queries)."""
+    """Not a compliant MLPerf run: ~20 s instead of 600 s (LoadGen's early stopping needs ~460 queries)."""
     pytest.importorskip("mlperf_loadgen")
     from cluster.inventory import load_fleet
     from deployments.app import ServiceConfig, deploy
@@ -58,17 +58,17 @@ def test_server_scenario_on_the_demo_fleet_is_valid_with_frames_per_joule(ray_cl
     )
     svc = deploy(config, http_port=ray_cluster.http_port)
     try:
-        run = LoadGenConfig(scenario="server", target_qps=40, slo_ms=3000, min_duration_s=5, min_query_count=480)
+        run = LoadGenConfig(scenario="server", target_qps=25, slo_ms=3000, min_duration_s=5, min_query_count=480)
         report = run_loadgen(svc.url, svc.token, run, tmp_path)
     finally:
         svc.delete()
     assert (tmp_path / "mlperf_log_summary.txt").exists() and (tmp_path / "jetfleet_loadgen.json").exists()
     assert report["compliant"] is False and "not a compliant" in report["note"]
     jf = report["jetfleet"]
-    assert report["loadgen"]["result"] == "VALID", report
+    assert report["loadgen"]["result"] == "VALID", (report["loadgen"], jf)
     assert jf["requests"] >= 480 and jf["answers_by_status"] == {"completed": jf["requests"]}
     assert jf["frames_completed"] == jf["requests"] and jf["energy_j"] > 0 and jf["frames_per_j"] > 0
-    assert report["loadgen"]["completed_samples_per_second"] == pytest.approx(40, rel=0.2)
+    assert report["loadgen"]["completed_samples_per_second"] == pytest.approx(25, rel=0.2)
 
 
 def test_an_unreachable_service_is_one_clear_error(tmp_path):
