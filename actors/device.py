@@ -99,10 +99,14 @@ def build_engine(spec: DeviceSpec, speed_factor: float, device_model: Callable[[
         from actors.engines.torch_engine import TorchEngine
 
         return TorchEngine.from_options(opts, where=f"device {spec.name!r}")
+    if spec.engine == "onnxruntime":
+        from actors.engines.onnxruntime_engine import OnnxRuntimeEngine
+
+        return OnnxRuntimeEngine.from_options(opts, where=f"device {spec.name!r}")
     if spec.engine == "tensorrt":
         from actors.engines.tensorrt_engine import TensorRTEngine
 
-        return TensorRTEngine.from_options(opts, where=f"device {spec.name!r}")
+        return TensorRTEngine.from_options(opts, where=f"device {spec.name!r}", device_kind=spec.kind)
     raise ConfigError(f"device {spec.name!r}: unknown engine {spec.engine!r}")
 
 

@@ -4,13 +4,15 @@
     devices:
       - name: agx0            # unique, used as the Ray resource `device:agx0`
         kind: agx-xavier      # a key of jetfleet.catalogue.CATALOGUE
-        engine: emulated      # emulated | torch | tensorrt
+        engine: emulated      # emulated | torch | onnxruntime | tensorrt
         dvfs: emulated        # emulated | jetson | nvml
         power: emulated       # emulated | jtop | nvml
         power_states: emulated  # emulated | jetson | nvml | none: how it sleeps (actors.power_states)
         host: 10.0.0.11       # optional: the node's address on a real cluster
         mac: 00:04:4b:aa:bb:cc  # optional: for Wake-on-LAN; without it the device never suspends without rtcwake
         options: {}           # engine options (speed_factor, onnx_path, weights_path, ...)
+    model_repository: ./models  # optional: a model repository (costmodel.model_repository) whose models
+                                # every process that loads this fleet knows (relative to the file)
 
 Built-in fleets live in `cluster/fleets/*.yaml` and are named without the suffix (`agx`,
 `loudva-cluster`, `demo`). A bad inventory raises ConfigError naming the file, the device and the field.
@@ -37,7 +39,7 @@ class DeviceSpec(BaseModel):
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     kind: str
-    engine: Literal["emulated", "torch", "tensorrt"] = "emulated"
+    engine: Literal["emulated", "torch", "onnxruntime", "tensorrt"] = "emulated"
     dvfs: Literal["emulated", "jetson", "nvml"] = "emulated"
     power: Literal["emulated", "jtop", "nvml"] = "emulated"
     power_states: Literal["emulated", "jetson", "nvml", "none"] = "emulated"
@@ -45,6 +47,7 @@ class DeviceSpec(BaseModel):
     mac: str | None = Field(default=None, pattern=r"^[0-9A-Fa-f]{2}([:-][0-9A-Fa-f]{2}){5}$")
     models: tuple[str, ...] = ()
     options: dict[str, Any] = Field(default_factory=dict)
+    model_repository: str | None = None  # copied from the fleet: the device's process loads it too
 
     @field_validator("kind")
     @classmethod
@@ -53,6 +56,11 @@ class DeviceSpec(BaseModel):
             # a ValueError (ConfigError is one), so pydantic reports it with the file and the device
             raise ConfigError(f"unknown device kind {value!r}; known: {', '.join(sorted(CATALOGUE))}")
         return value
+
+    @field_validator("model_repository")
+    @classmethod
+    def _use_repository(cls, value: str | None) -> str | None:
+        return _use_repository(value)
 
     @property
     def device_kind(self) -> DeviceKind:
@@ -66,6 +74,24 @@ class Fleet(BaseModel):
 
     name: str = "fleet"
     devices: tuple[DeviceSpec, ...] = Field(min_length=1)
+    model_repository: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _repository_first(cls, raw: Any) -> Any:
+        """Register the repository before the devices are checked, and hand it to each device."""
+        if isinstance(raw, dict) and raw.get("model_repository"):
+            _use_repository(raw["model_repository"])
+            devices = raw.get("devices")
+            if isinstance(devices, list):
+                raw = dict(raw)
+                raw["devices"] = [
+                    {**d, "model_repository": d.get("model_repository") or raw["model_repository"]}
+                    if isinstance(d, dict)
+                    else d
+                    for d in devices
+                ]
+        return raw
 
     @model_validator(mode="after")
     def _unique_names(self) -> Fleet:
@@ -81,6 +107,15 @@ class Fleet(BaseModel):
             if d.name == name:
                 return d
         raise UnknownNameError("device", name, [d.name for d in self.devices])
+
+
+def _use_repository(root: str | None) -> str | None:
+    """Make the models of repository `root` known to this process (costmodel.model_zoo.use_repository)."""
+    if root:
+        from costmodel.model_zoo import use_repository
+
+        use_repository(root)
+    return root
 
 
 def _device_label(index: int, item: Any) -> str:
@@ -105,7 +140,10 @@ def load_fleet(name_or_path: str | Path) -> Fleet:
         path = FLEETS_DIR / f"{name_or_path}.yaml"
         if not path.exists():
             raise UnknownNameError("fleet", str(name_or_path), builtin_fleets())
-    return fleet_from_dict(read_config_file(path, "inventory file"), str(path))
+    raw = read_config_file(path, "inventory file")
+    if isinstance(raw, dict) and isinstance(raw.get("model_repository"), str):
+        raw["model_repository"] = str((path.parent / raw["model_repository"]).resolve())
+    return fleet_from_dict(raw, str(path))
 
 
 def builtin_fleets() -> list[str]:

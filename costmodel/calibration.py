@@ -32,7 +32,7 @@ from costmodel.device_models import (
     PowerCoeffs,
     device_model,
 )
-from costmodel.model_zoo import MODELS, get_model
+from costmodel.model_zoo import BUILTIN_MODELS, get_model
 from costmodel.profiles import read_loudva_profiling
 from jetfleet.catalogue import CATALOGUE, DeviceKind, get_kind
 from jetfleet.errors import DataError
@@ -244,7 +244,7 @@ def model_ratio_table(ibis_dir: str | Path | None) -> dict[str, dict[str, Any]]:
                 f"{ms['resnet50']:.2f} ms ({IBIS_SOURCE}), times the Keras resnet50/inceptionv3 ratio",
             }
     r50 = get_model("resnet50")
-    for name, info in MODELS.items():
+    for name, info in BUILTIN_MODELS.items():
         if name not in table:
             table[name] = {
                 "latency_ratio": anchor * info.gmacs / r50.gmacs,

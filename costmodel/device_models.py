@@ -35,7 +35,8 @@ LoudVA logged idle power only at the lowest clock; the 10 % rise at the highest 
 Energy per batch = busy_power * latency: board energy including the idle baseline, as LoudVA's is.
 
 Other models scale InceptionV3's latency by a per-model ratio (published figures; see the JSON `models`
-section for each source); power is taken as the device's, so energy scales with latency. Kinds LoudVA did
+section for each source; a model-repository model without one scales ResNet-50's by GMACs); power is
+taken as the device's, so energy scales with latency. Kinds LoudVA did
 not measure (the Orin family, a CUDA GPU, a CPU) are derived from a measured kind by spec ratios (see the
 JSON `kinds.<kind>.derivation`).
 
@@ -65,6 +66,7 @@ from jetfleet.errors import ConfigError, DataError, FrequencyError, InvalidReque
 
 COEFFICIENTS_PATH = Path(__file__).parent / "data" / "device_models.json"
 BASE_MODEL = "inceptionv3"  # the model whose curves were measured; other models are scaled from it
+RATIO_ANCHOR = "resnet50"  # models without a published latency figure scale this one's by GMACs
 
 __all__ = [
     "COEFFICIENTS_PATH",
@@ -192,6 +194,14 @@ class NoiseModel:
         return np.exp(rng.normal(-0.5 * sigma * sigma, sigma, size))
 
 
+def gmacs_ratio(model_ratios: Mapping[str, float], gmacs: float, kind: str = "", model: str = "") -> float:
+    """Latency ratio of a model without a published figure (a repository model): ResNet-50's ratio scaled
+    by GMACs, the rule `costmodel.calibration.model_ratio_table` applies to built-in models without one."""
+    if RATIO_ANCHOR not in model_ratios:
+        raise UnknownNameError(f"model on {kind}", model, model_ratios)
+    return model_ratios[RATIO_ANCHOR] * gmacs / get_model(RATIO_ANCHOR).gmacs
+
+
 @dataclass
 class AnalyticDeviceModel:
     """The modelled truth of one device kind (implements `costmodel.base.DeviceModel`).
@@ -215,8 +225,9 @@ class AnalyticDeviceModel:
         try:
             return self.coefficients.model_ratios[model]
         except KeyError:
-            get_model(model)  # unknown to the zoo: UnknownNameError naming the zoo
-            raise UnknownNameError(f"model on {self.kind}", model, self.coefficients.model_ratios) from None
+            pass
+        info = get_model(model)  # unknown to the zoo and every used repository: UnknownNameError
+        return gmacs_ratio(self.coefficients.model_ratios, info.gmacs, self.kind, model)
 
     def _check(self, batch: int, freq_hz: float) -> None:
         if int(batch) != batch or batch < 1:

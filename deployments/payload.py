@@ -67,9 +67,18 @@ class TimingOut(BaseModel):
     e2e: float | None = Field(None, description="ms from the ingress receiving the body to the response")
 
 
+class TensorOut(BaseModel):
+    shape: list[int]
+    datatype: str = Field(description="Open Inference Protocol datatype, e.g. FP32")
+    data: list[Any] = Field(description="the tensor's elements in row-major order")
+
+
 class FrameOut(BaseModel):
-    classes: list[int]
-    scores: list[float]
+    """One frame's answer: a classifier's top-5, or a model's named output tensors (detectors, ...)."""
+
+    classes: list[int] = Field(default_factory=list)
+    scores: list[float] = Field(default_factory=list)
+    tensors: dict[str, TensorOut] | None = Field(None, description="named outputs of models that do not classify")
 
 
 class InferResponse(BaseModel):
@@ -86,7 +95,9 @@ class InferResponse(BaseModel):
     within_slo: bool = False
     frames: int = 0
     timing_ms: TimingOut = Field(default_factory=TimingOut)
-    outputs: list[FrameOut] = Field(default_factory=list, description="one per frame: top-5 classes")
+    outputs: list[FrameOut] = Field(
+        default_factory=list, description="one per frame: top-5 classes, or named tensors for non-classifiers"
+    )
     retry_after_s: float | None = None
 
 
@@ -201,13 +212,25 @@ def http_status(answer: Any) -> tuple[int, dict[str, str]]:
     return (429 if answer.status == "rejected" else 503), headers
 
 
+def frame_out(output: Any) -> dict[str, Any]:
+    """One `FrameOutput` as the JSON of `FrameOut`: top-5 for classifiers, named tensors otherwise."""
+    if output.tensors:
+        return {
+            "tensors": {
+                t.name: {"shape": list(t.data.shape), "datatype": t.datatype, "data": t.data.ravel().tolist()}
+                for t in output.tensors
+            }
+        }
+    return {"classes": list(output.classes), "scores": [round(s, 6) for s in output.scores]}
+
+
 def answer_body(answer: Any, n: int, e2e_ms: float) -> dict[str, Any]:
     """An `actors.messages.InferAnswer` as the JSON of `InferResponse`."""
 
     def ms(s: float) -> float | None:
         return round(s * 1e3, 3) if isinstance(s, (int, float)) and math.isfinite(s) else None
 
-    outputs = [{"classes": list(o.classes), "scores": [round(s, 6) for s in o.scores]} for o in answer.outputs or []]
+    outputs = [frame_out(o) for o in answer.outputs or []]
     return {
         "request_id": answer.request_id,
         "status": answer.status,

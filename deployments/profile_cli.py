@@ -1,12 +1,15 @@
 """The `jetfleet profile` command, merged into the `jetfleet` CLI by `jetfleet.cli`.
 
-jetfleet profile --fleet NAME|YAML --out CSV [--devices ...] [--models ...] [--freqs MHz,...]
+jetfleet profile --fleet NAME|YAML --out CSV [--devices ...] [--model(s) ...] [--freqs MHz,...]
                  [--batches ...] [--warmup N] [--repetitions N] [--speed-factor K] [--ray/--local]
+                 [--repository DIR]
     Sweep GPU frequency × batch on each device with its own engine and power meter; write the profile
     table that `jetfleet costmodel train --profiles` and the profiling notebook read. Locally it builds the
     device runtimes in this process; on a Ray cluster (`--ray`, or when RAY_ADDRESS is set, as under
     `ray job submit --working-dir . -- jetfleet profile ...`) each device is swept by an actor pinned to
     its `device:<name>` resource, or through the running service's deployment of it when there is one.
+    A model of a model repository (`jetfleet models add`) is profiled like a built-in one: name the
+    repository with `--repository` (or $JETFLEET_MODEL_REPOSITORY, or the inventory's `model_repository`).
 """
 
 from __future__ import annotations
@@ -42,7 +45,9 @@ def profile(
     fleet: str = typer.Option(..., "--fleet", help="built-in fleet name or inventory YAML"),
     out: Path = typer.Option(..., "--out", help="profile table to write (CSV)"),
     devices: list[str] = typer.Option(None, "--devices", help="devices to sweep (default: all), comma-separated"),
-    models: list[str] = typer.Option(None, "--models", help="models (default: the device's, else inceptionv3)"),
+    models: list[str] = typer.Option(
+        None, "--models", "--model", help="models (default: the device's, else inceptionv3)"
+    ),
     freqs: list[str] = typer.Option(None, "--freqs", help="GPU frequencies in MHz (default: all the device lists)"),
     batches: list[str] = typer.Option(None, "--batches", help="batch sizes (default: 1,2,3,4,6,8,... to max)"),
     warmup: int = typer.Option(1, "--warmup", min=0, help="unmeasured runs before each point"),
@@ -56,15 +61,24 @@ def profile(
         help="Ray actors on a running cluster, or runtimes in this process (default: Ray when RAY_ADDRESS is set)",
     ),
     address: str = typer.Option(None, "--address", help="Ray cluster address (default: RAY_ADDRESS or auto)"),
+    repository: Path = typer.Option(
+        None, "--repository", help="model repository of the models (default: $JETFLEET_MODEL_REPOSITORY)"
+    ),
 ) -> None:
     """Sweep GPU frequency × batch on each device and write the profile table (CSV)."""
     from actors.sweeps import plan_sweeps
-    from cluster.inventory import load_fleet
+    from cluster.inventory import fleet_from_dict, load_fleet
+    from costmodel.model_zoo import REPOSITORY_ENV
 
     if not speed_factor > 0:
         raise ConfigError(f"--speed-factor must be > 0, got {speed_factor}")
+    loaded = load_fleet(fleet)
+    root = repository or os.environ.get(REPOSITORY_ENV)
+    if root:  # the fleet carries it to every device's process (Ray actors included)
+        raw = loaded.model_dump(mode="json", exclude_none=True)
+        loaded = fleet_from_dict({**raw, "model_repository": str(Path(root).resolve())}, f"fleet {fleet}")
     plans = plan_sweeps(
-        load_fleet(fleet),
+        loaded,
         devices=_split(devices, "devices"),
         models=_split(models, "models"),
         freqs_mhz=_split(freqs, "freqs", float),

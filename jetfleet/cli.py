@@ -28,17 +28,27 @@ def _assemble() -> None:
     from cluster.launcher_cli import cluster_app
     from costmodel.costmodel_cli import costmodel_app
     from costmodel.devices_cli import devices_app
+    from costmodel.models_cli import models_app
     from deployments import cli as deployments_cli
-    from deployments import profile_cli
+    from deployments import loadgen_cli, profile_cli
     from deployments.power_states_cli import power_states_app
     from simulator import cli as simulator_cli
     from simulator import overload_cli
 
     app.add_typer(devices_app, name="devices", help="The device catalogue and emulated device models.")
     app.add_typer(costmodel_app, name="costmodel", help="Train and evaluate the LightGBM cost model.")
+    app.add_typer(models_app, name="models", help="The model repository: add, list, show models.")
     app.add_typer(cluster_app, name="cluster", help="Cluster-launcher configs for real fleets.")
     app.add_typer(power_states_app, name="power-states", help="Measure a real Jetson's sleep states.")
-    for module in (simulator_cli, overload_cli, cluster_cli, placement_cli, deployments_cli, profile_cli):
+    for module in (
+        simulator_cli,
+        overload_cli,
+        cluster_cli,
+        placement_cli,
+        deployments_cli,
+        profile_cli,
+        loadgen_cli,
+    ):
         app.registered_commands.extend(module.app.registered_commands)
 
 

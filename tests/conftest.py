@@ -96,3 +96,15 @@ def ray_cluster():
             else:
                 os.environ[k] = v
         _refresh_ray_auth()
+
+
+@pytest.fixture
+def clean_zoo():
+    """Forget every model repository a test registered (costmodel.model_zoo's registry is process-wide)."""
+    from costmodel import model_zoo
+
+    saved = dict(model_zoo.MODELS), dict(model_zoo._ENTRIES), set(model_zoo._USED)
+    yield
+    for live, old in zip((model_zoo.MODELS, model_zoo._ENTRIES, model_zoo._USED), saved, strict=True):
+        live.clear()
+        live.update(old)

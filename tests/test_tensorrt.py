@@ -353,3 +353,26 @@ def test_real_tensorrt_agrees_with_torch_on_the_tiny_network(tmp_path):
         run = asyncio.run(engine.run("tiny-cnn", frames[:n], n, 0.0))
         assert [o.classes[0] for o in run.outputs] == list(expected[:n])
     assert engine.plans_built == 1
+
+
+def test_a_repository_plan_for_the_device_kind_is_loaded_without_building(tmp_path, clean_zoo):
+    """A model added with `--plan xavier-nx=...` runs on an NX from that plan; another kind builds its own."""
+    from costmodel.model_repository import add_model
+    from costmodel.model_zoo import use_repository
+
+    path, w = _linear_onnx(tmp_path / "m.onnx")
+    builder, _ = _engine(tmp_path, path)
+    builder.load("linear")
+    (plan,) = (tmp_path / "plans").glob("*.plan")
+    add_model(tmp_path / "repo", path, family="linear", accuracy_pct=1, accuracy_metric="x", plans={"xavier-nx": plan})
+    use_repository(tmp_path / "repo")
+    for kind, built in (("xavier-nx", 0), ("jetson-nano", 1)):
+        cuda = FakeCuda()
+        trt = fake_trt("10.3.0", cuda)
+        engine = TensorRTEngine(
+            build=BuildOptions(max_batch=8), cache_dir=tmp_path / kind, trt=trt, cuda=cuda, device_kind=kind
+        )
+        frames = _frames(2)
+        run = asyncio.run(engine.run("linear", frames, 2, 0.0))
+        assert engine.plans_built == built, kind
+        _assert_same_top5(run.outputs, frames.reshape(2, -1) @ w)

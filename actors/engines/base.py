@@ -6,6 +6,8 @@ engine call with them. Engines:
 
 - `emulated` (`actors.engines.emulated`): sleeps the device model's latency, deterministic pseudo-outputs;
 - `torch` (`actors.engines.torch_engine`): a real network on CPU frames;
+- `onnxruntime` (`actors.engines.onnxruntime_engine`): a model repository's ONNX file, on the CPU or on
+  ONNX Runtime's CUDA / TensorRT execution providers where present;
 - `tensorrt` (`actors.engines.tensorrt_engine`): a TensorRT plan built from ONNX, on a GPU.
 
 `Engine.run` is async so that an actor's event loop stays free while a batch runs: CPU-bound engines run
@@ -25,13 +27,40 @@ import numpy as np
 TOP_K = 5
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class NamedTensor:
+    """One named output tensor of one frame (a detector's boxes, scores, ...)."""
+
+    name: str
+    data: np.ndarray  # the frame's slice of the output (batch dimension removed)
+
+    @property
+    def datatype(self) -> str:
+        """The Open Inference Protocol datatype name of `data`."""
+        return NUMPY_DATATYPES.get(self.data.dtype.name, "FP32")
+
+
+NUMPY_DATATYPES = {
+    "float32": "FP32",
+    "float16": "FP16",
+    "float64": "FP64",
+    "int64": "INT64",
+    "int32": "INT32",
+    "int8": "INT8",
+    "uint8": "UINT8",
+    "bool": "BOOL",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class FrameOutput:
-    """What a classifier said about one frame: the top-k class indices and their probabilities."""
+    """What a model said about one frame: a classifier's top-k class indices and their probabilities, or
+    (any other task) its named output tensors."""
 
-    classes: tuple[int, ...]  # class indices, most likely first
-    scores: tuple[float, ...]  # softmax probabilities of those classes
+    classes: tuple[int, ...]  # class indices, most likely first (classifiers)
+    scores: tuple[float, ...]  # softmax probabilities of those classes (classifiers)
     model: str = ""  # the model (variant) that produced it
+    tensors: tuple[NamedTensor, ...] = ()  # named outputs (models that are not classifiers)
 
 
 @dataclass(slots=True)
@@ -78,6 +107,17 @@ def topk_outputs(logits: np.ndarray, model: str, k: int = TOP_K) -> list[FrameOu
     return [
         FrameOutput(tuple(int(c) for c in row), tuple(float(probs[i, c]) for c in row), model)
         for i, row in enumerate(idx)
+    ]
+
+
+def named_outputs(outputs: dict[str, np.ndarray], n_frames: int, model: str) -> list[FrameOutput]:
+    """Per-frame named tensors from batched outputs (each output's first dimension is the batch)."""
+    for name, array in outputs.items():
+        if array.ndim == 0 or array.shape[0] != n_frames:
+            raise ValueError(f"{model}: output {name!r} of shape {list(array.shape)} has no batch dimension")
+    return [
+        FrameOutput((), (), model, tuple(NamedTensor(name, np.asarray(a[i])) for name, a in outputs.items()))
+        for i in range(n_frames)
     ]
 
 

@@ -2,8 +2,9 @@
 
     engine: tensorrt
     options:
-      onnx: {resnet18: /models/r18.onnx}   # per model; else onnx_path for all; else the network of the same
-      onnx_path: /models/model.onnx        #   name from actors.networks is exported (random weights)
+      onnx: {resnet18: /models/r18.onnx}   # per model; else onnx_path for all; else the model repository's
+      onnx_path: /models/model.onnx        #   ONNX file; else the network of the same name from
+                                           #   actors.networks is exported (random weights)
       max_batch: 32                        # the profile covers batches 1..max_batch (opt = max_batch)
       opt_batch: 8                         # optional: the batch TensorRT tunes kernels for
       fp16: true                           # build with FP16 kernels where the GPU has them
@@ -11,7 +12,9 @@
       plan_cache_dir: ~/.cache/jetfleet/trt
 
 A plan is tied to the TensorRT version and the GPU, so its cache key hashes the ONNX bytes, the TensorRT
-version, the GPU name and the build options. Batches larger than `max_batch` run in chunks.
+version, the GPU name and the build options. A model-repository entry's prebuilt plan for the device's kind
+(`plans: {xavier-nx: plans/xavier-nx.plan}`) is loaded as it is, without building; it must have been built
+with this TensorRT for batches up to `max_batch`. Batches larger than `max_batch` run in chunks.
 
 It uses the TensorRT >= 8.5 name-based I/O API (`num_io_tensors`, `set_input_shape`, `set_tensor_address`,
 `execute_async_v3`), present in TensorRT 8.5/8.6 (JetPack 5), 10 (JetPack 6, desktop) and 11. Device memory
@@ -171,6 +174,7 @@ class TensorRTEngine(Engine):
         model_map: Mapping[str, str] | None = None,
         trt: Any = None,
         cuda: Any = None,
+        device_kind: str = "",
     ) -> None:
         self.trt = trt if trt is not None else _import_tensorrt()
         self.cuda = cuda if cuda is not None else TorchCuda()
@@ -183,6 +187,7 @@ class TensorRTEngine(Engine):
         self._models: dict[str, TrtModel] = {}
         self._lock = threading.Lock()
         self.plans_built = 0  # how many plans this engine built (not taken from the cache)
+        self.device_kind = device_kind  # picks a model repository's prebuilt plan for this kind of device
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any], *, where: str = "tensorrt engine", **kw: Any) -> TensorRTEngine:
@@ -208,7 +213,7 @@ class TensorRTEngine(Engine):
 
     def onnx_bytes(self, model: str) -> tuple[bytes, str]:
         """The ONNX model for `model` and where it came from (a file, or our own network exported)."""
-        path = self.onnx.get(model) or self.default_onnx
+        path = self.onnx.get(model) or self.default_onnx or _repository_onnx(model)
         if path is None:
             path = self._export_network(model)
         if not path.exists():
@@ -236,18 +241,23 @@ class TensorRTEngine(Engine):
         with self._lock:
             if model in self._models:
                 return
-            data, source = self.onnx_bytes(model)
-            path = self.plan_path(data)
-            if path.exists():
-                plan = path.read_bytes()
-            else:
-                plan = build_plan(self.trt, data, self.build, self.logger, source)
-                self.plans_built += 1
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_suffix(".tmp")
-                tmp.write_bytes(plan)
-                tmp.replace(path)  # atomic: a concurrent reader never sees half a plan
+            prebuilt = _repository_plan(model, self.device_kind)
+            plan = prebuilt.read_bytes() if prebuilt is not None else self._cached_or_built_plan(model)
             self._models[model] = TrtModel(self.trt, self.cuda, plan, model, self.build.max_batch, self.logger)
+
+    def _cached_or_built_plan(self, model: str) -> bytes:
+        """The plan of `model`'s ONNX from the cache, else built now (and cached)."""
+        data, source = self.onnx_bytes(model)
+        path = self.plan_path(data)
+        if path.exists():
+            return path.read_bytes()
+        plan = build_plan(self.trt, data, self.build, self.logger, source)
+        self.plans_built += 1
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(plan)
+        tmp.replace(path)  # atomic: a concurrent reader never sees half a plan
+        return plan
 
     def input_hw(self, model: str) -> int:
         self.load(model)
@@ -264,6 +274,20 @@ class TensorRTEngine(Engine):
 
     def close(self) -> None:
         self._models.clear()
+
+
+def _repository_plan(model: str, device_kind: str) -> Path | None:
+    """A model repository's prebuilt plan of `model` for `device_kind` (None when it has none)."""
+    from costmodel.model_zoo import MODELS, model_entry
+
+    return model_entry(model).plans.get(device_kind) if device_kind and model in MODELS else None
+
+
+def _repository_onnx(model: str) -> Path | None:
+    """The ONNX file of `model`'s model-repository entry (None for built-in models and unknown names)."""
+    from costmodel.model_zoo import MODELS, model_entry
+
+    return model_entry(model).onnx_path if model in MODELS else None
 
 
 def _trt_major(trt: Any) -> int:
