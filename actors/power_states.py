@@ -34,6 +34,7 @@ from jetfleet.power_states import PowerState, PowerStateSpec
 RTC = "rtc"  # the device wakes itself at a set time (rtcwake; the emulated device's timer)
 WAKE_ON_LAN = "wake-on-lan"  # the controller wakes it with a magic packet to its MAC address
 SELF = "self"  # the OS stays up (deep idle): any call wakes it
+CONTROLLER = "controller"  # an emulated device whose actor stays reachable: the scheduler's wake call wakes it
 
 # nvgpu's GPU node per SoC, newest first: Orin (JetPack 5/6), Xavier, Nano/TX1 (see docs/real-jetsons.md).
 JETSON_GPU_NODES = (
@@ -128,8 +129,19 @@ class EmulatedPowerStates(PowerStateBackend):
         self.specs = {PowerState(k): v for k, v in specs.items() if not PowerState(k).awake}
         self.speed_factor = float(speed_factor)
 
+    # An emulated device on a node that stays up (not `jetfleet up --nodes`' own node) only pretends to sleep:
+    # its actor still answers, so the scheduler's wake call is a way back, as Wake-on-LAN is for a real one.
+    # `SleepControl` clears this for a device with a node of its own, which really leaves Ray while asleep.
+    reachable_asleep: bool = True
+
     def offered(self) -> tuple[PowerState, ...]:
         return tuple(sorted(self.specs, key=lambda s: s.depth))
+
+    def wake_ways(self, state: PowerState, sleep_s: float | None) -> tuple[str, ...]:
+        ways = super().wake_ways(state, sleep_s)
+        if not state.awake and state is not PowerState.DEEP_IDLE and self.reachable_asleep:
+            ways = (*ways, CONTROLLER)
+        return ways
 
     def board_power_w(self) -> float | None:
         spec = self.specs.get(self.state)

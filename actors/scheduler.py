@@ -53,7 +53,7 @@ from jetfleet.catalogue import get_kind
 from jetfleet.errors import ConfigError, InvalidRequestError, JetfleetError, PowerStateError, UnknownNameError
 from jetfleet.power_states import PowerState
 from jetfleet.telemetry import EventSink
-from jetfleet.types import Batch, BatchResult, DeviceState, DropReason, Outcome, OutcomeStatus, Request
+from jetfleet.types import Batch, BatchResult, DeviceState, DropReason, Outcome, OutcomeStatus, Request, SetPowerState
 from policies.base import Policy
 from policies.core import SchedulerCore, StepOutput
 
@@ -300,19 +300,17 @@ class LiveScheduler:
         self.metrics.decisions("drop", len(out.outcomes))
         self.metrics.decisions("frequency", len(out.frequency_changes))
         self.metrics.decisions("dispatch", len(out.batches))
-        # Power states: counted as the simulator counts them; the devices' own backends are issue 10's live half.
+        # Power states before batches: a batch may go to a device this step woke (it starts at `settled_s`).
         for power in out.power_changes:
             if power.state.awake:
                 self.ledgers[power.device].wake(now)
             elif (spec := self.core.devices[power.device].power_spec(power.state)) is not None:
                 self.ledgers[power.device].sleep(now, spec)
+            self._apply_power_change(now, power)
         for change in out.frequency_changes:
             self.ledgers[change.device].frequency(now, change.freq_hz)
             self.metrics.frequency(change.device, change.freq_hz)
             self._spawn(self._set_frequency(change.device, change.freq_hz))
-        # MERGE POINT (issue 10): the core's applied SetPowerStates, applied through the device like clock changes.
-        for power_change in getattr(out, "power_changes", ()):
-            self._apply_power_change(now, power_change)
         for batch in out.batches:
             self._launched[batch.batch_id] = batch
             for r in batch.requests:
@@ -452,7 +450,7 @@ class LiveScheduler:
             log.warning("setting %s to %.0f Hz failed: %s", name, freq_hz, e)
 
     # -- power states (issue 10) ------------------------------------------------------------------------
-    def _apply_power_change(self, now: float, change: Any) -> None:
+    def _apply_power_change(self, now: float, change: SetPowerState) -> None:
         """An applied SetPowerState: book it, wake a suspended Jetson by Wake-on-LAN, and have the device do it."""
         state = PowerState(change.state)
         self.sleep_books.mark(now, change.device, state)
@@ -462,9 +460,10 @@ class LiveScheduler:
             from cluster.wake_on_lan import send_wake_on_lan
 
             self._spawn(asyncio.to_thread(send_wake_on_lan, spec.mac))
-        sleep_s = getattr(change, "sleep_s", None)  # a sleep length lets the device wake itself (rtcwake)
+        # No sleep length: the policy wakes a device when its forecast says so, so the device needs a wake way
+        # that does not depend on one (deep idle, Wake-on-LAN, an emulated device's reachable actor).
         self._power_pending.add(change.device)
-        self._spawn(self._set_power_state(change.device, state, sleep_s))
+        self._spawn(self._set_power_state(change.device, state, None))
 
     async def _set_power_state(self, name: str, state: PowerState, sleep_s: float | None) -> None:
         try:

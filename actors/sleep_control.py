@@ -74,9 +74,7 @@ def power_state_table(spec: DeviceSpec) -> dict[PowerState, PowerStateSpec]:
     raw = spec.options.get("power_states")
     if raw is not None:
         return specs_from_table(raw, f"device {spec.name!r} options.power_states")
-    # MERGE POINT (issue 10, items 1-4): the catalogue's per-kind table, once it lands there.
-    table = getattr(spec.device_kind, "power_states", None) or {}
-    return {PowerState(k): v for k, v in dict(table).items()}
+    return {s.state: s for s in spec.device_kind.power_states}
 
 
 def build_power_states(spec: DeviceSpec, dvfs: DvfsController, speed_factor: float) -> PowerStateBackend | None:
@@ -111,6 +109,8 @@ class SleepControl:
         self.name, self.backend = name, backend
         self.speed_factor = float(speed_factor)
         self.drain, self.node, self._clock = drain, node, clock
+        if node is not None and isinstance(backend, EmulatedPowerStates):
+            backend.reachable_asleep = False  # its node really stops: only its own timer brings it back
         self._asleep_total_wall_s = 0.0
         self._since_wall: float | None = None
         self._self_wake_wall: float | None = None  # the emulated RTC alarm
