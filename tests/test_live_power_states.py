@@ -79,6 +79,7 @@ def test_an_applied_sleep_reaches_the_device_and_shows_in_the_run_report():
 def test_a_refused_sleep_leaves_the_device_awake_in_the_books():
     async def scenario():
         s, runtimes = _scheduler()
+        runtimes["a"].sleep.backend.reachable_asleep = False  # as on a node that really stops
         s._apply_power_change(s.now(), SetPowerState("a", PowerState.SUSPENDED, "test"))  # no way to wake it
         await _settle(s)
         await s.close()

@@ -11,6 +11,7 @@ from device_fakes import ORIN_DEVFREQ, ORIN_GPU_FREQS, LinearDeviceModel, fake_j
 from actors.device import DeviceRuntime
 from actors.dvfs import JetsonDvfs
 from actors.power_states import (
+    CONTROLLER,
     RTC,
     SELF,
     WAKE_ON_LAN,
@@ -92,8 +93,11 @@ def test_an_asleep_device_refuses_batches_with_the_reason():
 
 
 def test_suspend_without_a_way_to_wake_is_refused():
-    """No sleep length and no MAC: suspend refused, the device stays awake; off is refused without a MAC."""
-    rt = _runtime(EmulatedPowerStates(TABLE, speed_factor=1000.0))
+    """No sleep length, no MAC, a node that really stops: suspend refused, the device stays awake; off is refused
+    without a MAC."""
+    backend = EmulatedPowerStates(TABLE, speed_factor=1000.0)
+    backend.reachable_asleep = False  # as on a node of its own (`jetfleet up --nodes`)
+    rt = _runtime(backend)
     with pytest.raises(PowerStateError, match="no way to wake"):
         asyncio.run(rt.set_power_state("suspended"))
     assert rt.status().power_state == "idle"
@@ -101,11 +105,20 @@ def test_suspend_without_a_way_to_wake_is_refused():
         asyncio.run(rt.set_power_state("off"))
 
 
+def test_emulated_device_on_a_shared_node_suspends_without_a_length_and_wakes_on_call():
+    """Its actor keeps answering, so the scheduler's wake call is its way back (the policy gives no length)."""
+    rt = _runtime(EmulatedPowerStates(TABLE, speed_factor=1000.0))
+    change = asyncio.run(rt.set_power_state("suspended"))
+    assert change.wake == (CONTROLLER,) and rt.status().power_state == "suspended"
+    asyncio.run(rt.set_power_state(PowerState.IDLE))
+    assert rt.status().power_state == "idle"
+
+
 def test_emulated_suspend_wakes_itself_when_its_timer_fires():
     clock = Clock()
     rt = _runtime(EmulatedPowerStates(TABLE, speed_factor=1000.0), clock)
     change = asyncio.run(rt.set_power_state("suspended", sleep_s=3000.0))  # 3 wall seconds at speed 1000
-    assert change.wake == (RTC,) and not change.long_sleep  # no node of its own: nothing to drain
+    assert change.wake == (RTC, CONTROLLER) and not change.long_sleep  # no node of its own: nothing to drain
     clock.t += 2.9
     assert rt.status().power_state == "suspended"
     clock.t += 0.2
