@@ -56,6 +56,7 @@ from policies.core import SchedulerCore, StepOutput
 
 log = logging.getLogger(__name__)
 MIN_WAKE_WALL_S = 0.001  # the soonest a policy's "wake me at t <= now" is honoured again
+ADMISSION_FAILED = "admission_failed"  # the reason of a request whose policy's `admit` raised
 
 
 @dataclass(slots=True)
@@ -206,10 +207,20 @@ class LiveScheduler:
         if self.run.start_s is None:
             self._start_books(now)
         self.run.arrive(request)
-        self._settle(self.core.submit(now, request))  # the policy's admission may reject it at once (429)
+        self._settle(self._admit(now, request))  # the policy's admission may reject it at once (429)
         if request.request_id in self.core.queue:
             self._kick()
         return future
+
+    def _admit(self, now: float, request: Request) -> list[Outcome]:
+        """`core.submit`; a policy whose `admit` raises fails this request alone, answered at once (the
+        core never opened it, so nothing stays open in the scheduler or in the run's books)."""
+        try:
+            return self.core.submit(now, request)
+        except Exception as e:  # a policy bug must not leave the request open or fail its whole burst
+            log.exception("policy %s failed to admit request %d", self.policy.name, request.request_id)
+            self.last_error = f"{type(e).__name__}: {e}"
+            return [Outcome(request.request_id, OutcomeStatus.FAILED, now, reason=ADMISSION_FAILED)]
 
     async def submit(self, item: InferItem) -> InferAnswer:
         """Queue one request and wait for its answer."""

@@ -28,8 +28,8 @@ from cluster.inventory import Fleet, fleet_from_dict
 from costmodel.factory import make_cost_model
 from deployments.devices import ServeDeviceClient, deployment_name, device_app
 from jetfleet.errors import ConfigError
-from policies.overload import OverloadControl
 from policies.registry import make_policy
+from policies.slo_admission import protect
 from workloads.streams import EXPERIMENT_KEYS, load_stream_set
 
 # The scheduler and the ingress reserve no CPU but must live on the head node (the controller), never on a
@@ -72,13 +72,11 @@ class ServiceConfig:
 
 
 def build_policy(spec: str, streams_path: str | None = None) -> Any:
-    """The policy `spec`; with a stream config, under overload control (bounded queues, shedding, 429s)."""
-    policy = make_policy(spec)
-    if streams_path is None:
-        return policy
-
-    streams = load_stream_set(streams_path, extra_keys=EXPERIMENT_KEYS)
-    return OverloadControl(policy.inner if isinstance(policy, OverloadControl) else policy, streams)
+    """The policy `spec` under overload protection (`policies.slo_admission.protect`): with a stream config,
+    overload control (priorities, bounded queues, shedding, 429s); without one, SLO-aware admission (429s) and
+    early drops of hopeless requests, every request one stream class."""
+    streams = None if streams_path is None else load_stream_set(streams_path, extra_keys=EXPERIMENT_KEYS)
+    return protect(make_policy(spec), streams)
 
 
 class SchedulerDeployment:

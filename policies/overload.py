@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
 from jetfleet.errors import ConfigError
-from jetfleet.types import Admission, Applied, BatchResult, Decisions, DeviceState, Dispatch, Drop, DropReason, Request
+from jetfleet.types import Admission, Applied, BatchResult, Decisions, DeviceState, Dispatch, Drop, Request
 from policies.admission import admission_decision, queue_head
 from policies.base import Policy
 from policies.context import QueueView, StepContext
@@ -51,10 +51,10 @@ from policies.shedding import (
     CostOracle,
     bound_victims,
     can_run,
-    earliest_completion_s,
     load_of,
     plan,
     shed_drops,
+    unreachable_drops,
 )
 from policies.streams import StreamSet
 
@@ -331,17 +331,7 @@ class OverloadControl(Policy):
         return step.out
 
     def _unreachable(self, now_s: float, head: list[Request], step: _Step, oracle: CostOracle) -> list[Drop]:
-        drops = []
-        best_by_model: dict[tuple[str, int], float] = {}
-        for r in head:
-            key = (r.model, r.n_frames)
-            if key not in best_by_model:
-                best_by_model[key] = earliest_completion_s(now_s, r, step.devices, oracle)
-            done_s = best_by_model[key]
-            if done_s > r.deadline_s + _EPS_S and math.isfinite(done_s):
-                detail = f"earliest completion {done_s:.4f} s > deadline {r.deadline_s:.4f} s"
-                drops.append(Drop((r.request_id,), DropReason.DEADLINE_UNREACHABLE, detail))
-        return drops
+        return unreachable_drops(now_s, head, step.devices, oracle)
 
     def _serve(
         self,

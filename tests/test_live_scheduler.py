@@ -175,6 +175,32 @@ def test_a_full_drop_newest_stream_is_rejected_with_retry_after_and_the_rest_ser
     assert {a.status for a in answers} == {"completed", "rejected"}
 
 
+class _AdmitRaises(Policy):
+    name = "admit-raises"
+
+    def admit(self, ctx, request):
+        raise ValueError("min() arg is an empty sequence")
+
+    def decide(self, ctx):
+        return Decisions()
+
+
+def test_a_policy_whose_admission_raises_fails_that_request_and_leaves_nothing_open():
+    """Regression (issue 12, finding 1): the failed requests stayed open in the run's books (`run.open_requests`
+    3,406 while `open` said 0) and one failure failed the whole burst."""
+
+    async def scenario():
+        s = _scheduler(_AdmitRaises())
+        answers = [group async for group in s.submit_many(_items(3))]
+        return s, [a for group in answers for _, a in group]
+
+    s, answers = asyncio.run(scenario())
+    assert [(a.status, a.reason) for a in answers] == [("failed", "admission_failed")] * 3
+    stats = s.stats()
+    assert stats["open"] == 0 and stats["run"]["open_requests"] == 0 and stats["run"]["requests"] == 3
+    assert "empty sequence" in s.last_error
+
+
 def test_unknown_model_is_refused_at_submit():
     s = _scheduler()
     with pytest.raises(UnknownNameError, match="unknown model"):

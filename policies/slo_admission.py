@@ -1,0 +1,93 @@
+"""Overload protection by default: SLO-aware admission and early drops around any policy, one stream class.
+
+    slo[:INNER]    `SloAdmission` around INNER (default `jetfleet`)
+
+`SloAdmission.admit` predicts when an arriving request would finish behind the queued work due no later than
+it (`policies.shedding.backlog_completion_s`: the fleet's free times, the cost model's best batched time per
+frame, its own batch padded by the planner's margins against predictor error). When that is past its deadline
+it refuses it with `deadline_unreachable` and a retry-after of the predicted drain time of the excess (HTTP 429
++ Retry-After live; a `rejected` outcome in the simulator). `decide` first drops the queued requests that
+cannot finish in time even alone on the device that frees first, with the same margins (`deadline_unreachable`:
+early, instead of served late), then lets INNER choose freely on the rest. While nothing is hopeless INNER sees
+exactly the context it would see alone, so under a load the fleet carries its decisions are unchanged.
+
+`protect(policy, streams)` is what the live service runs (and what the simulator runs to compare with it):
+with a stream config, `policies.overload.OverloadControl` (priorities, bounded queues, shedding, floors, and the
+same backlog admission); without one, `SloAdmission` (every request is one stream class).
+Nothing here reads a clock.
+"""
+
+from __future__ import annotations
+
+from jetfleet.types import Admission, Applied, BatchResult, Decisions, Request
+from policies.admission import backlog_admission
+from policies.base import Policy
+from policies.context import StepContext
+from policies.planning import Margins
+from policies.queue import RequestQueue
+from policies.registry import register
+from policies.shedding import CostOracle, unreachable_drops
+from policies.streams import StreamSet
+
+__all__ = ["SloAdmission", "protect"]
+
+
+class SloAdmission(Policy):
+    """Refuse what the backlog makes late, drop what became hopeless, let `inner` decide the rest."""
+
+    def __init__(self, inner: Policy, margins: Margins | None = None) -> None:
+        self.inner = inner
+        self.margins = margins or Margins()  # the planner's default slack against predictor error
+        self.name = f"slo:{inner.name}"
+
+    def admit(self, ctx: StepContext, request: Request) -> Admission:
+        """The inner policy's admission, then the backlog check (`policies.admission.backlog_admission`)."""
+        own = self.inner.admit(ctx, request)
+        if not own.accepted:
+            return own
+        healthy = [d for d in ctx.devices if d.healthy]
+        if not healthy:
+            return own  # the driver answers `no_device`
+        oracle = CostOracle(ctx.cost, healthy)
+        late = backlog_admission(ctx.now_s, request, ctx.queue.by_deadline(), healthy, oracle, self.margins)
+        return own if late.accepted else late
+
+    def decide(self, ctx: StepContext) -> Decisions:
+        if not ctx.queue:
+            return self.inner.decide(ctx)
+        healthy = [d for d in ctx.devices if d.healthy]
+        drops = []
+        if healthy:
+            rel, abs_s = self.margins.rel, self.margins.abs_s
+            oracle = CostOracle(ctx.cost, healthy)
+            drops = unreachable_drops(ctx.now_s, ctx.queue, healthy, oracle, margin_rel=rel, margin_abs_s=abs_s)
+        if not drops:
+            return self.inner.decide(ctx)
+        gone = {i for d in drops for i in d.request_ids}
+        out = self.inner.decide(ctx.replace(queue=RequestQueue(r for r in ctx.queue if r.request_id not in gone)))
+        out.drops[:0] = drops
+        return out
+
+    def absorb(self, applied: Applied) -> None:
+        self.inner.absorb(applied)
+
+    def observe(self, result: BatchResult) -> None:
+        self.inner.observe(result)
+
+
+def protect(policy: Policy, streams: StreamSet | None = None) -> Policy:
+    """The service's policy: `policy` under overload control with `streams`, else under `SloAdmission`.
+    A policy already under either keeps its own wrapper (re-wrapped around its inner with `streams`)."""
+    from policies.overload import OverloadControl
+
+    inner = policy.inner if isinstance(policy, (OverloadControl, SloAdmission)) else policy
+    if streams is not None:
+        return OverloadControl(inner, streams)
+    return policy if isinstance(policy, (OverloadControl, SloAdmission)) else SloAdmission(inner)
+
+
+@register("slo")
+def _slo(arg: str | None) -> Policy:
+    from policies.overload import make_inner
+
+    return SloAdmission(make_inner(arg or "jetfleet"))
