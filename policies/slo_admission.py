@@ -19,7 +19,7 @@ Nothing here reads a clock.
 
 from __future__ import annotations
 
-from jetfleet.types import Admission, Applied, BatchResult, Decisions, Request
+from jetfleet.types import Admission, Applied, BatchResult, Decisions, DeviceState, Request
 from policies.admission import backlog_admission
 from policies.base import Policy
 from policies.context import StepContext
@@ -39,6 +39,7 @@ class SloAdmission(Policy):
         self.inner = inner
         self.margins = margins or Margins()  # the planner's default slack against predictor error
         self.name = f"slo:{inner.name}"
+        self._oracle: tuple[object, int, CostOracle] | None = None  # (device sequence, cost generation, oracle)
 
     def admit(self, ctx: StepContext, request: Request) -> Admission:
         """The inner policy's admission, then the backlog check (`policies.admission.backlog_admission`)."""
@@ -48,7 +49,7 @@ class SloAdmission(Policy):
         healthy = [d for d in ctx.devices if d.healthy]
         if not healthy:
             return own  # the driver answers `no_device`
-        oracle = CostOracle(ctx.cost, healthy)
+        oracle = self._oracle_for(ctx, healthy)
         late = backlog_admission(ctx.now_s, request, ctx.queue.by_deadline(), healthy, oracle, self.margins)
         return own if late.accepted else late
 
@@ -59,7 +60,7 @@ class SloAdmission(Policy):
         drops = []
         if healthy:
             rel, abs_s = self.margins.rel, self.margins.abs_s
-            oracle = CostOracle(ctx.cost, healthy)
+            oracle = self._oracle_for(ctx, healthy)
             drops = unreachable_drops(ctx.now_s, ctx.queue, healthy, oracle, margin_rel=rel, margin_abs_s=abs_s)
         if not drops:
             return self.inner.decide(ctx)
@@ -67,6 +68,16 @@ class SloAdmission(Policy):
         out = self.inner.decide(ctx.replace(queue=RequestQueue(r for r in ctx.queue if r.request_id not in gone)))
         out.drops[:0] = drops
         return out
+
+    def _oracle_for(self, ctx: StepContext, healthy: list[DeviceState]) -> CostOracle:
+        """One `CostOracle` while the device sequence (its identity marks fact and health changes) and the cost
+        view's generation stand still: a cache of look-ups, not memory of the run."""
+        hit = self._oracle
+        if hit is not None and hit[0] is ctx.devices and hit[1] == ctx.cost.generation:
+            return hit[2]
+        oracle = CostOracle(ctx.cost, healthy)
+        self._oracle = (ctx.devices, ctx.cost.generation, oracle)
+        return oracle
 
     def absorb(self, applied: Applied) -> None:
         self.inner.absorb(applied)

@@ -201,6 +201,30 @@ def test_a_policy_whose_admission_raises_fails_that_request_and_leaves_nothing_o
     assert "empty sequence" in s.last_error
 
 
+def test_the_shipped_three_stream_config_serves_its_streams_live():
+    """Regression (issue 12, finding 1): under `--streams configs/overload-3stream.json` every request of a
+    configured stream was answered 503; now each gets an answer of overload control (completed, or refused or
+    dropped with a reason), none failed, and nothing stays open."""
+    from pathlib import Path
+
+    from deployments.app import build_policy
+
+    config = Path(__file__).resolve().parent.parent / "configs" / "overload-3stream.json"
+    streams = [("detector", 100, "yolov4-tiny", 8.0), ("tracker", 60, "resnet18", 15.0)]
+    streams.append(("classifier", 20, "resnet50", 25.0))
+    items = [
+        InferItem(1, slo_s / SPEED, model, priority, stream)
+        for _ in range(10)
+        for stream, priority, model, slo_s in streams
+    ]
+    s = _scheduler(build_policy("jetfleet", str(config)))
+    answers = asyncio.run(_run_all(s, items))
+    assert "failed" not in {a.status for a in answers}
+    assert any(a.status == "completed" for a in answers)
+    stats = s.stats()
+    assert stats["open"] == 0 and stats["run"]["open_requests"] == 0
+
+
 def test_unknown_model_is_refused_at_submit():
     s = _scheduler()
     with pytest.raises(UnknownNameError, match="unknown model"):
