@@ -23,7 +23,13 @@ policies see their ticks.
 Safety nets the simulator does not need: with no healthy device left, queued requests are dropped
 (`no_device`); a request still queued `stale_grace_s` (wall) past its deadline is dropped
 (`deadline_expired`); a request whose batches failed `max_attempts` times is dropped (`device_failed`);
-a policy that breaks its contract gets its queue dropped and the error logged, never a hang.
+a policy that breaks its contract gets its queue dropped and the error logged, never a hang; a policy whose
+`admit` raises fails that request alone.
+
+Memory is bounded by what is open, not by what was served: per-request state lives only until the answer
+(`_pending`, the core's queue and batches in flight); the run's records (`LiveRun`, for the simulator-comparable
+report) hold at most `record_limit` requests and then roll over to a new window (open requests carried, energy
+counted from the roll-over); lifetime counters are plain integers.
 
 `LiveScheduler` is plain asyncio; `deployments.app` runs it as the scheduler actor (a Serve deployment).
 """
@@ -87,7 +93,7 @@ class LiveScheduler:
         batch_timeout_s: float = 60.0,
         max_attempts: int = 3,
         stale_grace_s: float = 30.0,
-        record_limit: int = 500_000,
+        record_limit: int = 20_000,
     ) -> None:
         missing = sorted({d.name for d in fleet.devices} - set(clients))
         if missing:
@@ -202,8 +208,8 @@ class LiveScheduler:
         future: asyncio.Future[InferAnswer] = asyncio.get_running_loop().create_future()
         self._pending[request.request_id] = _Pending(request, item.inputs, future)
         self.counters["submitted"] += 1
-        if len(self.run.requests) >= self.record_limit and not self.core.open_requests:
-            self.run = LiveRun(self.run.policy, self.ledgers)
+        if len(self.run.requests) >= self.record_limit:  # bounded memory: the run's report covers a window
+            self.run = self.run.rolled(now)
         if self.run.start_s is None:
             self._start_books(now)
         self.run.arrive(request)

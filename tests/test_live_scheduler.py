@@ -225,6 +225,26 @@ def test_the_shipped_three_stream_config_serves_its_streams_live():
     assert stats["open"] == 0 and stats["run"]["open_requests"] == 0
 
 
+def test_the_run_records_are_bounded_by_rolling_over_to_a_new_window():
+    """Regression (issue 12, finding 6): per-request run records were kept up to 500k and cleared only when
+    the queue emptied. With `record_limit` 10, 35 requests leave at most 10 records; the lifetime counters and
+    the energy of the windows still add up."""
+    s = _scheduler(record_limit=10)
+
+    async def scenario():
+        for _ in range(7):  # bursts of 5 with requests still open at each roll-over
+            await asyncio.gather(*(s.submit(i) for i in _items(5)))
+        total_j = sum(ledger.energy_j for ledger in s.ledgers.values())
+        report = s.run_report()
+        await s.close()
+        return total_j, report
+
+    total_j, report = asyncio.run(scenario())
+    assert len(s.run.requests) <= 10 and report["window"] == 4
+    assert s.stats()["submitted"] == 35 and s.stats()["completed"] == 35
+    assert 0 < sum(report["device_energy_j"].values()) < total_j
+
+
 def test_unknown_model_is_refused_at_submit():
     s = _scheduler()
     with pytest.raises(UnknownNameError, match="unknown model"):
