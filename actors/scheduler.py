@@ -94,6 +94,7 @@ class LiveScheduler:
         max_attempts: int = 3,
         stale_grace_s: float = 30.0,
         record_limit: int = 20_000,
+        first_request_id: int = 0,
     ) -> None:
         missing = sorted({d.name for d in fleet.devices} - set(clients))
         if missing:
@@ -108,7 +109,8 @@ class LiveScheduler:
         self.batch_timeout_s, self.max_attempts = batch_timeout_s, max_attempts
         self.stale_grace_s, self.record_limit = stale_grace_s, record_limit
         self._t0 = clock()
-        self._ids = itertools.count()
+        self.started_unix_s = time.time()  # the counters of `stats` count from here (a restart starts them again)
+        self._ids = itertools.count(first_request_id)  # the service passes a clock-based base: unique across restarts
         self._idle_power = {kind: idle_power_fn(kind) for kind in {d.kind for d in fleet.devices}}
         self._healthy = {d.name: True for d in fleet.devices}
         self.models = servable_models(fleet)
@@ -602,7 +604,8 @@ class LiveScheduler:
         return out
 
     def stats(self) -> dict[str, Any]:
-        """Lifetime counters, drops by reason, queue, recent wall latency and the current run's metrics."""
+        """Counters since this scheduler started (`since_unix_s`: a restarted scheduler counts again; Prometheus
+        keeps the totals across restarts), drops by reason, queue, recent wall latency, the current run's metrics."""
         lat = sorted(self.recent_latency_s)
 
         def pct(q: float) -> float | None:
@@ -611,6 +614,7 @@ class LiveScheduler:
         return {
             "policy": self.policy.name,
             "time_scale": self.time_scale,
+            "since_unix_s": round(self.started_unix_s, 3),
             **self.counters,
             "queued": len(self.core.queue),
             "open": self.core.open_requests,
