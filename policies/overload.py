@@ -62,6 +62,7 @@ __all__ = ["EdfDispatch", "FifoPolicy", "OverloadControl", "make_inner"]
 
 _EPS_S = 1e-9
 _MIN_RATE_SPAN_S = 0.1  # a stream's rate is counted over at least this long (its first arrivals)
+_MAX_KNOWN_STREAMS = 256  # past this many, streams silent for longer than the active window are forgotten
 Check = Callable[[Dispatch, float], bool]  # (dispatch, its latency_s) -> keep it?
 
 
@@ -273,7 +274,19 @@ class OverloadControl(Policy):
                 self._served_by[charge[1]] = self._served_by.get(charge[1], 0.0) + charge[2]
             self._due_since = dict(memo.due_since)
         self._trim(applied.now_s)
+        if len(self._last) > _MAX_KNOWN_STREAMS:
+            self._forget_silent(applied.now_s)
         self.inner.absorb(replace(applied, memo=memo.inner if memo is not None else None))
+
+    def _forget_silent(self, now_s: float) -> None:
+        """Bounded memory whatever stream names clients send: drop what is remembered of streams silent for longer
+        than the active window, with no device time in the share window and no floor owed."""
+        horizon_s = now_s - self.streams.active_window_s
+        for name in [n for n, a in self._last.items() if a.last_arrival_s < horizon_s]:
+            if self._served_by.get(name, 0.0) > 0.0 or name in self._due_since:
+                continue
+            for memory in (self._last, self._arrivals, self._first_seen, self._served_by):
+                memory.pop(name, None)
 
     def _note_arrival(self, now_s: float, request: Request) -> None:
         recent = self._arrivals.setdefault(request.stream, deque())

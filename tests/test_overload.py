@@ -107,6 +107,16 @@ def test_a_top_priority_request_the_backlog_would_make_late_is_refused_with_its_
     assert arrive(policy, 0.0, _req(9, 0.0, slo=0.08), q, [_dev()], COST).accepted
 
 
+def test_what_overload_control_remembers_per_stream_stays_bounded_under_ever_new_stream_names():
+    """Regression (issue 12, finding 6): every stream name a client sent stayed in the policy's memory."""
+    policy = _control()
+    q = RequestQueue()
+    for i in range(2000):
+        arrive(policy, i * 0.01, _req(i, i * 0.01, stream=f"client-{i}", model="hi"), q, [_dev()], COST)
+        q.remove([i])
+    assert len(policy._last) <= 300 and len(policy._first_seen) <= 300 and len(policy._arrivals) <= 300
+
+
 def test_unbounded_streams_never_drop_at_admission():
     q = RequestQueue([_req(i, i * 0.01) for i in range(99)])
     assert bound_victims(_req(99, 0.99), q, _streams()) == []
