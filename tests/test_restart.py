@@ -1,9 +1,11 @@
-"""The ingress's scheduler calls survive a scheduler restart: unanswered requests are sent again while their
-deadline allows, each answered exactly once (issue 12, finding 7). A fake handle stands in for Ray Serve's."""
+"""A scheduler restart loses nothing (issue 12, finding 7): the ingress sends unanswered requests again while their
+deadline allows, each answered exactly once (a fake handle stands in for Ray Serve's); a restarted scheduler loads
+its predecessor's cost model instead of fitting it again, and numbers requests where no earlier one did."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -62,3 +64,32 @@ def test_a_request_whose_deadline_passes_while_the_scheduler_is_down_fails_once(
     (answer,) = asyncio.run(_submit_all(submitter, [InferItem(1, 0.3)]))
     assert isinstance(answer, RuntimeError) and "died" in str(answer)
     assert 2 <= len(scheduler.calls) <= 6  # retried with back-off until its 0.3 s budget ran out
+
+
+def test_a_restarted_scheduler_loads_the_cost_model_its_predecessor_fitted(tmp_path, monkeypatch):
+    import tempfile
+
+    from deployments.app import cached_cost_model
+
+    monkeypatch.setattr(tempfile, "gettempdir", lambda: str(tmp_path))
+    first = cached_cost_model("lgbm", "app-1")
+    assert (tmp_path / "jetfleet-cost" / "app-1").is_dir()
+    again = cached_cost_model("lgbm", "app-1")
+    assert again is not first
+    import numpy as np
+
+    from jetfleet.catalogue import get_kind
+
+    for kind, model in (("agx-xavier", "inceptionv3"), ("jetson-nano", "resnet18")):
+        freqs = np.asarray(get_kind(kind).freqs_hz[-2:], dtype=float)
+        a = first.predict_grid(kind, model, freqs, np.array([1, 8]))
+        b = again.predict_grid(kind, model, freqs, np.array([1, 8]))
+        assert np.allclose(a.latency_s, b.latency_s, rtol=1e-9) and np.allclose(a.energy_j, b.energy_j, rtol=1e-9)
+
+
+def test_request_ids_of_a_restarted_scheduler_start_after_those_before():
+    from deployments.app import first_request_id
+
+    before = first_request_id()
+    time.sleep(0.002)
+    assert first_request_id() > before + 1000 and first_request_id() < 2**53
