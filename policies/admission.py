@@ -108,8 +108,11 @@ def backlog_admission(
     devices: Sequence[DeviceState],
     oracle: CostOracle,
     margins: Margins | None = None,
+    *,
+    by_priority: bool = True,
 ) -> Admission:
-    """Reject `request` when the queued work served before it (same or higher priority, due no later) leaves
+    """Reject `request` when the queued work served before it (due no later and, `by_priority`, of the same or
+    a higher priority; every stream one class otherwise) leaves
     the fleet no time to finish it by its deadline (`policies.shedding.backlog_completion_s`), else accept.
     `queued` is in deadline order (it is read up to the first request due after `request`). With `margins`,
     the request's own batch is padded as the planner pads it (`policies.planning.Margins`): a request the
@@ -122,7 +125,7 @@ def backlog_admission(
     for r in queued:
         if r.deadline_s > request.deadline_s:
             break
-        if r.priority >= request.priority:
+        if not by_priority or r.priority >= request.priority:
             ahead.append(r)
     rel, abs_s = (margins.rel, margins.abs_s) if margins is not None else (0.0, 0.0)
     done_s = backlog_completion_s(now_s, request, ahead, devices, oracle, margin_rel=rel, margin_abs_s=abs_s)

@@ -176,12 +176,12 @@ def backlog_completion_s(
     """When `request` would finish if the fleet first served the work `ahead` of it, by the cost model.
 
     The requests `ahead` (queued work served before it, e.g. those due earlier) go one by one to the device
-    group that would finish each first, at the best time per frame of batches that fit in half the request's
-    budget once padded (the batching a policy meeting that budget can do, as `load_of` counts it), from when each device
-    is free; then `request` runs as one batch at maximum frequency on the group that finishes it first (its
-    latency padded by `margin_rel` and `margin_abs_s`, the slack a planner keeps against predictor error). A
-    request that this says is late cannot make its deadline unless the work ahead of it is dropped.
-    Infinite when no healthy device can run its model.
+    group that would finish each first, at the best time per frame of the batches whose padded latency fits in
+    half that request's budget (the batching a policy meeting that budget can do, as `load_of` counts it), from
+    when each device is free; then `request` runs as one batch at maximum frequency on the group that finishes
+    it first, its latency padded by `margin_rel` and `margin_abs_s` (the slack a planner keeps against predictor
+    error). An estimate, not a bound: it is what admission refuses by. Infinite when no healthy device can run
+    its model.
     """
     healthy = [d for d in devices if d.healthy]
     groups = _Groups(healthy, {d.name: max(now_s, d.busy_until_s) for d in healthy})

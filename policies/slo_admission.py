@@ -50,7 +50,8 @@ class SloAdmission(Policy):
         if not healthy:
             return own  # the driver answers `no_device`
         oracle = self._oracle_for(ctx, healthy)
-        late = backlog_admission(ctx.now_s, request, ctx.queue.by_deadline(), healthy, oracle, self.margins)
+        queued = ctx.queue.by_deadline()
+        late = backlog_admission(ctx.now_s, request, queued, healthy, oracle, self.margins, by_priority=False)
         return own if late.accepted else late
 
     def decide(self, ctx: StepContext) -> Decisions:
