@@ -3,7 +3,8 @@
 `SchedulerCore.submit` asks the policy's `admit` for every arrival, in the simulator and in the live service
 alike; a refusal becomes an outcome with status `rejected` (HTTP 429 with `Retry-After` live). The reasoning
 is the overload layer's (`policies.overload`): the request's bounded queue, the deadline no device can meet,
-the higher-priority work it would make late. Nothing here reads a clock.
+the higher-priority work it would make late, the backlog ahead of it that leaves no time (`backlog_admission`,
+also what `policies.slo_admission` asks without a stream config). Nothing here reads a clock.
 """
 
 from __future__ import annotations
