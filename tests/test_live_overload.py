@@ -52,6 +52,4 @@ def test_many_clients_with_a_tight_slo_get_429s_and_what_is_served_is_within_slo
     # Without admission none was within SLO (issue 12). Live, the Ray hops' CPU on a busy 2-core machine adds
     # latency no cost model predicts: measured 18 of 27 served within SLO with the load average at 6.
     assert served and sum(b["within_slo"] for b in served) >= 0.5 * len(served)
-    reasons = {r.json().get("reason") for r in responses if r.status_code == 503}
-    assert reasons <= {"deadline_unreachable"}, reasons  # dropped early as hopeless, never a scheduler failure
     assert stats["policy"] == "slo:jetfleet" and stats["open"] == 0
