@@ -109,15 +109,30 @@ class EnergyLedger:
 
 @dataclass
 class LiveRun:
-    """One run of the live service: its requests, their outcomes and the devices' ledgers."""
+    """One run of the live service: its requests, their outcomes and the devices' ledgers.
+
+    A run's records are bounded: `rolled` starts the next window of a long-running service, carrying the
+    requests still open and counting energy from there on (the ledgers are shared; `energy_base_j` is what
+    they held when this window began)."""
 
     policy: str
     ledgers: dict[str, EnergyLedger]
     requests: dict[int, Request] = field(default_factory=dict)
     outcomes: dict[int, Outcome] = field(default_factory=dict)
-    start_s: float | None = None  # first arrival
+    start_s: float | None = None  # first arrival (of this window)
     requeued: int = 0  # requests put back in the queue after a device failed
     device_failures: int = 0
+    energy_base_j: dict[str, float] = field(default_factory=dict)  # each ledger's energy when this window began
+    windows: int = 1  # windows of this run so far (this one included)
+
+    def rolled(self, now_s: float) -> LiveRun:
+        """The next window from `now_s`: the requests still open move to it, answered ones are forgotten."""
+        open_requests = {rid: r for rid, r in self.requests.items() if rid not in self.outcomes}
+        base = self.energy_j(now_s)
+        base = {name: base[name] + self.energy_base_j.get(name, 0.0) for name in base}
+        return LiveRun(
+            self.policy, self.ledgers, open_requests, {}, now_s, energy_base_j=base, windows=self.windows + 1
+        )
 
     def arrive(self, request: Request) -> None:
         if self.start_s is None:
@@ -143,7 +158,7 @@ class LiveRun:
             idle_tail = 0.0
             if ledger.mark_s is not None and not ledger.closed and end > ledger.mark_s:
                 idle_tail = ledger.tail_power_w() * (end - ledger.mark_s)
-            out[name] = ledger.energy_j + idle_tail
+            out[name] = ledger.energy_j + idle_tail - self.energy_base_j.get(name, 0.0)
         return out
 
     def metrics(self, fleet: Fleet) -> dict[str, object]:
@@ -165,6 +180,7 @@ class LiveRun:
             requeued=self.requeued,
             device_failures=self.device_failures,
             drops_by_reason=self.drops_by_reason(),
+            window=self.windows,
         )
         return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in out.items()}
 

@@ -23,7 +23,13 @@ policies see their ticks.
 Safety nets the simulator does not need: with no healthy device left, queued requests are dropped
 (`no_device`); a request still queued `stale_grace_s` (wall) past its deadline is dropped
 (`deadline_expired`); a request whose batches failed `max_attempts` times is dropped (`device_failed`);
-a policy that breaks its contract gets its queue dropped and the error logged, never a hang.
+a policy that breaks its contract gets its queue dropped and the error logged, never a hang; a policy whose
+`admit` raises fails that request alone.
+
+Memory is bounded by what is open, not by what was served: per-request state lives only until the answer
+(`_pending`, the core's queue and batches in flight); the run's records (`LiveRun`, for the simulator-comparable
+report) hold at most `record_limit` requests and then roll over to a new window (open requests carried, energy
+counted from the roll-over); lifetime counters are plain integers.
 
 `LiveScheduler` is plain asyncio; `deployments.app` runs it as the scheduler actor (a Serve deployment).
 """
@@ -59,6 +65,7 @@ from policies.core import SchedulerCore, StepOutput
 
 log = logging.getLogger(__name__)
 MIN_WAKE_WALL_S = 0.001  # the soonest a policy's "wake me at t <= now" is honoured again
+ADMISSION_FAILED = "admission_failed"  # the reason of a request whose policy's `admit` raised
 
 
 @dataclass(slots=True)
@@ -89,7 +96,8 @@ class LiveScheduler:
         batch_timeout_s: float = 60.0,
         max_attempts: int = 3,
         stale_grace_s: float = 30.0,
-        record_limit: int = 500_000,
+        record_limit: int = 20_000,
+        first_request_id: int = 0,
     ) -> None:
         missing = sorted({d.name for d in fleet.devices} - set(clients))
         if missing:
@@ -104,7 +112,8 @@ class LiveScheduler:
         self.batch_timeout_s, self.max_attempts = batch_timeout_s, max_attempts
         self.stale_grace_s, self.record_limit = stale_grace_s, record_limit
         self._t0 = clock()
-        self._ids = itertools.count()
+        self.started_unix_s = time.time()  # the counters of `stats` count from here (a restart starts them again)
+        self._ids = itertools.count(first_request_id)  # the service passes a clock-based base: unique across restarts
         self._idle_power = {kind: idle_power_fn(kind) for kind in {d.kind for d in fleet.devices}}
         self._healthy = {d.name: True for d in fleet.devices}
         self.models = servable_models(fleet)
@@ -208,15 +217,25 @@ class LiveScheduler:
         future: asyncio.Future[InferAnswer] = asyncio.get_running_loop().create_future()
         self._pending[request.request_id] = _Pending(request, item.inputs, future)
         self.counters["submitted"] += 1
-        if len(self.run.requests) >= self.record_limit and not self.core.open_requests:
-            self.run = LiveRun(self.run.policy, self.ledgers)
+        if len(self.run.requests) >= self.record_limit:  # bounded memory: the run's report covers a window
+            self.run = self.run.rolled(now)
         if self.run.start_s is None:
             self._start_books(now)
         self.run.arrive(request)
-        self._settle(self.core.submit(now, request))  # the policy's admission may reject it at once (429)
+        self._settle(self._admit(now, request))  # the policy's admission may reject it at once (429)
         if request.request_id in self.core.queue:
             self._kick()
         return future
+
+    def _admit(self, now: float, request: Request) -> list[Outcome]:
+        """`core.submit`; a policy whose `admit` raises fails this request alone, answered at once (the
+        core never opened it, so nothing stays open in the scheduler or in the run's books)."""
+        try:
+            return self.core.submit(now, request)
+        except Exception as e:  # a policy bug must not leave the request open or fail its whole burst
+            log.exception("policy %s failed to admit request %d", self.policy.name, request.request_id)
+            self.last_error = f"{type(e).__name__}: {e}"
+            return [Outcome(request.request_id, OutcomeStatus.FAILED, now, reason=ADMISSION_FAILED)]
 
     async def submit(self, item: InferItem) -> InferAnswer:
         """Queue one request and wait for its answer."""
@@ -654,7 +673,8 @@ class LiveScheduler:
         return out
 
     def stats(self) -> dict[str, Any]:
-        """Lifetime counters, drops by reason, queue, recent wall latency and the current run's metrics."""
+        """Counters since this scheduler started (`since_unix_s`: a restarted scheduler counts again; Prometheus
+        keeps the totals across restarts), drops by reason, queue, recent wall latency, the current run's metrics."""
         lat = sorted(self.recent_latency_s)
 
         def pct(q: float) -> float | None:
@@ -663,6 +683,7 @@ class LiveScheduler:
         return {
             "policy": self.policy.name,
             "time_scale": self.time_scale,
+            "since_unix_s": round(self.started_unix_s, 3),
             **self.counters,
             "queued": len(self.core.queue),
             "open": self.core.open_requests,

@@ -17,6 +17,7 @@ scheduler hop costs one actor call per burst instead of one per request.
 """
 
 import asyncio
+import dataclasses
 import hmac
 import math
 import time
@@ -69,41 +70,66 @@ def _clean(x: Any) -> Any:
 
 
 class _Submitter:
-    """Collects the requests of one event-loop turn and sends them in one streaming scheduler call."""
+    """Collects the requests of one event-loop turn and sends them in one streaming scheduler call.
 
-    def __init__(self, scheduler: Any) -> None:
+    When the call fails before every answer came back (the scheduler died or restarted), the unanswered requests
+    are sent again, with what is left of their budget, until they are answered or their deadline passes (then
+    they fail, once). A request may so run twice; its future is resolved once, so it is answered once.
+    """
+
+    RETRY_PAUSE_S = 0.05  # between a failed call and its resubmission (the handle waits for a new replica)
+
+    def __init__(self, scheduler: Any, clock: Any = time.monotonic) -> None:
         self.scheduler = scheduler
+        self._clock = clock
         self._stream: Any = None  # the streaming handle, made once
-        self._batch: list[tuple[InferItem, asyncio.Future[InferAnswer]]] = []
+        self._batch: list[tuple[InferItem, asyncio.Future[InferAnswer], float]] = []
+        self.resubmitted = 0  # requests sent again after a failed call
 
     def submit(self, item: InferItem) -> asyncio.Future[InferAnswer]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[InferAnswer] = loop.create_future()
         if not self._batch:
             loop.call_soon(self._flush)
-        self._batch.append((item, future))
+        self._batch.append((item, future, self._clock() + item.slo_s))
         return future
 
     def _flush(self) -> None:
         batch, self._batch = self._batch, []
         asyncio.get_running_loop().create_task(self._send(batch))
 
-    async def _send(self, batch: list[tuple[InferItem, asyncio.Future[InferAnswer]]]) -> None:
+    async def _send(self, batch: list[tuple[InferItem, asyncio.Future[InferAnswer], float]]) -> None:
+        waiting = [entry for entry in batch if not entry[1].done()]
+        pause_s = self.RETRY_PAUSE_S
+        while waiting:
+            error = await self._call(waiting) or RuntimeError("the scheduler closed the stream without an answer")
+            waiting = [entry for entry in waiting if not entry[1].done()]
+            now = self._clock()
+            for _, future, deadline in waiting:
+                if deadline <= now + pause_s:  # no budget left for another try: fail it, once
+                    future.set_exception(error)
+            waiting = [entry for entry in waiting if not entry[1].done()]
+            if waiting:
+                self.resubmitted += len(waiting)
+                await asyncio.sleep(pause_s)
+                pause_s = min(2 * pause_s, 1.0)
+                now = self._clock()
+                waiting = [(dataclasses.replace(it, slo_s=deadline - now), f, deadline) for it, f, deadline in waiting]
+
+    async def _call(self, entries: list[tuple[InferItem, asyncio.Future[InferAnswer], float]]) -> Exception | None:
+        """One streaming call for `entries`; resolves the futures of the answers that came back. Returns the
+        error that ended it early (None when the stream ended normally)."""
         try:
             if self._stream is None:
                 self._stream = self.scheduler.options(stream=True)
-            stream = self._stream.submit_many.remote([item for item, _ in batch])
+            stream = self._stream.submit_many.remote([item for item, _, _ in entries])
             async for group in stream:
                 for index, answer in group:
-                    if not batch[index][1].done():
-                        batch[index][1].set_result(answer)
-        except Exception as e:  # the scheduler is unreachable: every request of the burst fails, once
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(e)
-        for _, future in batch:
-            if not future.done():
-                future.set_exception(RuntimeError("the scheduler closed the stream without an answer"))
+                    if not entries[index][1].done():
+                        entries[index][1].set_result(answer)
+        except Exception as e:  # noqa: BLE001 - the scheduler is gone or restarting: the caller resubmits
+            return e
+        return None
 
 
 @serve.deployment

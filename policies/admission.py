@@ -3,7 +3,8 @@
 `SchedulerCore.submit` asks the policy's `admit` for every arrival, in the simulator and in the live service
 alike; a refusal becomes an outcome with status `rejected` (HTTP 429 with `Retry-After` live). The reasoning
 is the overload layer's (`policies.overload`): the request's bounded queue, the deadline no device can meet,
-the higher-priority work it would make late. Nothing here reads a clock.
+the higher-priority work it would make late, the backlog ahead of it that leaves no time (`backlog_admission`,
+also what `policies.slo_admission` asks without a stream config). Nothing here reads a clock.
 """
 
 from __future__ import annotations
@@ -14,10 +15,18 @@ from collections.abc import Iterable, Sequence
 
 from jetfleet.types import Admission, DeviceState, DropReason, Request
 from policies.context import QueueView
-from policies.shedding import ActiveStream, CostOracle, bound_victims, earliest_completion_s, plan
+from policies.planning import Margins
+from policies.shedding import (
+    ActiveStream,
+    CostOracle,
+    backlog_completion_s,
+    bound_victims,
+    earliest_completion_s,
+    plan,
+)
 from policies.streams import DropPolicy, StreamSet
 
-__all__ = ["admission_decision", "queue_head"]
+__all__ = ["admission_decision", "backlog_admission", "queue_head"]
 
 _EPS_S = 1e-9
 
@@ -41,7 +50,9 @@ def admission_decision(
     with nothing of lower priority queued) -> `queue_full`; with devices and a cost oracle, no device can
     finish it in time -> `deadline_unreachable`; it would only make its deadline by making higher-priority
     work (queued, or of the `active` streams) late -> `shed`, unless its stream is in `protected` (owed its
-    floor, as `decide` spares it). drop_oldest never rejects: the oldest goes.
+    floor, as `decide` spares it); the queued work of its priority and above that is due no later leaves no
+    time to finish it (`backlog_admission`) -> `deadline_unreachable`, unless protected. drop_oldest never
+    rejects: the oldest goes.
     The shedding check looks at the `window` earliest-deadline requests of each priority, as `decide` does.
     """
     bound = streams.bound_of(request.stream)
@@ -84,7 +95,49 @@ def admission_decision(
                 f"higher-priority work would be late; protects {protected}",
                 protected,
             )
+    if request.stream not in protected:  # a stream owed its floor is served ahead of higher priorities
+        late = backlog_admission(now_s, request, head, healthy, oracle)
+        if not late.accepted:
+            return late
     return Admission.accept(tuple(bound_victims(request, queue, streams)))
+
+
+def backlog_admission(
+    now_s: float,
+    request: Request,
+    queued: Iterable[Request],
+    devices: Sequence[DeviceState],
+    oracle: CostOracle,
+    margins: Margins | None = None,
+    *,
+    by_priority: bool = True,
+) -> Admission:
+    """Reject `request` when the queued work served before it (due no later and, `by_priority`, of the same or
+    a higher priority; every stream one class otherwise) leaves
+    the fleet no time to finish it by its deadline (`policies.shedding.backlog_completion_s`), else accept.
+    `queued` is in deadline order (it is read up to the first request due after `request`). With `margins`,
+    the request's own batch is padded as the planner pads it (`policies.planning.Margins`): a request the
+    planner would count late from the start is refused rather than served late.
+
+    The retry-after is the predicted drain time of the excess: how long the fleet needs to work off the part
+    of the backlog that makes the request late (a retry after that, with no new work, would be admitted).
+    """
+    ahead = []
+    for r in queued:
+        if r.deadline_s > request.deadline_s:
+            break
+        if not by_priority or r.priority >= request.priority:
+            ahead.append(r)
+    rel, abs_s = (margins.rel, margins.abs_s) if margins is not None else (0.0, 0.0)
+    done_s = backlog_completion_s(now_s, request, ahead, devices, oracle, margin_rel=rel, margin_abs_s=abs_s)
+    if not math.isfinite(done_s) or done_s <= request.deadline_s + _EPS_S:
+        return Admission.accept()
+    return Admission.reject(
+        DropReason.DEADLINE_UNREACHABLE,
+        done_s - request.deadline_s,
+        f"predicted completion {done_s - now_s:.3f} s after arrival, behind {len(ahead)} queued requests, "
+        f"exceeds its {request.slo_s:.3f} s budget",
+    )
 
 
 def queue_head(queue: QueueView, window: int) -> list[Request]:

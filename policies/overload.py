@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
 from jetfleet.errors import ConfigError
-from jetfleet.types import Admission, Applied, BatchResult, Decisions, DeviceState, Dispatch, Drop, DropReason, Request
+from jetfleet.types import Admission, Applied, BatchResult, Decisions, DeviceState, Dispatch, Drop, Request
 from policies.admission import admission_decision, queue_head
 from policies.base import Policy
 from policies.context import QueueView, StepContext
@@ -51,10 +51,10 @@ from policies.shedding import (
     CostOracle,
     bound_victims,
     can_run,
-    earliest_completion_s,
     load_of,
     plan,
     shed_drops,
+    unreachable_drops,
 )
 from policies.streams import StreamSet
 
@@ -62,6 +62,7 @@ __all__ = ["EdfDispatch", "FifoPolicy", "OverloadControl", "make_inner"]
 
 _EPS_S = 1e-9
 _MIN_RATE_SPAN_S = 0.1  # a stream's rate is counted over at least this long (its first arrivals)
+_MAX_KNOWN_STREAMS = 256  # past this many, streams silent for longer than the active window are forgotten
 Check = Callable[[Dispatch, float], bool]  # (dispatch, its latency_s) -> keep it?
 
 
@@ -273,7 +274,19 @@ class OverloadControl(Policy):
                 self._served_by[charge[1]] = self._served_by.get(charge[1], 0.0) + charge[2]
             self._due_since = dict(memo.due_since)
         self._trim(applied.now_s)
+        if len(self._last) > _MAX_KNOWN_STREAMS:
+            self._forget_silent(applied.now_s)
         self.inner.absorb(replace(applied, memo=memo.inner if memo is not None else None))
+
+    def _forget_silent(self, now_s: float) -> None:
+        """Bounded memory whatever stream names clients send: drop what is remembered of streams silent for longer
+        than the active window, with no device time in the share window and no floor owed."""
+        horizon_s = now_s - self.streams.active_window_s
+        for name in [n for n, a in self._last.items() if a.last_arrival_s < horizon_s]:
+            if self._served_by.get(name, 0.0) > 0.0 or name in self._due_since:
+                continue
+            for memory in (self._last, self._arrivals, self._first_seen, self._served_by):
+                memory.pop(name, None)
 
     def _note_arrival(self, now_s: float, request: Request) -> None:
         recent = self._arrivals.setdefault(request.stream, deque())
@@ -332,17 +345,7 @@ class OverloadControl(Policy):
         return step.out
 
     def _unreachable(self, now_s: float, head: list[Request], step: _Step, oracle: CostOracle) -> list[Drop]:
-        drops = []
-        best_by_model: dict[tuple[str, int], float] = {}
-        for r in head:
-            key = (r.model, r.n_frames)
-            if key not in best_by_model:
-                best_by_model[key] = earliest_completion_s(now_s, r, step.devices, oracle)
-            done_s = best_by_model[key]
-            if done_s > r.deadline_s + _EPS_S and math.isfinite(done_s):
-                detail = f"earliest completion {done_s:.4f} s > deadline {r.deadline_s:.4f} s"
-                drops.append(Drop((r.request_id,), DropReason.DEADLINE_UNREACHABLE, detail))
-        return drops
+        return unreachable_drops(now_s, head, step.devices, oracle)
 
     def _serve(
         self,

@@ -20,6 +20,7 @@ _POLICY_MODULES = [
     "policies.loudva",
     "policies.jetfleet",
     "policies.overload",
+    "policies.slo_admission",
     "policies.jellyfish",
     "policies.juggler",
     "policies.variants",

@@ -144,14 +144,86 @@ def can_run(device: DeviceState, model: str) -> bool:
     return device.healthy and (not device.models or model in device.models)
 
 
-def earliest_completion_s(now_s: float, request: Request, devices: Sequence[DeviceState], oracle: CostOracle) -> float:
-    """max(now, busy_until) + latency of the request alone at maximum frequency, on the best device."""
+def earliest_completion_s(
+    now_s: float,
+    request: Request,
+    devices: Sequence[DeviceState],
+    oracle: CostOracle,
+    margin_rel: float = 0.0,
+    margin_abs_s: float = 0.0,
+) -> float:
+    """max(now, busy_until) + latency of the request alone at maximum frequency (padded by the margins), on the
+    best device."""
     best = INF
     for d in devices:
         if can_run(d, request.model):
             latency_s = oracle.batch_latency_s(d.kind, request.model, request.n_frames)
+            latency_s = latency_s * (1 + margin_rel) + margin_abs_s
             best = min(best, max(now_s, d.busy_until_s) + latency_s)
     return best
+
+
+def backlog_completion_s(
+    now_s: float,
+    request: Request,
+    ahead: Iterable[Request],
+    devices: Sequence[DeviceState],
+    oracle: CostOracle,
+    *,
+    margin_rel: float = 0.0,
+    margin_abs_s: float = 0.0,
+) -> float:
+    """When `request` would finish if the fleet first served the work `ahead` of it, by the cost model.
+
+    The requests `ahead` (queued work served before it, e.g. those due earlier) go one by one to the device
+    group that would finish each first, at the best time per frame of the batches whose padded latency fits in
+    half that request's budget (the batching a policy meeting that budget can do, as `load_of` counts it), from
+    when each device is free; then `request` runs as one batch at maximum frequency on the group that finishes
+    it first, its latency padded by `margin_rel` and `margin_abs_s` (the slack a planner keeps against predictor
+    error). An estimate, not a bound: it is what admission refuses by. Infinite when no healthy device can run
+    its model.
+    """
+    healthy = [d for d in devices if d.healthy]
+    groups = _Groups(healthy, {d.name: max(now_s, d.busy_until_s) for d in healthy})
+    for r in ahead:
+
+        def job_s(kind: str, r: Request = r) -> float:
+            limit_s = (r.slo_s / 2 - margin_abs_s) / (1.0 + margin_rel)
+            return oracle.frame_time_within_s(kind, r.model, limit_s) * r.n_frames
+
+        i, c = groups.best(r.model, job_s)
+        if i >= 0:
+            groups.consume(i, c)
+
+    def own_s(kind: str) -> float:
+        return oracle.batch_latency_s(kind, request.model, request.n_frames) * (1.0 + margin_rel) + margin_abs_s
+
+    return groups.best(request.model, own_s)[1]
+
+
+def unreachable_drops(
+    now_s: float,
+    requests: Iterable[Request],
+    devices: Sequence[DeviceState],
+    oracle: CostOracle,
+    *,
+    margin_rel: float = 0.0,
+    margin_abs_s: float = 0.0,
+) -> list[Drop]:
+    """`deadline_unreachable` drops of the queued requests that could not finish in time even alone, at maximum
+    frequency, on the device that frees first (`earliest_completion_s`, its latency padded by the margins):
+    hopeless whatever the policy does (or, with margins, late for a planner that keeps them)."""
+    drops = []
+    best: dict[tuple[str, int], float] = {}
+    for r in requests:
+        key = (r.model, r.n_frames)
+        if key not in best:
+            best[key] = earliest_completion_s(now_s, r, devices, oracle, margin_rel, margin_abs_s)
+        done_s = best[key]
+        if done_s > r.deadline_s + 1e-9 and math.isfinite(done_s):
+            detail = f"earliest completion {done_s:.4f} s > deadline {r.deadline_s:.4f} s"
+            drops.append(Drop((r.request_id,), DropReason.DEADLINE_UNREACHABLE, detail))
+    return drops
 
 
 # -- the virtual schedule -------------------------------------------------------------------------------

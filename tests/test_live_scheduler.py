@@ -175,6 +175,76 @@ def test_a_full_drop_newest_stream_is_rejected_with_retry_after_and_the_rest_ser
     assert {a.status for a in answers} == {"completed", "rejected"}
 
 
+class _AdmitRaises(Policy):
+    name = "admit-raises"
+
+    def admit(self, ctx, request):
+        raise ValueError("min() arg is an empty sequence")
+
+    def decide(self, ctx):
+        return Decisions()
+
+
+def test_a_policy_whose_admission_raises_fails_that_request_and_leaves_nothing_open():
+    """Regression (issue 12, finding 1): the failed requests stayed open in the run's books (`run.open_requests`
+    3,406 while `open` said 0) and one failure failed the whole burst."""
+
+    async def scenario():
+        s = _scheduler(_AdmitRaises())
+        answers = [group async for group in s.submit_many(_items(3))]
+        return s, [a for group in answers for _, a in group]
+
+    s, answers = asyncio.run(scenario())
+    assert [(a.status, a.reason) for a in answers] == [("failed", "admission_failed")] * 3
+    stats = s.stats()
+    assert stats["open"] == 0 and stats["run"]["open_requests"] == 0 and stats["run"]["requests"] == 3
+    assert "empty sequence" in s.last_error
+
+
+def test_the_shipped_three_stream_config_serves_its_streams_live():
+    """Regression (issue 12, finding 1): under `--streams configs/overload-3stream.json` every request of a
+    configured stream was answered 503; now each gets an answer of overload control (completed, or refused or
+    dropped with a reason), none failed, and nothing stays open."""
+    from pathlib import Path
+
+    from deployments.app import build_policy
+
+    config = Path(__file__).resolve().parent.parent / "configs" / "overload-3stream.json"
+    streams = [("detector", 100, "yolov4-tiny", 8.0), ("tracker", 60, "resnet18", 15.0)]
+    streams.append(("classifier", 20, "resnet50", 25.0))
+    items = [
+        InferItem(1, slo_s / SPEED, model, priority, stream)
+        for _ in range(10)
+        for stream, priority, model, slo_s in streams
+    ]
+    s = _scheduler(build_policy("jetfleet", str(config)))
+    answers = asyncio.run(_run_all(s, items))
+    assert "failed" not in {a.status for a in answers}
+    assert any(a.status == "completed" for a in answers)
+    stats = s.stats()
+    assert stats["open"] == 0 and stats["run"]["open_requests"] == 0
+
+
+def test_the_run_records_are_bounded_by_rolling_over_to_a_new_window():
+    """Regression (issue 12, finding 6): per-request run records were kept up to 500k and cleared only when
+    the queue emptied. With `record_limit` 10, 35 requests leave at most 10 records; the lifetime counters and
+    the energy of the windows still add up."""
+    s = _scheduler(record_limit=10)
+
+    async def scenario():
+        for _ in range(7):  # bursts of 5 with requests still open at each roll-over
+            await asyncio.gather(*(s.submit(i) for i in _items(5)))
+        total_j = sum(ledger.energy_j for ledger in s.ledgers.values())
+        report = s.run_report()
+        await s.close()
+        return total_j, report
+
+    total_j, report = asyncio.run(scenario())
+    assert len(s.run.requests) <= 10 and report["window"] == 4
+    assert s.stats()["submitted"] == 35 and s.stats()["completed"] == 35
+    assert 0 < sum(report["device_energy_j"].values()) < total_j
+
+
 def test_unknown_model_is_refused_at_submit():
     s = _scheduler()
     with pytest.raises(UnknownNameError, match="unknown model"):

@@ -79,6 +79,44 @@ def test_drop_low_priority_refuses_a_newcomer_lower_than_everything_queued():
     assert _dropped(bound_victims(_req(2, 0.2, priority=5), q, streams)) == [(2, DropReason.QUEUE_FULL)]
 
 
+def test_an_empty_drop_low_priority_group_admits_its_first_request():
+    """Regression (issue 12, finding 1): the group's lowest queued priority of an empty queue raised in `min()`,
+    so every request of `configs/overload-3stream.json` got a 503."""
+    streams = stream_set_from_dict(
+        {
+            "streams": [{"name": "hi", "priority": 100, "group": "g"}, {"name": "lo", "priority": 20, "group": "g"}],
+            "groups": [{"name": "g", "queue_limit": 2, "drop_policy": "drop_low_priority"}],
+        }
+    )
+    devices = [_dev()]
+    admission = admission_decision(0.0, _req(0, 0.0), RequestQueue(), streams, devices, _oracle(devices))
+    assert admission.accepted and not admission.drops
+
+
+def test_a_top_priority_request_the_backlog_would_make_late_is_refused_with_its_drain_time():
+    """Eight 8 ms detector frames queued, each due in 70 ms: a ninth due then too would finish at 72 ms behind
+    them; refused as `deadline_unreachable`, its retry-after the 2 ms of backlog that must drain first. One due
+    in 80 ms still fits."""
+    policy = _control()
+    q = RequestQueue()
+    for i in range(8):
+        assert arrive(policy, 0.0, _req(i, 0.0, slo=0.07), q, [_dev()], COST).accepted
+    late = arrive(policy, 0.0, _req(8, 0.0, slo=0.07), q, [_dev()], COST)
+    assert not late.accepted and late.reason is DropReason.DEADLINE_UNREACHABLE
+    assert late.retry_after_s == pytest.approx(0.072 - 0.07, abs=1e-6)
+    assert arrive(policy, 0.0, _req(9, 0.0, slo=0.08), q, [_dev()], COST).accepted
+
+
+def test_what_overload_control_remembers_per_stream_stays_bounded_under_ever_new_stream_names():
+    """Regression (issue 12, finding 6): every stream name a client sent stayed in the policy's memory."""
+    policy = _control()
+    q = RequestQueue()
+    for i in range(2000):
+        arrive(policy, i * 0.01, _req(i, i * 0.01, stream=f"client-{i}", model="hi"), q, [_dev()], COST)
+        q.remove([i])
+    assert len(policy._last) <= 300 and len(policy._first_seen) <= 300 and len(policy._arrivals) <= 300
+
+
 def test_unbounded_streams_never_drop_at_admission():
     q = RequestQueue([_req(i, i * 0.01) for i in range(99)])
     assert bound_victims(_req(99, 0.99), q, _streams()) == []

@@ -103,13 +103,15 @@ def run_policies(
 
 
 def simulate_policy(requests: Sequence[Request], fleet: Any, policy: str, cost: str = "lgbm") -> dict[str, Any]:
-    """The same workload, policy and cost model in the simulator (devices start at their top clock)."""
+    """The same workload, policy and cost model in the simulator (devices start at their top clock), under the
+    live service's default overload protection (`policies.slo_admission.protect`)."""
     from costmodel.factory import make_cost_model
     from policies.registry import make_policy
+    from policies.slo_admission import protect
     from simulator.engine import simulate
 
     cost_model = make_cost_model(cost, where="--cost-model")
-    return simulate(list(requests), fleet, make_policy(policy), cost_model).metrics.to_dict()
+    return simulate(list(requests), fleet, protect(make_policy(policy)), cost_model).metrics.to_dict()
 
 
 def relative_gap(a: float | None, b: float | None) -> float | None:
