@@ -26,7 +26,8 @@ from actors.metrics import make_metrics
 from actors.scheduler import LiveScheduler
 from cluster.inventory import Fleet, fleet_from_dict
 from costmodel.factory import make_cost_model
-from deployments.devices import ServeDeviceClient, deployment_name, device_app
+from deployments.devices import ActorDeviceClient, deployment_name, device_app
+from deployments.hosts import start_host
 from jetfleet.errors import ConfigError
 from policies.overload import OverloadControl
 from policies.registry import make_policy
@@ -36,6 +37,7 @@ from workloads.streams import EXPERIMENT_KEYS, load_stream_set
 # device's node: a device's node may die, the control plane must not die with it.
 ON_HEAD = {"num_cpus": 0, "resources": {"node:__internal_head__": 0.001}}
 SCHEDULER_DEPLOYMENT = "scheduler"
+SCHEDULER_CONCURRENCY = 100_000  # calls in flight at the scheduler host (a burst of requests is one)
 INGRESS_DEPLOYMENT = "ingress"
 DEFAULT_APP = "jetfleet"
 # The scheduler and the devices are called only by jetfleet itself (once per burst of requests, once per batch);
@@ -81,8 +83,9 @@ def build_policy(spec: str, streams_path: str | None = None) -> Any:
     return OverloadControl(policy.inner if isinstance(policy, OverloadControl) else policy, streams)
 
 
-class SchedulerDeployment:
-    """The scheduler actor: a LiveScheduler with Serve handles to the device deployments."""
+class SchedulerHost:
+    """The scheduler actor: a LiveScheduler with a client per device deployment (plain Ray actor calls to
+    each device's host). A plain Ray actor started by `SchedulerDeployment` (see `deployments.hosts`)."""
 
     def __init__(
         self,
@@ -100,7 +103,7 @@ class SchedulerDeployment:
             from jetfleet.telemetry import JsonlEventWriter
 
             self._writer = JsonlEventWriter(events_path)
-        clients = {name: ServeDeviceClient(name, handle) for name, handle in device_handles.items()}
+        clients = {name: ActorDeviceClient(name, handle) for name, handle in device_handles.items()}
         self._cost = make_cost_model(cost, where="ServiceConfig.cost")
         self._streams = streams
         self.scheduler = LiveScheduler(
@@ -151,6 +154,51 @@ class SchedulerDeployment:
         await self.scheduler.close()
         if self._writer is not None:
             self._writer.close()
+
+
+class SchedulerDeployment:
+    """The scheduler's Serve deployment: starts the `SchedulerHost` on its own node and forwards to it. The
+    ingress asks it for the host once (`host()`) and submits requests to the host with plain actor calls."""
+
+    async def __init__(self, *args: Any) -> None:
+        self._host = start_host(SchedulerHost, *args, max_concurrency=SCHEDULER_CONCURRENCY)
+        await self._host.ping.remote()
+
+    async def host(self) -> Any:
+        """The `SchedulerHost` actor handle."""
+        return self._host
+
+    async def check_health(self) -> None:
+        """Serve's health check: the host must answer (else Serve restarts this replica and it)."""
+        await self._host.ping.remote()
+
+    async def submit(self, item: InferItem) -> InferAnswer:
+        return await self._host.submit.remote(item)
+
+    async def submit_many(self, items: list[InferItem]) -> AsyncIterator[list[tuple[int, InferAnswer]]]:
+        async for group in self._host.submit_many.options(num_returns="streaming").remote(items):
+            yield await group
+
+    async def reset(self, policy: str) -> str:
+        return await self._host.reset.remote(policy)
+
+    async def stats(self) -> dict[str, Any]:
+        return await self._host.stats.remote()
+
+    async def fleet_view(self) -> dict[str, Any]:
+        return await self._host.fleet_view.remote()
+
+    async def run_report(self) -> dict[str, Any]:
+        return await self._host.run_report.remote()
+
+    async def models(self) -> list[str]:
+        return await self._host.models.remote()
+
+    async def ping(self) -> str:
+        return await self._host.ping.remote()
+
+    async def shutdown(self) -> None:
+        await self._host.shutdown.remote()
 
 
 def build_app(config: ServiceConfig) -> Any:

@@ -4,13 +4,20 @@ Each device deployment has exactly one replica, pinned by the Ray custom resourc
 only run where the device is (on a real fleet: the Jetson that advertises it; on an emulated multi-node
 fleet: that device's own Ray node). It needs no CPU reservation: the device is the resource.
 
-    DeviceDeployment.run_batch(batch, inputs) -> BatchRun     inputs: per request an (n, 3, H, W) float32 array,
-                                                             an ObjectRef to one, or None (synthetic frames)
-    DeviceDeployment.set_frequency(freq_hz) -> float         only the device's own listed frequencies
-    DeviceDeployment.status() -> DeviceStatus
+The replica keeps the device's `DeviceRuntime` in a plain Ray actor of its own (`DeviceHost`), on its node,
+which dies with it. The scheduler asks the deployment for that actor once (`host()`) and then sends batches
+straight to it: a plain actor call costs a fraction of a Serve handle call's CPU, and the scheduler makes one
+per batch. Serve still owns the device's life: its health check pings the host, so a host that died fails
+the replica and Serve restarts both; the scheduler's next probe asks the new replica for its new host.
 
-`ServeDeviceClient` is the scheduler's `actors.messages.DeviceClient` over a Serve handle: a replica that
-died or a node that is gone becomes `DeviceUnavailableError`, which the scheduler fails over.
+    DeviceHost.run_batch(batch, inputs) -> BatchRun     inputs: per request an (n, 3, H, W) float32 array,
+                                                       an ObjectRef to one, or None (synthetic frames)
+    DeviceHost.set_frequency(freq_hz) -> float         only the device's own listed frequencies
+    DeviceHost.status() -> DeviceStatus
+
+`DeviceDeployment` offers the same methods through Serve (for tools such as `actors.sweeps`) and forwards them.
+`ActorDeviceClient` is the scheduler's `actors.messages.DeviceClient`: a host, replica or node that is gone
+becomes `DeviceUnavailableError`, which the scheduler fails over.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from ray import serve
 from actors.device import BatchRun, DeviceRuntime, DeviceStatus
 from actors.messages import DeviceUnavailableError, flatten_inputs
 from cluster.inventory import DeviceSpec
+from deployments.hosts import UNAVAILABLE, start_host
 from jetfleet.types import Batch
 
 DEVICE_RESOURCE_PREFIX = "device:"
@@ -38,8 +46,8 @@ def deployment_name(device: str) -> str:
     return f"device-{device}"
 
 
-class DeviceDeployment:
-    """The Serve deployment of one device (options are set per device by `device_app`)."""
+class DeviceHost:
+    """The device itself: a plain Ray actor around one `DeviceRuntime` (see the module docstring)."""
 
     def __init__(self, spec: dict[str, Any], speed_factor: float | None = None) -> None:
         self.spec = DeviceSpec.model_validate(spec)
@@ -62,7 +70,7 @@ class DeviceDeployment:
         return self.runtime.status()
 
     async def node(self) -> str:
-        """The Ray node this replica runs on."""
+        """The Ray node this device runs on."""
         return self.node_id
 
     async def profile(self, model: str, freqs_hz: list[float], batches: list[int], **kw: Any) -> list[Any]:
@@ -72,6 +80,42 @@ class DeviceDeployment:
         runtime = getattr(self, "runtime", None)
         if runtime is not None:
             runtime.close()
+
+
+class DeviceDeployment:
+    """The Serve deployment of one device (options are set per device by `device_app`): it starts the
+    device's `DeviceHost` on its own node and forwards to it."""
+
+    async def __init__(self, spec: dict[str, Any], speed_factor: float | None = None) -> None:
+        self._host = start_host(DeviceHost, spec, speed_factor)
+        await self._host.node.remote()  # the replica is ready once its device is
+
+    async def host(self) -> Any:
+        """The device's `DeviceHost` actor handle, for callers that want plain actor calls."""
+        return self._host
+
+    async def check_health(self) -> None:
+        """Serve's health check: the device's host must answer (else Serve restarts this replica and it)."""
+        await self._host.node.remote()
+
+    async def run_batch(self, batch: Batch, inputs: list[Any] | None = None) -> BatchRun:
+        return await self._host.run_batch.remote(batch, inputs)
+
+    async def set_frequency(self, freq_hz: float) -> float:
+        return await self._host.set_frequency.remote(freq_hz)
+
+    async def available_frequencies_hz(self) -> list[float]:
+        return await self._host.available_frequencies_hz.remote()
+
+    async def status(self) -> DeviceStatus:
+        return await self._host.status.remote()
+
+    async def node(self) -> str:
+        """The Ray node this replica and its device run on."""
+        return await self._host.node.remote()
+
+    async def profile(self, model: str, freqs_hz: list[float], batches: list[int], **kw: Any) -> list[Any]:
+        return await self._host.profile.remote(model, freqs_hz, batches, **kw)
 
 
 async def _resolve(x: Any) -> Any:
@@ -95,25 +139,21 @@ def device_app(spec: DeviceSpec, speed_factor: float | None = None) -> Any:
     return deployment.bind(spec.model_dump(mode="json"), speed_factor)
 
 
-_UNAVAILABLE: tuple[type[BaseException], ...] = (ray.exceptions.RayActorError,)
-try:
-    from ray.serve.exceptions import DeploymentUnavailableError, ReplicaUnavailableError
-
-    _UNAVAILABLE += (DeploymentUnavailableError, ReplicaUnavailableError)
-except ImportError:  # pragma: no cover - older Serve
-    pass
-
-
-class ServeDeviceClient:
-    """The scheduler's `DeviceClient` for one device deployment."""
+class ActorDeviceClient:
+    """The scheduler's `DeviceClient` for one device: plain actor calls to the device's `DeviceHost`, whose
+    handle it asks the device deployment for once, and again after the host was lost."""
 
     def __init__(self, name: str, handle: Any) -> None:
         self.name, self.handle = name, handle
+        self._host: Any = None
 
     async def _call(self, method: str, *args: Any) -> Any:
         try:
-            return await getattr(self.handle, method).remote(*args)
-        except _UNAVAILABLE as e:
+            if self._host is None:
+                self._host = await self.handle.host.remote()
+            return await getattr(self._host, method).remote(*args)
+        except UNAVAILABLE as e:
+            self._host = None  # the replica may come back with a new host: ask again next time
             raise DeviceUnavailableError(f"device {self.name!r}: {type(e).__name__}: {e}") from None
 
     async def run_batch(self, batch: Batch, inputs: list[Any] | None) -> BatchRun:

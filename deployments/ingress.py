@@ -11,8 +11,9 @@ was built without a token. Bad input is a 4xx with a JSON `{"error": ...}` namin
 JSON or an undecodable image 400, unknown model 404, oversized body 413, invalid field 422. A request the
 fleet refuses at admission is a 429 with `Retry-After`; one it drops or fails later is a 503 with its reason.
 
-Requests that arrive together go to the scheduler in one streaming call (`_Submitter`), so the ingress ->
-scheduler hop costs one actor call per burst instead of one per request.
+Requests that arrive together go to the scheduler in one streaming call (`_Submitter`), a plain Ray actor
+call to the scheduler's host (`deployments.hosts`), so the ingress -> scheduler hop costs one cheap actor call
+per burst instead of one Serve handle call per request.
 """
 
 import asyncio
@@ -28,6 +29,7 @@ from ray import serve
 from actors.messages import InferAnswer, InferItem, servable_models
 from cluster.inventory import fleet_from_dict
 from costmodel.model_zoo import MODELS
+from deployments.hosts import UNAVAILABLE
 from deployments.payload import (
     InferRequest,
     InferResponse,
@@ -65,11 +67,13 @@ def _clean(x: Any) -> Any:
 
 
 class _Submitter:
-    """Collects the requests of one event-loop turn and sends them in one streaming scheduler call."""
+    """Collects the requests of one event-loop turn and sends them in one streaming call to the scheduler's
+    host (a plain Ray actor call; its handle is asked of the scheduler deployment once, and again after the
+    host was lost)."""
 
     def __init__(self, scheduler: Any) -> None:
         self.scheduler = scheduler
-        self._stream: Any = None  # the streaming handle, made once
+        self._host: Any = None  # the scheduler host's actor handle
         self._batch: list[tuple[InferItem, asyncio.Future[InferAnswer]]] = []
 
     def submit(self, item: InferItem) -> asyncio.Future[InferAnswer]:
@@ -86,14 +90,16 @@ class _Submitter:
 
     async def _send(self, batch: list[tuple[InferItem, asyncio.Future[InferAnswer]]]) -> None:
         try:
-            if self._stream is None:
-                self._stream = self.scheduler.options(stream=True)
-            stream = self._stream.submit_many.remote([item for item, _ in batch])
-            async for group in stream:
-                for index, answer in group:
+            if self._host is None:
+                self._host = await self.scheduler.host.remote()
+            stream = self._host.submit_many.options(num_returns="streaming").remote([item for item, _ in batch])
+            async for ref in stream:
+                for index, answer in await ref:
                     if not batch[index][1].done():
                         batch[index][1].set_result(answer)
         except Exception as e:  # the scheduler is unreachable: every request of the burst fails, once
+            if isinstance(e, UNAVAILABLE):
+                self._host = None  # Serve restarts the scheduler with a new host: ask for it next time
             for _, future in batch:
                 if not future.done():
                     future.set_exception(e)
