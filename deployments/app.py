@@ -1,9 +1,14 @@
 """The jetfleet Ray Serve application, built from a fleet and a policy.
 
     HTTP ─► Ingress (FastAPI, deployments.ingress) ─► Scheduler (actors.scheduler.LiveScheduler)
-                                                          │ one Serve handle per device
+                                                          │ one client per device
                                                           ▼
                                     device-<name> (deployments.devices, pinned by `device:<name>`)
+
+The scheduler and each device keep their state in a plain Ray actor (a "host", `deployments.hosts`) that their
+Serve replica starts on its node and health-checks; the hot path (ingress -> scheduler host, once per burst of
+requests; scheduler host -> device host, once per batch) makes plain actor calls, and everything else (stats,
+reset, profiling) goes through the Serve handles, which forward.
 
 `build_app(ServiceConfig)` returns the bound application; `deploy(config)` runs it with `serve.run` and
 returns a `Service` (URL, token, handles). Every deployment reserves no CPU: the devices are the resources,
@@ -213,6 +218,7 @@ def build_app(config: ServiceConfig) -> Any:
             name=SCHEDULER_DEPLOYMENT,
             num_replicas=1,
             max_ongoing_requests=100_000,
+            health_check_period_s=2.0,  # its health check pings the host: a dead host is replaced within seconds
             ray_actor_options=ON_HEAD,
             logging_config=INTERNAL_LOGGING,
         )

@@ -23,6 +23,7 @@ becomes `DeviceUnavailableError`, which the scheduler fails over.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import ray
@@ -35,6 +36,7 @@ from deployments.hosts import UNAVAILABLE, start_host
 from jetfleet.types import Batch
 
 DEVICE_RESOURCE_PREFIX = "device:"
+HOST_CLOSE_TIMEOUT_S = 1.5  # within the deployment's 2 s graceful shutdown
 
 
 def device_resource(name: str) -> str:
@@ -76,6 +78,10 @@ class DeviceHost:
     async def profile(self, model: str, freqs_hz: list[float], batches: list[int], **kw: Any) -> list[Any]:
         return await self.runtime.profile(model, freqs_hz, batches, **kw)
 
+    async def close(self) -> None:
+        """Give the clock back to the system and release the engine (`DeviceRuntime.close`)."""
+        self.runtime.close()
+
     def __del__(self) -> None:
         runtime = getattr(self, "runtime", None)
         if runtime is not None:
@@ -116,6 +122,13 @@ class DeviceDeployment:
 
     async def profile(self, model: str, freqs_hz: list[float], batches: list[int], **kw: Any) -> list[Any]:
         return await self._host.profile.remote(model, freqs_hz, batches, **kw)
+
+    async def __del__(self) -> None:
+        """Serve's graceful shutdown: the device gives its clock back before the host dies with this replica."""
+        host = getattr(self, "_host", None)
+        if host is not None:
+            with contextlib.suppress(Exception):  # a host that is gone already has nothing to give back
+                await asyncio.wait_for(host.close.remote(), HOST_CLOSE_TIMEOUT_S)
 
 
 async def _resolve(x: Any) -> Any:
