@@ -1,9 +1,14 @@
 """The jetfleet Ray Serve application, built from a fleet and a policy.
 
     HTTP ─► Ingress (FastAPI, deployments.ingress) ─► Scheduler (actors.scheduler.LiveScheduler)
-                                                          │ one Serve handle per device
+                                                          │ one client per device
                                                           ▼
                                     device-<name> (deployments.devices, pinned by `device:<name>`)
+
+The scheduler and each device keep their state in a plain Ray actor (a "host", `deployments.hosts`) that their
+Serve replica starts on its node and health-checks; the hot path (ingress -> scheduler host, once per burst of
+requests; scheduler host -> device host, once per batch) makes plain actor calls, and everything else (stats,
+reset, profiling) goes through the Serve handles, which forward.
 
 `build_app(ServiceConfig)` returns the bound application; `deploy(config)` runs it with `serve.run` and
 returns a `Service` (URL, token, handles). Every deployment reserves no CPU: the devices are the resources,
@@ -26,7 +31,8 @@ from actors.metrics import make_metrics
 from actors.scheduler import LiveScheduler
 from cluster.inventory import Fleet, fleet_from_dict
 from costmodel.factory import make_cost_model
-from deployments.devices import ServeDeviceClient, deployment_name, device_app
+from deployments.devices import ActorDeviceClient, deployment_name, device_app
+from deployments.hosts import start_host
 from jetfleet.errors import ConfigError
 from policies.registry import make_policy
 from policies.slo_admission import protect
@@ -36,6 +42,7 @@ from workloads.streams import EXPERIMENT_KEYS, load_stream_set
 # device's node: a device's node may die, the control plane must not die with it.
 ON_HEAD = {"num_cpus": 0, "resources": {"node:__internal_head__": 0.001}}
 SCHEDULER_DEPLOYMENT = "scheduler"
+SCHEDULER_CONCURRENCY = 100_000  # calls in flight at the scheduler host (a burst of requests is one)
 INGRESS_DEPLOYMENT = "ingress"
 DEFAULT_APP = "jetfleet"
 # Serve notices a dead replica at its next health check (default every 10 s): requests arriving meanwhile wait for
@@ -111,8 +118,9 @@ def first_request_id() -> int:
     return time.time_ns() // 1000
 
 
-class SchedulerDeployment:
-    """The scheduler actor: a LiveScheduler with Serve handles to the device deployments."""
+class SchedulerHost:
+    """The scheduler actor: a LiveScheduler with a client per device deployment (plain Ray actor calls to
+    each device's host). A plain Ray actor started by `SchedulerDeployment` (see `deployments.hosts`)."""
 
     def __init__(
         self,
@@ -131,7 +139,7 @@ class SchedulerDeployment:
             from jetfleet.telemetry import JsonlEventWriter
 
             self._writer = JsonlEventWriter(events_path)
-        clients = {name: ServeDeviceClient(name, handle) for name, handle in device_handles.items()}
+        clients = {name: ActorDeviceClient(name, handle) for name, handle in device_handles.items()}
         self._cost = cached_cost_model(cost, cost_cache)
         self._cost_cache = cost_cache
         self._streams = streams
@@ -190,6 +198,51 @@ class SchedulerDeployment:
             from pathlib import Path
 
             shutil.rmtree(Path(tempfile.gettempdir()) / "jetfleet-cost" / self._cost_cache, ignore_errors=True)
+
+
+class SchedulerDeployment:
+    """The scheduler's Serve deployment: starts the `SchedulerHost` on its own node and forwards to it. The
+    ingress asks it for the host once (`host()`) and submits requests to the host with plain actor calls."""
+
+    async def __init__(self, *args: Any) -> None:
+        self._host = start_host(SchedulerHost, *args, max_concurrency=SCHEDULER_CONCURRENCY)
+        await self._host.ping.remote()
+
+    async def host(self) -> Any:
+        """The `SchedulerHost` actor handle."""
+        return self._host
+
+    async def check_health(self) -> None:
+        """Serve's health check: the host must answer (else Serve restarts this replica and it)."""
+        await self._host.ping.remote()
+
+    async def submit(self, item: InferItem) -> InferAnswer:
+        return await self._host.submit.remote(item)
+
+    async def submit_many(self, items: list[InferItem]) -> AsyncIterator[list[tuple[int, InferAnswer]]]:
+        async for group in self._host.submit_many.options(num_returns="streaming").remote(items):
+            yield await group
+
+    async def reset(self, policy: str) -> str:
+        return await self._host.reset.remote(policy)
+
+    async def stats(self) -> dict[str, Any]:
+        return await self._host.stats.remote()
+
+    async def fleet_view(self) -> dict[str, Any]:
+        return await self._host.fleet_view.remote()
+
+    async def run_report(self) -> dict[str, Any]:
+        return await self._host.run_report.remote()
+
+    async def models(self) -> list[str]:
+        return await self._host.models.remote()
+
+    async def ping(self) -> str:
+        return await self._host.ping.remote()
+
+    async def shutdown(self) -> None:
+        await self._host.shutdown.remote()
 
 
 def build_app(config: ServiceConfig) -> Any:

@@ -12,8 +12,9 @@ was built without a token. Bad input is a 4xx with a JSON `{"error": ...}` namin
 JSON or an undecodable image 400, unknown model 404, oversized body 413, invalid field 422. A request the
 fleet refuses at admission is a 429 with `Retry-After`; one it drops or fails later is a 503 with its reason.
 
-Requests that arrive together go to the scheduler in one streaming call (`_Submitter`), so the ingress ->
-scheduler hop costs one actor call per burst instead of one per request.
+Requests that arrive together go to the scheduler in one streaming call (`_Submitter`), a plain Ray actor
+call to the scheduler's host (`deployments.hosts`), so the ingress -> scheduler hop costs one cheap actor call
+per burst instead of one Serve handle call per request.
 """
 
 import asyncio
@@ -70,7 +71,9 @@ def _clean(x: Any) -> Any:
 
 
 class _Submitter:
-    """Collects the requests of one event-loop turn and sends them in one streaming scheduler call.
+    """Collects the requests of one event-loop turn and sends them in one streaming call to the scheduler's
+    host (a plain Ray actor call; its handle is asked of the scheduler deployment once, and again after the host
+    was lost).
 
     When the call fails before every answer came back (the scheduler died or restarted), the unanswered requests
     are sent again, with what is left of their budget, until they are answered or their deadline passes (then
@@ -82,7 +85,7 @@ class _Submitter:
     def __init__(self, scheduler: Any, clock: Any = time.monotonic) -> None:
         self.scheduler = scheduler
         self._clock = clock
-        self._stream: Any = None  # the streaming handle, made once
+        self._host: Any = None  # the scheduler host's actor handle
         self._batch: list[tuple[InferItem, asyncio.Future[InferAnswer], float]] = []
         self.resubmitted = 0  # requests sent again after a failed call
 
@@ -120,14 +123,17 @@ class _Submitter:
         """One streaming call for `entries`; resolves the futures of the answers that came back. Returns the
         error that ended it early (None when the stream ended normally)."""
         try:
-            if self._stream is None:
-                self._stream = self.scheduler.options(stream=True)
-            stream = self._stream.submit_many.remote([item for item, _, _ in entries])
-            async for group in stream:
-                for index, answer in group:
+            if self._host is None:
+                self._host = await self.scheduler.host.remote()
+            stream = self._host.submit_many.options(num_returns="streaming").remote([item for item, _, _ in entries])
+            async for ref in stream:
+                for index, answer in await ref:
                     if not entries[index][1].done():
                         entries[index][1].set_result(answer)
         except Exception as e:  # noqa: BLE001 - the scheduler is gone or restarting: the caller resubmits
+            # Ask the deployment for its host again before the retry: after a restart it is a new actor (one
+            # extra handle call per failed burst, so no need to tell UNAVAILABLE from other failures here).
+            self._host = None
             return e
         return None
 
