@@ -15,27 +15,42 @@ pytest.importorskip("ray")
 
 
 class _FakeScheduler:
-    """A streaming handle whose first `dies_after` calls answer `answered` requests and then die."""
+    """The scheduler deployment and its host in one: `host.remote()` answers itself; its streaming
+    `submit_many` answers `answered` requests and then dies, for the first `dies` calls."""
 
     def __init__(self, answered: int, dies: int = 1) -> None:
         self.answered, self.dies = answered, dies
         self.calls: list[list[InferItem]] = []
+        self.host_asks = 0
         self.submit_many = self
+        self.host = _HostCall(self)
 
-    def options(self, stream: bool) -> _FakeScheduler:
+    def options(self, num_returns: str) -> _FakeScheduler:
         return self
 
     def remote(self, items: list[InferItem]):
         self.calls.append(list(items))
         dying = len(self.calls) <= self.dies
 
+        async def group(value):
+            return value
+
         async def stream():
             for i, item in enumerate(items):
                 if dying and i >= self.answered:
                     raise RuntimeError("ActorDiedError: the scheduler replica died")
-                yield [(i, InferAnswer(len(self.calls) * 100 + i, "completed", total_s=item.slo_s))]
+                yield group([(i, InferAnswer(len(self.calls) * 100 + i, "completed", total_s=item.slo_s))])
 
         return stream()
+
+
+class _HostCall:
+    def __init__(self, scheduler: _FakeScheduler) -> None:
+        self.scheduler = scheduler
+
+    async def remote(self) -> _FakeScheduler:
+        self.scheduler.host_asks += 1
+        return self.scheduler
 
 
 async def _submit_all(submitter, items):
@@ -54,6 +69,7 @@ def test_requests_unanswered_when_the_scheduler_died_are_resubmitted_and_answere
     assert [i.stream for i in scheduler.calls[1]] == ["s2", "s3", "s4"]  # only the unanswered went again
     assert all(i.slo_s < 5.0 for i in scheduler.calls[1])  # with what is left of their budget
     assert submitter.resubmitted == 3
+    assert scheduler.host_asks == 2  # a failed burst asks the deployment for its (new) host again
 
 
 def test_a_request_whose_deadline_passes_while_the_scheduler_is_down_fails_once():
