@@ -11,8 +11,8 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	# torch==2.13.0 is the CPU build (local disk here); see pyproject's `torch` extra.
-	$(PY) -m pip install -q -e '.[dev,torch]'
+	# torch==2.13.0 is the CPU build (local disk here); see pyproject's `torch` extra. `fast`: the planner's numba kernel.
+	$(PY) -m pip install -q -e '.[dev,torch,fast]'
 	touch $(STAMP)
 
 demo: $(STAMP)

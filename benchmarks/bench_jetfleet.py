@@ -9,6 +9,10 @@
 
 The policy consults the oracle cost model (its grids are cached after the first call), so the figures are the
 planner's own cost. Every call sees the same queue and device states (decisions are not applied).
+
+Last measured on the shared 2-core machine (`--quick`, numba kernel installed): p99 593 us with one device
+free, 2,146 us with all five free (832 us and 3.8 ms with the numpy planner); the goal is met for one free,
+not yet for all free (about 360 us per dispatched batch).
 """
 
 from __future__ import annotations

@@ -20,7 +20,9 @@ What "cheapest" means is the caller's objective (`score`, a (frequency x batch) 
 the `jetfleet` policy passes its `Objective`'s table, energy per frame above idle by default.
 
 Everything is numpy over a (frequencies x prefixes) grid derived once per cost grid (`derive_tables`, kept
-in the core's `CostView`). No clock, no I/O.
+in the core's `CostView`). No clock, no I/O. `plan_batch_reference` is the readable numpy formulation;
+`plan_batch` is the compiled kernel of `policies.planning_kernel` when numba is installed (the same decisions,
+a few microseconds instead of a few dozen numpy calls), else the reference.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from costmodel.view import RawGrid
+from policies.planning_kernel import KERNEL
 
 _EPS_S = 1e-6  # comparisons of predicted times tolerate this much rounding
 
@@ -137,7 +140,7 @@ class BatchPlan:
         return self.start_s + self.latency_s
 
 
-def plan_batch(
+def plan_batch_reference(
     tables: GridTables,
     *,
     ready_s: float,
@@ -319,3 +322,82 @@ def _fastest(lat: np.ndarray, batch: np.ndarray, mask: np.ndarray) -> tuple[int,
     rate = np.where(mask, batch[None, :] / lat, -np.inf)
     fi, k = np.unravel_index(int(np.argmax(rate)), rate.shape)
     return int(fi), int(k)
+
+
+def plan_batch_compiled(
+    tables: GridTables,
+    *,
+    ready_s: float,
+    freq_index: int,
+    change_delay_s: float,
+    frames: np.ndarray,
+    deadlines_s: np.ndarray,
+    positions: np.ndarray,
+    behind_s_per_frame: np.ndarray,
+    behind_overhead_s: np.ndarray | float = 0.0,
+    finish_limit_s: np.ndarray | None = None,
+    clock_ok: np.ndarray | None = None,
+    cap: int | None = None,
+    behind_share: float = 1.0,
+    lookahead: int = 64,
+    score: np.ndarray | None = None,
+) -> BatchPlan | None:
+    """`plan_batch_reference` run by the numba kernel (`policies.planning_kernel`); requires numba."""
+    if KERNEL is None:
+        raise RuntimeError("plan_batch_compiled needs numba (pip install jetfleet[fast])")
+    if len(frames) == 0:
+        return None
+    n_f = len(tables.freqs_hz)
+    score = tables.marginal_epf_j if score is None else score
+    code, fi, k, n, slack, kept = KERNEL(
+        tables.padded_s,
+        tables.fastest_padded_s,
+        tables.latency_s,
+        score,
+        tables.cap,
+        float(ready_s),
+        int(freq_index),
+        float(change_delay_s),
+        _vector(frames, np.int64),
+        _vector(deadlines_s, np.float64),
+        tables.cap if cap is None else int(cap),
+        int(lookahead),
+        _vector(behind_s_per_frame, np.float64),
+        _vector(behind_overhead_s, np.float64),
+        np.ndim(behind_overhead_s) == 0,
+        _NO_FLOATS if finish_limit_s is None else _vector(finish_limit_s, np.float64, n_f),
+        finish_limit_s is not None,
+        _NO_BOOLS if clock_ok is None else _vector(clock_ok, np.bool_, n_f),
+        clock_ok is not None,
+        float(behind_share),
+    )
+    if code == 0:
+        return None
+    return BatchPlan(
+        positions=positions[kept[: k + 1]] if len(kept) < len(frames) else positions[: k + 1],
+        n_frames=int(n),
+        freq_index=fi,
+        freq_hz=float(tables.freqs_hz[fi]),
+        start_s=float(ready_s if fi == freq_index else ready_s + change_delay_s),
+        latency_s=float(tables.latency_s[fi, n - 1]),
+        energy_j=float(tables.energy_j[fi, n - 1]),
+        marginal_epf_j=float(tables.marginal_epf_j[fi, n - 1]),
+        score=float(score[fi, n - 1]),
+        latest_dispatch_s=float(ready_s + max(0.0, slack)),
+        overloaded=code == 2,
+    )
+
+
+def _vector(x: Any, dtype: type, n: int = 0) -> np.ndarray:
+    """`x` as a 1-D array of `dtype` (a scalar repeated `n` times, or once), copied only when it must be."""
+    if type(x) is np.ndarray and x.dtype == dtype and x.ndim == 1:
+        return x
+    a = np.asarray(x, dtype=dtype)
+    return a if a.ndim == 1 else np.full(max(n, 1), a, dtype=dtype)
+
+
+_NO_FLOATS = np.empty(0, dtype=np.float64)
+_NO_BOOLS = np.empty(0, dtype=np.bool_)
+
+# The planner the policies call: compiled when numba is there (same decisions), else the numpy reference.
+plan_batch = plan_batch_compiled if KERNEL is not None else plan_batch_reference

@@ -1,4 +1,5 @@
-"""The batch planner on its own: `plan_batch` over small hand-built tables, answers worked out by hand.
+"""The batch planner on its own: `plan_batch` (reference and compiled) over small hand-built tables, answers
+worked out by hand.
 
 Two clocks, batches of 1..4 frames, no safety margins, an idle floor of 10 W (marginal J/frame in brackets):
 
@@ -23,7 +24,13 @@ import pytest
 
 from costmodel.view import RawGrid
 from jetfleet.catalogue import get_kind
-from policies.planning import GridTables, Margins, derive_tables, plan_batch
+from policies import planning
+from policies.planning import GridTables, Margins, derive_tables, plan_batch_reference
+
+# Both planners answer every case: the numpy reference, and the compiled kernel when numba is installed.
+PLANNERS = {"reference": plan_batch_reference} | (
+    {"compiled": planning.plan_batch_compiled} if planning.KERNEL is not None else {}
+)
 
 SLOW, FAST = 0, 1
 
@@ -129,8 +136,9 @@ CASES = {
 }  # fmt: skip
 
 
+@pytest.mark.parametrize("plan_batch", PLANNERS.values(), ids=PLANNERS.keys())
 @pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
-def test_plan_batch(case: Case):
+def test_plan_batch(case: Case, plan_batch):
     frames = np.array(case.frames or [1] * len(case.deadlines_s), dtype=np.int64)
     limit = None if case.finish_limit_s is None else np.full(len(TABLES.freqs_hz), case.finish_limit_s)
     plan = plan_batch(

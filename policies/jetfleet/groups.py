@@ -31,6 +31,14 @@ class DeviceGroup:
     ready_by_clock: dict[int, float] = field(default_factory=dict)  # clock index -> earliest ready there
     frames_per_s: float = 0.0  # the group's best sustained throughput, all devices together
 
+    def take(self, device: DeviceState) -> None:
+        """Remove `device` from `free`, found by identity (comparing dataclasses field by field is slow)."""
+        for i, d in enumerate(self.free):
+            if d is device:
+                del self.free[i]
+                return
+        raise ValueError(f"device {device.name} is not free in group {self.kind}/{self.variant}")
+
     @property
     def fps(self) -> float:
         """One device's best sustained throughput, frames per second."""

@@ -58,8 +58,13 @@ class Parking:
         """(clock changes that park idle devices now, when the next one is due); changes nothing."""
         changes: list[SetFrequency] = []
         next_s = math.inf
+        of_device = self._memo_for(cost)
         for d in idle:
-            park_hz, idle_w = self.park_point(cost, d)
+            mine = of_device.get(d.name)  # park_point's fast path, inlined: this scans the whole fleet
+            if mine is not None and mine[0] is d.freqs_hz and mine[1] == d.kind:
+                park_hz, idle_w = mine[2]
+            else:
+                park_hz, idle_w = self.park_point(cost, d)
             if abs(d.freq_hz - park_hz) < 1.0 or idle_w.get(d.freq_hz, math.inf) - idle_w[park_hz] < 1e-3:
                 continue
             idle_since_s = max(d.last_busy_s, d.busy_until_s)
@@ -71,8 +76,7 @@ class Parking:
 
     def park_point(self, cost: CostView, device: DeviceState) -> tuple[float, dict[float, float]]:
         """(the device's clock of lowest idle power, idle watts per listed clock)."""
-        if self._points_of is not cost:
-            self._points, self._of_device, self._points_of = {}, {}, cost
+        self._memo_for(cost)
         # Per device first, while it keeps the same frequency list object: no hashing of the list.
         mine = self._of_device.get(device.name)
         if mine is not None and mine[0] is device.freqs_hz and mine[1] == device.kind:
@@ -85,6 +89,12 @@ class Parking:
             hit = self._points[key] = (min(idle_w, key=lambda f: (idle_w[f], f)), idle_w)
         self._of_device[device.name] = (device.freqs_hz, device.kind, hit)
         return hit
+
+    def _memo_for(self, cost: CostView) -> dict[str, tuple[tuple[float, ...], str, tuple[float, dict[float, float]]]]:
+        """The per-device park points read from `cost` (emptied when the view is another one)."""
+        if self._points_of is not cost:
+            self._points, self._of_device, self._points_of = {}, {}, cost
+        return self._of_device
 
     # -- memory, changed only by what the core applied ----------------------------------------------------
     def absorb(self, scan: ParkScan | None) -> None:

@@ -325,7 +325,7 @@ class JetfleetPolicy(Policy):
                 return
             _, plan, group, rep = best
             device = device_for(group, rep, plan, self.ready_s, step.now_s)
-            group.free.remove(device)
+            group.take(device)
             capable.discard(device.name)
             left_behind = int(cands.frames[alive].sum()) - plan.n_frames
             alive[plan.positions] = False
@@ -414,9 +414,18 @@ class JetfleetPolicy(Policy):
                 continue
             group = DeviceGroup(key[0], key[1], tables, key[4])
             group.frames_per_s = len(members) * group.fps
-            clock_index, by_clock = tables.clock_index, group.ready_by_clock
             free: list[tuple[float, int, str, DeviceState]] = []
-            append, use_of, by_clock_get = free.append, last_use.get, by_clock.get
+            append, use_of = free.append, last_use.get
+            # Earliest ready per clock, first by clock value (few distinct ones), then by clock index.
+            by_hz: dict[float, float] = {}
+            if not settle:
+                # Idle devices are ready now, the earliest possible: one entry per clock, and no settling to read.
+                idle = [d for d in members if not d.in_flight]
+                by_hz = dict.fromkeys({d.freq_hz for d in idle}, now_s)
+                free = [(now_s, use_of(d.name, -1), d.name, d) for d in idle if d.name not in taken]
+                append = free.append
+                members = [d for d in members if d.in_flight]
+            by_hz_get = by_hz.get
             for d in members:
                 in_flight, name = d.in_flight, d.name
                 ready_s = d.busy_until_s if in_flight and d.busy_until_s > now_s else now_s  # as ready_s()
@@ -424,13 +433,17 @@ class JetfleetPolicy(Policy):
                     settling = settle.get(name)
                     if settling is not None:
                         ready_s = max(ready_s, settling[0])
-                fi = clock_index.get(d.freq_hz)
-                if fi is None:
-                    fi = tables.freq_index(d.freq_hz)
-                if ready_s < by_clock_get(fi, inf):
-                    by_clock[fi] = ready_s
+                if ready_s < by_hz_get(d.freq_hz, inf):
+                    by_hz[d.freq_hz] = ready_s
                 if in_flight < limit and name not in taken:
                     append((ready_s, use_of(name, -1), name, d))
+            by_clock, clock_index = group.ready_by_clock, tables.clock_index
+            for hz, ready_s in by_hz.items():
+                fi = clock_index.get(hz)
+                if fi is None:
+                    fi = tables.freq_index(hz)
+                if ready_s < by_clock.get(fi, inf):  # unlisted clocks all map to -1
+                    by_clock[fi] = ready_s
             free.sort()  # names are unique: the devices themselves are never compared
             group.free = [f[3] for f in free]
             out.append(group)

@@ -1,0 +1,67 @@
+"""`JetfleetPolicy._groups`: free devices and earliest-ready-per-clock as the one-device-at-a-time rule defines them."""
+
+from __future__ import annotations
+
+import math
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sim_fakes import FakeCost
+
+from jetfleet.catalogue import get_kind
+from jetfleet.types import Applied, Decisions, DeviceState, SetFrequency
+from policies.core import SchedulerCore
+from policies.jetfleet import JetfleetConfig, JetfleetPolicy
+from policies.jetfleet.groups import DeviceGroup
+from policies.jetfleet.step import Step
+
+KINDS = ("agx-xavier", "xavier-nx", "jetson-nano")
+NOW_S = 10.0
+_device = st.tuples(
+    st.sampled_from(KINDS),
+    st.integers(0, 20),  # frequency index (clipped to the kind's list)
+    st.floats(-1.0, 3.0),  # busy until now + this
+    st.integers(0, 2),  # batches in flight
+    st.one_of(st.none(), st.floats(-1.0, 1.0)),  # a clock change settling at now + this (None: none)
+    st.booleans(),  # dispatched to already in this decision
+)
+
+
+def _expected(policy: JetfleetPolicy, step: Step, members: list[DeviceState]) -> tuple[dict[int, float], list[str]]:
+    """(earliest ready per clock index, free device names in order), one device at a time."""
+    t = policy.tables(step.ctx, members[0], "m")
+    by_clock: dict[int, float] = {}
+    free = []
+    for d in members:
+        ready_s = policy.ready_s(step.now_s, d)
+        fi = t.freq_index(d.freq_hz)
+        by_clock[fi] = min(by_clock.get(fi, math.inf), ready_s)
+        if d.in_flight < policy.config.max_in_flight and d.name not in step.taken:
+            free.append((ready_s, policy._last_use.get(d.name, -1), d.name))
+    return by_clock, [name for *_, name in sorted(free)]
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(devices=st.lists(_device, min_size=1, max_size=12), max_in_flight=st.integers(1, 2), settle=st.booleans())
+def test_groups_match_the_per_device_rule(devices, max_in_flight, settle):
+    """Idle, busy, settling and already-taken devices: each group's free order and ready-per-clock are the rule's."""
+    states, settling, taken = [], [], set()
+    for i, (kind, fi, busy_s, in_flight, settle_s, was_taken) in enumerate(devices):
+        freqs = get_kind(kind).freqs_hz
+        name = f"d{i}"
+        states.append(DeviceState(name, kind, float(freqs[min(fi, len(freqs) - 1)]), NOW_S + busy_s, in_flight))
+        if settle and settle_s is not None:
+            settling.append(SetFrequency(name, states[-1].freq_hz, "test", NOW_S + settle_s))
+        if was_taken:
+            taken.add(name)
+    policy = JetfleetPolicy(JetfleetConfig(max_in_flight=max_in_flight))
+    policy.absorb(Applied(NOW_S - 5.0, frequency_changes=tuple(settling)))
+    ctx = SchedulerCore(policy, FakeCost(), states).context(NOW_S)
+    step = Step(ctx, Decisions(), taken=taken)
+    groups: list[DeviceGroup] = policy._groups(step, "m", ctx.devices, 1)
+    members = policy._members_of("m", ctx.devices, NOW_S)
+    assert len(groups) == len(members)
+    for group, same in zip(groups, members.values(), strict=True):
+        by_clock, free = _expected(policy, step, same)
+        assert group.ready_by_clock == by_clock
+        assert [d.name for d in group.free] == free
