@@ -59,6 +59,11 @@ class TensorIn(BaseModel):
 FRAME_SOURCES = ("images", "tensors", "frames")  # a request gives exactly one of them
 
 
+def _absent_by_default(schema: dict[str, Any]) -> None:
+    """A frame source's schema has no default: it is absent, not null, when not given."""
+    schema.pop("default", None)
+
+
 class InferRequest(BaseModel):
     """The body of POST /v1/infer (see the module docstring). Types are strict: `"500"` is not a number,
     `true` not an integer, `2.0` not a frame count."""
@@ -77,13 +82,13 @@ class InferRequest(BaseModel):
     stream: str = Field("default", min_length=1, max_length=128, description="stream id (camera, client)")
     # SkipJsonSchema: absent is allowed, null is not (the one-of rule counts the keys given)
     images: Annotated[list[str], Field(min_length=1)] | SkipJsonSchema[None] = Field(
-        None, description="base64 JPEG or PNG images"
+        None, description="base64 JPEG or PNG images", json_schema_extra=_absent_by_default
     )
     tensors: Annotated[list[TensorIn], Field(min_length=1)] | SkipJsonSchema[None] = Field(
-        None, description="raw float frames"
+        None, description="raw float frames", json_schema_extra=_absent_by_default
     )
     frames: Annotated[int, Field(ge=1)] | SkipJsonSchema[None] = Field(
-        None, description="synthetic frames (no content; load tests)"
+        None, description="synthetic frames (no content; load tests)", json_schema_extra=_absent_by_default
     )
 
 
