@@ -7,7 +7,8 @@ Every error an HTTP API answers has the body
 (plus, for answers from the scheduler, `reason`: a machine-readable code such as `queue_full`, and
 `retry_after_s`). The body never carries internals: no tracebacks, paths, actor ids, pids, addresses or object
 reprs. What the client is not told goes to the service log (`log_detail`) under the same request id, which every
-response also carries in the `X-Request-Id` header; a client may choose the id by sending that header.
+response also carries in the `X-Request-Id` header; a client may choose the id by sending that header (as Ray
+Serve's proxy, which sets and echoes that header, allows).
 
 `RequestIdMiddleware` gives each request its id; `install_error_handlers` turns FastAPI's own errors (unknown
 route, wrong method, validation, anything unexpected) into this format. A second API (e.g. KServe v2) reuses
@@ -17,7 +18,6 @@ both and `error_response`.
 from __future__ import annotations
 
 import logging
-import re
 import uuid
 from typing import Any
 
@@ -28,7 +28,6 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 REQUEST_ID_HEADER = "X-Request-Id"
-_CLIENT_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")  # a client's own id is used only when it is this harmless
 log = logging.getLogger("ray.serve")  # in a Serve replica, this logger writes to the replica's log file
 
 
@@ -42,10 +41,8 @@ class ErrorBody(BaseModel):
     retry_after_s: float | None = Field(None, description="seconds after which a retry may succeed")
 
 
-def new_request_id(given: str | None = None) -> str:
-    """The client's id when it is short and harmless (letters, digits, `._:-`), else a fresh random one."""
-    if given and _CLIENT_ID.fullmatch(given):
-        return given
+def new_request_id() -> str:
+    """A fresh request id: 32 random hex digits."""
     return uuid.uuid4().hex
 
 
@@ -70,7 +67,7 @@ def error_response(
         body["reason"] = reason
     if retry_after_s is not None:
         body["retry_after_s"] = retry_after_s
-    return JSONResponse(body, status_code=status, headers={**(headers or {}), REQUEST_ID_HEADER: request_id})
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def log_detail(request_id: str, what: str, detail: object) -> None:
@@ -79,8 +76,12 @@ def log_detail(request_id: str, what: str, detail: object) -> None:
 
 
 class RequestIdMiddleware:
-    """Pure ASGI middleware: gives every HTTP request an id (`scope["state"]["request_id"]`) and sets it as the
-    `X-Request-Id` header of the response (pure ASGI, so request bodies still stream to the route)."""
+    """Pure ASGI middleware (request bodies still stream to the route): the request's id is its `X-Request-Id`
+    header when it has one, else a fresh one, stored in `scope["state"]["request_id"]`.
+
+    Serve's HTTP proxy always sets that header on the request (the client's own, or one it generates) and echoes
+    it on the response, so behind Serve the body's id is the header's id. Where no proxy did it (a request
+    without the header), this middleware sets the response header itself."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -90,8 +91,11 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send)
             return
         given = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"x-request-id"), None)
-        rid = new_request_id(given)
+        rid = given or new_request_id()
         scope.setdefault("state", {})["request_id"] = rid
+        if given:  # an upstream proxy (Serve's) echoes it on the response
+            await self.app(scope, receive, send)
+            return
 
         async def send_with_id(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
@@ -126,4 +130,6 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         rid = request_id_of(request)
         log.error("request %s: unexpected error", rid, exc_info=exc)
-        return error_response(500, f"internal error; quote request id {rid} when reporting it", rid)
+        # this answer bypasses RequestIdMiddleware (Starlette sends it from its outermost layer)
+        headers = None if "x-request-id" in request.headers else {REQUEST_ID_HEADER: rid}
+        return error_response(500, f"internal error; quote request id {rid} when reporting it", rid, headers=headers)

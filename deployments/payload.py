@@ -39,7 +39,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.json_schema import SkipJsonSchema
 
-from deployments.errors import REQUEST_ID_HEADER, error_response, log_detail
+from deployments.errors import error_response, log_detail
 from jetfleet.errors import PayloadError
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32).reshape(3, 1, 1)
@@ -160,7 +160,8 @@ def parse_request(raw: bytes, known_models: list[str], max_frames: int) -> Infer
         first = e.errors()[0]
         if first["type"] == "json_invalid":
             raise PayloadError(400, f"malformed JSON: {first['msg']}") from None
-        where = ".".join(str(p) for p in first["loc"]) or "body"
+        # drop pydantic's union-member tags ("constrained-int", "list[str]") from the field's path
+        where = ".".join(str(p) for p in first["loc"] if isinstance(p, int) or p.isidentifier()) or "body"
         raise PayloadError(422, f"invalid field {where!r}: {first['msg']}") from None
     given = [k for k in FRAME_SOURCES if k in body.model_fields_set]
     nulls = [k for k in given if getattr(body, k) is None]
@@ -354,9 +355,7 @@ def answer_response(answer: Any, n: int, e2e_ms: float, request_id: str) -> JSON
     one format (`deployments.errors`) with the reason's advice and code; the scheduler's detail is logged."""
     status, headers = http_status(answer)
     if status == 200:
-        return JSONResponse(
-            clean_json(answer_body(answer, n, e2e_ms)), headers={REQUEST_ID_HEADER: request_id}, status_code=200
-        )
+        return JSONResponse(clean_json(answer_body(answer, n, e2e_ms)), status_code=200)
     reason = answer.reason if _REASON_CODE.fullmatch(answer.reason or "") else "unknown"
     log_detail(request_id, f"{answer.status} ({answer.reason}) by the scheduler", answer.detail or "-")
     message = f"{answer.status}: {REASON_ADVICE.get(reason, 'not served; retry later')}"
