@@ -39,3 +39,21 @@ def test_the_token_is_printed_once(capsys, tmp_path):
     cli._print_access(service, tmp_path / "api_token")
     out = capsys.readouterr().out
     assert out.count("t0k3n-abc") == 1 and f"$(cat {tmp_path / 'api_token'})" in out
+
+
+def test_a_cluster_of_its_own_takes_the_loopback_as_its_node_address(monkeypatch):
+    """Ray on Linux swaps 127.0.0.1 for the machine's address (and binds agents there) unless told not to."""
+    ray_constants = pytest.importorskip("ray._private.ray_constants")
+    from ray._private import services
+
+    from cluster.local import LOOPBACK_ENV, keep_on_loopback
+
+    if pytest.importorskip("ray").is_initialized():
+        pytest.skip("this process is already in a Ray cluster: its node address is fixed")
+
+    monkeypatch.setattr(ray_constants, "ENABLE_RAY_CLUSTER", ray_constants.ENABLE_RAY_CLUSTER)  # restored after
+    for key in LOOPBACK_ENV:
+        monkeypatch.delenv(key, raising=False)
+    keep_on_loopback()
+    assert services.get_node_ip_address() == "127.0.0.1"
+    assert all(os.environ[k] == v for k, v in LOOPBACK_ENV.items())  # the processes Ray starts see it too
