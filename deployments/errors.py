@@ -27,6 +27,17 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+__all__ = [
+    "REQUEST_ID_HEADER",
+    "ErrorBody",
+    "RequestIdMiddleware",
+    "error_response",
+    "install_error_handlers",
+    "log_detail",
+    "new_request_id",
+    "request_id_of",
+]
+
 REQUEST_ID_HEADER = "X-Request-Id"
 log = logging.getLogger("ray.serve")  # in a Serve replica, this logger writes to the replica's log file
 
