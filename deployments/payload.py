@@ -105,7 +105,8 @@ class FrameOut(BaseModel):
 
 
 class InferResponse(BaseModel):
-    """What POST /v1/infer answers (200 when completed; 429/503 bodies carry status and reason)."""
+    """What POST /v1/infer answers when completed (200). Refusals and drops (429/503) are `ErrorBody`s with
+    a `reason` (`deployments.errors`)."""
 
     request_id: int
     status: str = Field(description="completed, dropped, failed or rejected")
