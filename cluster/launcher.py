@@ -141,9 +141,12 @@ def launcher_config(fleet: Fleet, options: LauncherOptions) -> dict[str, Any]:
 
 
 def ensure_token(path: str | Path) -> str:
-    """The Ray auth token in `path`, creating a fresh 256-bit one (mode 0600) when the file does not exist."""
+    """The token in `path`, creating a fresh 256-bit one (mode 0600) when the file does not exist. An existing
+    file that other users may read is refused (as ssh refuses such a key): a secret must stay private."""
     path = Path(path)
     if path.exists():
+        if path.stat().st_mode & 0o077:
+            raise ConfigError(f"{path}: the token file is readable by other users; run `chmod 600 {path}`")
         token = path.read_text().strip()
         if not token:
             raise ConfigError(f"{path}: the token file is empty")

@@ -97,6 +97,24 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+
+
+def keep_on_loopback() -> None:
+    """Make the one-node cluster this process is about to start use 127.0.0.1 as its node address, so the
+    ports Ray binds to the node address (the metrics export, dashboard agent and runtime-env agent ports) listen
+    on the loopback only. On Linux Ray replaces 127.0.0.1 by the machine's reachable address unless clusters are
+    disabled (`RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`, the setting Ray uses on macOS and Windows); jetfleet sets it
+    only for clusters no other node joins. GCS and raylet still listen on every interface (Ray offers no
+    setting for them): docs/live-system.md lists what a real cluster must firewall."""
+    os.environ.update(LOOPBACK_ENV)
+    try:
+        from ray._private import ray_constants
+    except ImportError:  # pragma: no cover - a Ray without this module reads the environment only
+        return
+    ray_constants.ENABLE_RAY_CLUSTER = False  # read at import; this process may have imported Ray already
+
+
 def start_in_process(
     fleet: Fleet,
     *,
@@ -105,14 +123,16 @@ def start_in_process(
     object_store_mb: int = 200,
     include_dashboard: bool = False,
 ) -> str:
-    """`ray.init()` a one-node local cluster holding every device's resource, token auth on; returns the
-    token. Used by `jetfleet demo` / `jetfleet serve` when no `jetfleet up` cluster is running."""
+    """`ray.init()` a one-node local cluster holding every device's resource, token auth on, node ports on the
+    loopback (`keep_on_loopback`); returns the token. Used by `jetfleet demo` / `jetfleet serve` when no
+    `jetfleet up` cluster is running."""
     import ray
 
     token = token or new_token()
     enable_ray_auth(token)
     for key, value in RAY_HEALTH_CHECK_ENV.items():  # the GCS this starts reads them (cluster.health: why)
         os.environ.setdefault(key, value)
+    keep_on_loopback()
     ray.init(
         num_cpus=num_cpus,
         resources=device_resources(fleet),

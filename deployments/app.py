@@ -62,11 +62,14 @@ class ServiceConfig:
     policy: str = "jetfleet"
     cost: str = "lgbm"  # what policies consult: lgbm, oracle or a saved model's directory (make_cost_model)
     time_scale: float = 1.0
-    api_token: str | None = field(default_factory=lambda: secrets.token_urlsafe(24))  # None: no HTTP auth
+    api_token: str | None = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)  # None: no auth
     app_name: str = DEFAULT_APP
     route_prefix: str = "/"
     max_body_bytes: int = 32 * 2**20
     max_frames: int = 256
+    body_idle_timeout_s: float = 10.0  # 408 when a client sends no body bytes for this long
+    body_timeout_s: float = 60.0  # 408 when a body is not whole after this long
+    pixel_budget: dict[str, int] = field(default_factory=dict)  # PixelBudget's fields; {}: its defaults
     events_path: str | None = None  # write the scheduler's decision telemetry here (JSON lines)
     device_speed_factor: float | None = None  # emulated devices' speed factor; None: time_scale (consistent time)
     streams: str | None = None  # a stream config (JSON/YAML): the policy runs under overload control with it
@@ -276,6 +279,9 @@ def build_app(config: ServiceConfig) -> Any:
         "api_token": config.api_token,
         "max_body_bytes": config.max_body_bytes,
         "max_frames": config.max_frames,
+        "body_idle_timeout_s": config.body_idle_timeout_s,
+        "body_timeout_s": config.body_timeout_s,
+        "pixel_budget": config.pixel_budget,
         "time_scale": config.time_scale,
         "cost": config.cost,
     }

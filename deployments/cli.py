@@ -10,12 +10,20 @@ import typer
 app = typer.Typer()
 
 
-def _print_access(service: object) -> None:
+def _print_access(service: object, token_file: Path | None) -> None:
+    """How to reach the service; the token is printed once (curl examples read it from its file)."""
     url, token = service.url, service.token  # type: ignore[attr-defined]
-    auth = f' -H "Authorization: Bearer {token}"' if token else ""
+    auth = ""
+    if token:
+        auth = (
+            f' -H "Authorization: Bearer $(cat {token_file})"' if token_file else ' -H "Authorization: Bearer $TOKEN"'
+        )
     typer.echo(f"  URL:   {url}   (OpenAPI docs: {url}/docs; Open Inference Protocol: {url}/v2)")
     typer.echo(f"  metrics: {_metrics_url() or 'not exported by this cluster'}   (Prometheus)")
-    typer.echo(f"  token: {token}" if token else "  token: none (auth off)")
+    if token:
+        typer.echo(f"  token: {token}" + (f"   (also in {token_file}, mode 0600)" if token_file else ""))
+    else:
+        typer.echo("  token: none (auth off)")
     typer.echo(f"  try:   curl -s{auth} {url}/v1/fleet")
     typer.echo(
         f"         curl -s{auth} -H 'Content-Type: application/json' "
@@ -30,6 +38,21 @@ def _metrics_url() -> str | None:
         return metrics_url()
     except Exception:  # noqa: BLE001 - a URL to print is not worth failing the command for
         return None
+
+
+def _api_token(token_file: Path | None, token: str | None) -> tuple[str, Path]:
+    """The API token from `token_file` (default $JETFLEET_HOME/api_token), made (mode 0600) when missing."""
+    from cluster.launcher import ensure_token
+    from cluster.local import jetfleet_home
+
+    if token is not None:
+        raise typer.BadParameter(
+            "--token is removed: it puts the secret in the process arguments, where `ps` shows it to every user. "
+            "Write the token to a file only you can read (chmod 600) and pass --token-file FILE.",
+            param_hint="--token",
+        )
+    path = token_file or jetfleet_home() / "api_token"
+    return ensure_token(path), path
 
 
 def _print_comparison(rows: list[dict]) -> None:
@@ -55,7 +78,10 @@ def serve_cmd(
     time_scale: float = typer.Option(1.0, "--time-scale", help="compress emulated devices' time by this factor"),
     port: int = typer.Option(8000, "--port", help="HTTP port (0: a free one)"),
     host: str = typer.Option("127.0.0.1", "--host", help="HTTP host (0.0.0.0 to listen on every interface)"),
-    token: str = typer.Option(None, "--token", help="the API bearer token (default: a generated one)"),
+    token_file: Path = typer.Option(
+        None, "--token-file", help="API bearer token file, made (mode 0600) if missing [default: ~/.jetfleet/api_token]"
+    ),
+    token: str = typer.Option(None, "--token", hidden=True, help="removed: use --token-file"),
     no_auth: bool = typer.Option(False, "--no-auth", help="serve without a bearer token (trusted networks only)"),
     events: Path = typer.Option(None, "--events", help="write the scheduler's decision telemetry (JSON lines)"),
     streams: Path = typer.Option(
@@ -68,16 +94,17 @@ def serve_cmd(
     import signal
 
     from cluster.inventory import load_fleet
-    from cluster.local import free_port, new_token
+    from cluster.local import free_port
     from deployments.app import ServiceConfig, deploy
     from deployments.runner import ray_session, serve_session
 
+    api_token, token_path = (None, None) if no_auth else _api_token(token_file, token)
     spec = load_fleet(fleet)
     config = ServiceConfig(
         spec,
         policy=policy,
         time_scale=time_scale,
-        api_token=None if no_auth else (token or new_token()),
+        api_token=api_token,
         events_path=str(events.resolve()) if events else None,
         streams=str(streams.resolve()) if streams else None,
         cost=cost_model,
@@ -95,7 +122,7 @@ def serve_cmd(
         typer.echo(f"deploying fleet {spec.name!r} ({len(spec.devices)} devices), policy {policy} ...")
         service = deploy(config, http_host=host, http_port=port or free_port())
         typer.echo("jetfleet is serving (Ctrl-C to stop):")
-        _print_access(service)
+        _print_access(service, token_path)
         try:
             while True:
                 time.sleep(1.0)
@@ -141,9 +168,10 @@ def demo(
         f"{sum(r.n_frames for r in requests)} frames) replayed {time_scale:g}x faster over HTTP"
     )
     typer.echo("starting a local Ray cluster (token auth on) and the service ...")
-    with open_service(spec, policy=names[0], time_scale=time_scale, cost=cost_model) as service:
+    api_token, token_path = _api_token(None, None)
+    with open_service(spec, policy=names[0], time_scale=time_scale, cost=cost_model, api_token=api_token) as service:
         typer.echo(f"serving after {time.monotonic() - started:.0f} s; try it by hand while the replay runs:")
-        _print_access(service)
+        _print_access(service, token_path if service.token == api_token else None)
         rows = run_policies(service, requests, names)
         print_table(rows, title=f"measured live over HTTP on fleet {spec.name!r}, the simulator beside it")
         _print_comparison(rows)

@@ -8,9 +8,13 @@
     /v2/...           the Open Inference Protocol (KServe v2), from `deployments.openinference`
 
 Every /v1 route needs `Authorization: Bearer <token>` (401 without, 403 with a wrong one) unless the service
-was built without a token. Bad input is a 4xx with a JSON `{"error": ...}` naming what is wrong: malformed
-JSON or an undecodable image 400, unknown model 404, oversized body 413, invalid field 422. A request the
-fleet refuses at admission is a 429 with `Retry-After`; one it drops or fails later is a 503 with its reason.
+was built without a token. Every error is `{"error", "status", "request_id"}` (`deployments.errors`) naming what
+is wrong and nothing internal: malformed JSON or an undecodable image 400, unknown model 404, a body too slow
+408, an oversized body or too many pixels 413, an invalid field 422. A request the fleet refuses at admission
+is a 429 with `Retry-After`; one it drops or fails later is a 503 with its `reason`; a scheduler that does not
+answer (restarting) is a 503 with `Retry-After`. Every response carries `X-Request-Id`, the id under which the
+service log records what the body leaves out. Bodies are parsed and images decoded in a bounded thread pool,
+never on the event loop.
 
 Requests that arrive together go to the scheduler in one streaming call (`_Submitter`), a plain Ray actor
 call to the scheduler's host (`deployments.hosts`), so the ingress -> scheduler hop costs one cheap actor call
@@ -20,54 +24,81 @@ per burst instead of one Serve handle call per request.
 import asyncio
 import dataclasses
 import hmac
-import math
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from ray import serve
 
 from actors.messages import InferAnswer, InferItem, servable_models
 from cluster.inventory import fleet_from_dict
 from costmodel.model_zoo import MODELS
+from deployments.errors import (
+    ErrorBody,
+    RequestIdMiddleware,
+    error_response,
+    install_error_handlers,
+    log_detail,
+    request_id_of,
+)
 from deployments.openinference import OpenInferenceRoutes
 from deployments.openinference import router as v2_router
 from deployments.payload import (
     InferRequest,
     InferResponse,
     PayloadError,
-    answer_body,
+    PixelBudget,
+    answer_response,
+    clean_json,
     decode_frames,
-    http_status,
     n_frames,
     parse_request,
+    read_body,
 )
 
-DECODE_IN_THREAD_BYTES = 256 * 1024  # decode bigger bodies off the event loop
+# A scheduler that does not answer is being restarted by Serve; restarts measured 6-11 s (issue 12).
+SCHEDULER_RETRY_AFTER_S = 10
+DECODE_WORKERS = max(1, min(4, (os.cpu_count() or 1) // 2))  # bounded: a burst of images cannot starve the loop
 
 api = FastAPI(
     title="jetfleet",
     version="0.1.0",
     description="Energy-aware, SLO-aware DNN inference on a fleet of edge GPUs. "
-    "Send `Authorization: Bearer <token>` (printed by `jetfleet serve` / `jetfleet demo`).",
+    "Send `Authorization: Bearer <token>` (printed by `jetfleet serve` / `jetfleet demo`). "
+    "Every error is `{error, status, request_id}`; every response carries `X-Request-Id`.",
 )
+api.add_middleware(RequestIdMiddleware)
+install_error_handlers(api)
 api.include_router(v2_router)
 
 
-def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": message, "status": status}, status_code=status, headers=headers)
+def _error(request: Request, status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return error_response(status, message, request_id_of(request), headers=headers)
 
 
-def _clean(x: Any) -> Any:
-    """JSON-safe: non-finite floats become null (JSON has no NaN)."""
-    if isinstance(x, float):
-        return x if math.isfinite(x) else None
-    if isinstance(x, dict):
-        return {str(k): _clean(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
-    return x
+def _openapi() -> dict[str, Any]:
+    """FastAPI's schema plus the request body's models under components (the body is read by hand, so FastAPI
+    does not see them): every `$ref` resolves."""
+    if api.openapi_schema is None:
+        schema = get_openapi(title=api.title, version=api.version, description=api.description, routes=api.routes)
+        body = InferRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components.update(body.pop("$defs", {}))
+        components["InferRequest"] = body
+        api.openapi_schema = schema
+    return api.openapi_schema
+
+
+api.openapi = _openapi  # type: ignore[method-assign]
+
+_AUTH_ERRORS = {
+    401: {"model": ErrorBody, "description": "missing token"},
+    403: {"model": ErrorBody, "description": "wrong token"},
+}
 
 
 class _Submitter:
@@ -150,10 +181,14 @@ class Ingress(OpenInferenceRoutes):
         self.token: str | None = options.get("api_token")
         self.max_body_bytes = int(options.get("max_body_bytes", 32 * 2**20))
         self.max_frames = int(options.get("max_frames", 256))
+        self.body_idle_timeout_s = float(options.get("body_idle_timeout_s", 10.0))
+        self.body_timeout_s = float(options.get("body_timeout_s", 60.0))
+        self.pixels = PixelBudget(**options.get("pixel_budget", {}))
         self.time_scale = float(options.get("time_scale", 1.0))
         self.cost = str(options.get("cost", ""))
         self._submitter = _Submitter(scheduler)
         self._fleet_dict = fleet
+        self._decode_pool = ThreadPoolExecutor(DECODE_WORKERS, thread_name_prefix="decode")
 
     async def service_info(self) -> dict[str, Any]:
         """For Ray-side tools (a handle call, not an HTTP route): fleet, time scale and the API token."""
@@ -167,26 +202,26 @@ class Ingress(OpenInferenceRoutes):
         scheme, _, given = header.partition(" ")
         if scheme.lower() != "bearer" or not given:
             message = "missing bearer token: send 'Authorization: Bearer <token>'"
-            return _error(401, message, {"WWW-Authenticate": "Bearer"})
+            return _error(request, 401, message, {"WWW-Authenticate": "Bearer"})
         if not hmac.compare_digest(given.strip().encode(), self.token.encode()):
-            return _error(403, "invalid bearer token")
+            return _error(request, 403, "invalid bearer token")
         return None
 
     async def _read_body(self, request: Request) -> bytes:
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
-            raise PayloadError(413, f"body of {int(declared)} bytes exceeds the {self.max_body_bytes}-byte limit")
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > self.max_body_bytes:
-                raise PayloadError(413, f"body exceeds the {self.max_body_bytes}-byte limit")
-            chunks.append(chunk)
-        return b"".join(chunks)
+        """The body, within the size limit and the read timeouts (413, 408): every route that reads one."""
+        return await read_body(
+            request.stream(),
+            request.headers.get("content-length"),
+            self.max_body_bytes,
+            idle_timeout_s=self.body_idle_timeout_s,
+            total_timeout_s=self.body_timeout_s,
+        )
 
-    def _item(self, body: InferRequest, raw_len: int) -> InferItem:
+    def _item(self, raw: bytes) -> InferItem:
+        """Parse and decode a body (in the decode pool: never on the event loop)."""
+        body = parse_request(raw, self.models, self.max_frames)
         info = MODELS.get(body.model)
-        frames = decode_frames(body, info.input_hw if info else 224)
+        frames = decode_frames(body, info.input_hw if info else 224, self.pixels)
         return self._make_item(n_frames(body), body.slo_ms / 1e3, body.model, body.priority, body.stream, frames)
 
     def _make_item(self, n: int, slo_s: float, model: str, priority: int, stream: str, frames: Any | None) -> InferItem:
@@ -203,66 +238,69 @@ class Ingress(OpenInferenceRoutes):
         "/v1/infer",
         response_model=InferResponse,
         responses={
-            400: {"description": "malformed JSON or undecodable image"},
-            401: {"description": "missing token"},
-            403: {"description": "wrong token"},
-            404: {"description": "unknown model"},
-            413: {"description": "payload too large"},
-            422: {"description": "invalid field"},
-            429: {"description": "refused at admission; see Retry-After"},
-            503: {"description": "dropped or failed, with its reason"},
+            400: {"model": ErrorBody, "description": "malformed JSON or undecodable image"},
+            **_AUTH_ERRORS,
+            404: {"model": ErrorBody, "description": "unknown model"},
+            408: {"model": ErrorBody, "description": "the body did not arrive in time"},
+            413: {"model": ErrorBody, "description": "body too large, or images over the pixel budget"},
+            422: {"model": ErrorBody, "description": "invalid field"},
+            429: {"model": ErrorBody, "description": "refused at admission; see Retry-After"},
+            503: {"model": ErrorBody, "description": "dropped or failed, with its reason; or the scheduler is down"},
         },
         openapi_extra={
             "requestBody": {
                 "required": True,
-                "content": {"application/json": {"schema": InferRequest.model_json_schema()}},
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/InferRequest"}}},
             }
         },
     )
     async def infer(self, request: Request) -> Any:
-        """Run one request of one or more frames within `slo_ms`."""
+        """Run one request of one or more frames within `slo_ms`. Give exactly one of `images`, `tensors`
+        or `frames`."""
         t0 = time.perf_counter()
+        rid = request_id_of(request)
         denied = self._auth(request)
         if denied is not None:
             return denied
         try:
             raw = await self._read_body(request)
-            body = parse_request(raw, self.models, self.max_frames)
-            if len(raw) > DECODE_IN_THREAD_BYTES:
-                item = await asyncio.to_thread(self._item, body, len(raw))
-            else:
-                item = self._item(body, len(raw))
+            item = await asyncio.get_running_loop().run_in_executor(self._decode_pool, self._item, raw)
         except PayloadError as e:
-            return _error(e.status, str(e))
+            if e.__cause__ is not None:
+                log_detail(rid, f"refused with {e.status}", repr(e.__cause__))
+            return error_response(e.status, str(e), rid)
         try:
             answer = await self._submitter.submit(item)
-        except Exception as e:  # noqa: BLE001 - the scheduler is gone: say so, as JSON
-            return _error(503, f"scheduler unavailable: {type(e).__name__}: {e}")
-        content = answer_body(answer, item.n_frames, (time.perf_counter() - t0) * 1e3)
-        status, headers = http_status(answer)
-        return JSONResponse(_clean(content), status_code=status, headers=headers)
+        except Exception as e:  # noqa: BLE001 - the scheduler is gone: say so, as JSON, and log why
+            log_detail(rid, "scheduler call failed", f"{type(e).__name__}: {e}")
+            message = f"the scheduler is unavailable (restarting); retry after {SCHEDULER_RETRY_AFTER_S} s"
+            headers = {"Retry-After": str(SCHEDULER_RETRY_AFTER_S)}
+            return error_response(503, message, rid, headers=headers, retry_after_s=SCHEDULER_RETRY_AFTER_S)
+        return answer_response(answer, item.n_frames, (time.perf_counter() - t0) * 1e3, rid)
 
-    @api.get("/v1/fleet")
+    @api.get("/v1/fleet", responses=_AUTH_ERRORS)
     async def fleet_view(self, request: Request) -> Any:
         """Devices: kind, state, GPU clock, power, work in flight."""
         denied = self._auth(request)
         if denied is not None:
             return denied
-        return JSONResponse(_clean(await self.scheduler.fleet_view.remote()))
+        return JSONResponse(clean_json(await self.scheduler.fleet_view.remote()))
 
-    @api.get("/v1/stats")
+    @api.get("/v1/stats", responses=_AUTH_ERRORS)
     async def stats(self, request: Request) -> Any:
         """Counters, drops by reason, recent latency and the current run's frames/J and % within SLO."""
         denied = self._auth(request)
         if denied is not None:
             return denied
-        return JSONResponse(_clean(await self.scheduler.stats.remote()))
+        return JSONResponse(clean_json(await self.scheduler.stats.remote()))
 
-    @api.get("/healthz")
-    async def healthz(self) -> Any:
+    @api.get("/healthz", responses={503: {"model": ErrorBody, "description": "the scheduler is not answering"}})
+    async def healthz(self, request: Request) -> Any:
         """200 when the scheduler answers within 2 s."""
         try:
             await asyncio.wait_for(self.scheduler.ping.remote(), 2.0)
         except Exception as e:  # noqa: BLE001
-            return _error(503, f"scheduler not answering: {type(e).__name__}")
+            log_detail(request_id_of(request), "health check failed", f"{type(e).__name__}: {e}")
+            headers = {"Retry-After": str(SCHEDULER_RETRY_AFTER_S)}
+            return _error(request, 503, "the scheduler is not answering", headers)
         return {"status": "ok", "fleet": self.fleet.name, "devices": len(self.fleet.devices)}

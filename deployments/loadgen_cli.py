@@ -1,6 +1,6 @@
 """The `jetfleet loadgen` command, merged into the `jetfleet` CLI by `jetfleet.cli`.
 
-jetfleet loadgen --scenario server|singlestream|multistream|offline --url URL --token T --out DIR
+jetfleet loadgen --scenario server|singlestream|multistream|offline --url URL [--token-file F] --out DIR
                  [--model M] [--slo-ms MS] [--qps Q] [--duration-s S] [--min-queries N]
     Drive a running service (`jetfleet serve`) with MLCommons LoadGen as the system under test
     (`workloads.mlperf_loadgen`); write LoadGen's summary and detail logs and jetfleet_loadgen.json
@@ -17,11 +17,31 @@ import typer
 app = typer.Typer()
 
 
+def _client_token(token_file: Path | None) -> str | None:
+    """The token to send: from --token-file, else $JETFLEET_TOKEN, else the file `jetfleet serve` writes. Never a
+    command-line argument (`ps` would show it to every user)."""
+    from cluster.launcher import ensure_token
+    from cluster.local import jetfleet_home
+
+    if token_file is not None:
+        if not token_file.exists():
+            raise typer.BadParameter(f"{token_file}: no such token file", param_hint="--token-file")
+        return ensure_token(token_file)
+    if os.environ.get("JETFLEET_TOKEN"):
+        return os.environ["JETFLEET_TOKEN"]
+    default = jetfleet_home() / "api_token"
+    return ensure_token(default) if default.exists() else None
+
+
 @app.command("loadgen")
 def loadgen(
     scenario: str = typer.Option("server", "--scenario", help="server, singlestream, multistream or offline"),
     url: str = typer.Option("http://127.0.0.1:8000", "--url", help="the service's base URL"),
-    token: str = typer.Option(None, "--token", help="API bearer token (default: $JETFLEET_TOKEN)"),
+    token_file: Path = typer.Option(
+        None,
+        "--token-file",
+        help="API bearer token file (default: $JETFLEET_TOKEN, else ~/.jetfleet/api_token when it exists)",
+    ),
     out: Path = typer.Option(Path("loadgen-out"), "--out", help="folder for LoadGen's logs and the report"),
     model: str = typer.Option("inceptionv3", "--model", help="model every request names"),
     slo_ms: float = typer.Option(500.0, "--slo-ms", help="request SLO and LoadGen's target latency (ms)"),
@@ -42,7 +62,7 @@ def loadgen(
         min_duration_s=duration_s,
         min_query_count=min_queries,
     )
-    report = run_loadgen(url.rstrip("/"), token or os.environ.get("JETFLEET_TOKEN"), config, out)
+    report = run_loadgen(url.rstrip("/"), _client_token(token_file), config, out)
     lg, jf = report["loadgen"], report["jetfleet"]
     typer.echo(f"LoadGen {lg.get('scenario', scenario)}: {lg.get('result', '?')}  ({report['note'] or 'compliant'})")
     for key, value in lg.items():

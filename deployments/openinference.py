@@ -41,7 +41,6 @@ from jetfleet.errors import PayloadError
 router = APIRouter(prefix="/v2", tags=["Open Inference Protocol (KServe v2)"])
 SERVER_NAME = "jetfleet"
 SERVER_VERSION = "0.1.0"
-DECODE_IN_THREAD_BYTES = 256 * 1024  # decode bigger bodies off the event loop
 READY_TIMEOUT_S = 2.0
 
 
@@ -140,10 +139,8 @@ class OpenInferenceRoutes:
             return signature
         try:
             raw = await self._read_body(request)  # type: ignore[attr-defined]
-            if len(raw) > DECODE_IN_THREAD_BYTES:
-                parsed = await asyncio.to_thread(self._v2_parse, raw, request, signature)
-            else:
-                parsed = self._v2_parse(raw, request, signature)
+            loop = asyncio.get_running_loop()  # parse and decode in the ingress's bounded pool, never on the loop
+            parsed = await loop.run_in_executor(self._decode_pool, self._v2_parse, raw, request, signature)  # type: ignore[attr-defined]
             item = self._make_item(  # type: ignore[attr-defined]
                 parsed.n_frames, parsed.slo_ms / 1e3, model, parsed.priority, parsed.stream, parsed.frames
             )

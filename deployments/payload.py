@@ -12,52 +12,84 @@
       "frames": 4                                                       synthetic frames (load tests)
     }
 
-Images are decoded with Pillow, converted to RGB, resized and centre-cropped to the model's input side
-(torchvision's classification preset) and normalised with the ImageNet mean and standard deviation into
-float32 (3, H, W) frames. Everything wrong with a body raises
-`jetfleet.errors.PayloadError` with the HTTP status it deserves (400 undecodable, 404 unknown model, 422 invalid field)
-and a message naming the field.
+Types are strict (`"500"` is not a number, `true` not an integer, `2.0` not a count). Images are decoded with
+Pillow, converted to RGB, resized and centre-cropped to the model's input side (torchvision's classification
+preset) and normalised with the ImageNet mean and standard deviation into float32 (3, H, W) frames, within a
+`PixelBudget` per image and per request (image bombs are refused before they are decoded or resized). Everything
+wrong with a body raises `jetfleet.errors.PayloadError` with the HTTP status it deserves (400 malformed or
+undecodable, 404 unknown model, 413 too many pixels, 422 invalid field) and a message naming the field and
+holding no internals (the decoder's own exception is kept as `__cause__` for the service log).
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import io
 import math
-from typing import Any
+import re
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Annotated, Any
 
 import numpy as np
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.json_schema import SkipJsonSchema
 
+from deployments.errors import error_response, log_detail
 from jetfleet.errors import PayloadError
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32).reshape(3, 1, 1)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32).reshape(3, 1, 1)
-MAX_IMAGE_PIXELS = 40_000_000  # a decompression bomb guard per image
 TENSOR_DTYPES = {"float32": np.float32, "float16": np.float16, "uint8": np.uint8}
 
 
 class TensorIn(BaseModel):
     """Raw frames: `data` is base64 of the C-order bytes of an array of `shape` and `dtype`."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     shape: list[int] = Field(min_length=3, max_length=4, description="[3, H, W] or [N, 3, H, W]")
     dtype: str = Field("float32", description="float32, float16 or uint8")
     data: str = Field(description="base64 of the raw array bytes")
 
 
-class InferRequest(BaseModel):
-    """The body of POST /v1/infer (see the module docstring)."""
+FRAME_SOURCES = ("images", "tensors", "frames")  # a request gives exactly one of them
 
-    model_config = ConfigDict(extra="forbid")
+
+def _absent_by_default(schema: dict[str, Any]) -> None:
+    """A frame source's schema has no default: it is absent, not null, when not given."""
+    schema.pop("default", None)
+
+
+class InferRequest(BaseModel):
+    """The body of POST /v1/infer (see the module docstring). Types are strict: `"500"` is not a number,
+    `true` not an integer, `2.0` not a frame count."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={
+            "oneOf": [{"required": [k]} for k in FRAME_SOURCES],
+            "description": "Give exactly one of `images`, `tensors` or `frames`.",
+        },
+    )
     model: str = Field("inceptionv3", description="model family, e.g. inceptionv3, resnet50")
     slo_ms: float = Field(gt=0, allow_inf_nan=False, description="latency budget in ms from arrival")
     priority: int = Field(0, ge=-1000, le=1000, description="higher is more important")
     stream: str = Field("default", min_length=1, max_length=128, description="stream id (camera, client)")
-    images: list[str] | None = Field(None, min_length=1, description="base64-encoded JPEG or PNG images")
-    tensors: list[TensorIn] | None = Field(None, min_length=1, description="raw float frames")
-    frames: int | None = Field(None, ge=1, description="number of synthetic frames (no content; load tests)")
+    # SkipJsonSchema: absent is allowed, null is not (the one-of rule counts the keys given)
+    images: Annotated[list[str], Field(min_length=1)] | SkipJsonSchema[None] = Field(
+        None, description="base64 JPEG or PNG images", json_schema_extra=_absent_by_default
+    )
+    tensors: Annotated[list[TensorIn], Field(min_length=1)] | SkipJsonSchema[None] = Field(
+        None, description="raw float frames", json_schema_extra=_absent_by_default
+    )
+    frames: Annotated[int, Field(ge=1)] | SkipJsonSchema[None] = Field(
+        None, description="synthetic frames (no content; load tests)", json_schema_extra=_absent_by_default
+    )
 
 
 class TimingOut(BaseModel):
@@ -82,7 +114,8 @@ class FrameOut(BaseModel):
 
 
 class InferResponse(BaseModel):
-    """What POST /v1/infer answers (200 when completed; 429/503 bodies carry status and reason)."""
+    """What POST /v1/infer answers when completed (200). Refusals and drops (429/503) are `ErrorBody`s with
+    a `reason` (`deployments.errors`)."""
 
     request_id: int
     status: str = Field(description="completed, dropped, failed or rejected")
@@ -101,6 +134,36 @@ class InferResponse(BaseModel):
     retry_after_s: float | None = None
 
 
+async def read_body(
+    chunks: AsyncIterator[bytes],
+    declared_length: str | None,
+    max_bytes: int,
+    *,
+    idle_timeout_s: float = 10.0,
+    total_timeout_s: float = 60.0,
+) -> bytes:
+    """Read a request body: 413 past `max_bytes` (at once when Content-Length says so), 408 when the client
+    sends nothing for `idle_timeout_s` or has not finished after `total_timeout_s` (a slow or lying client
+    must not hold a connection)."""
+    if declared_length is not None and declared_length.isdigit() and int(declared_length) > max_bytes:
+        raise PayloadError(413, f"body of {int(declared_length)} bytes exceeds the {max_bytes}-byte limit")
+    parts, size = [], 0
+    deadline = time.monotonic() + total_timeout_s
+    iterator = aiter(chunks)
+    while True:
+        wait_s = min(idle_timeout_s, deadline - time.monotonic())
+        try:
+            chunk = await asyncio.wait_for(anext(iterator), max(0.0, wait_s))
+        except StopAsyncIteration:
+            return b"".join(parts)
+        except TimeoutError:
+            raise PayloadError(408, f"the body did not arrive in time ({size} bytes received); send it whole") from None
+        size += len(chunk)
+        if size > max_bytes:
+            raise PayloadError(413, f"body exceeds the {max_bytes}-byte limit")
+        parts.append(chunk)
+
+
 def parse_request(raw: bytes, known_models: list[str], max_frames: int) -> InferRequest:
     """Parse and validate a body: 400 for malformed JSON, 422 for invalid fields, 404 for unknown models."""
     try:
@@ -109,9 +172,13 @@ def parse_request(raw: bytes, known_models: list[str], max_frames: int) -> Infer
         first = e.errors()[0]
         if first["type"] == "json_invalid":
             raise PayloadError(400, f"malformed JSON: {first['msg']}") from None
-        where = ".".join(str(p) for p in first["loc"]) or "body"
+        # drop pydantic's union-member tags ("constrained-int", "list[str]") from the field's path
+        where = ".".join(str(p) for p in first["loc"] if isinstance(p, int) or p.isidentifier()) or "body"
         raise PayloadError(422, f"invalid field {where!r}: {first['msg']}") from None
-    given = [k for k in ("images", "tensors", "frames") if getattr(body, k) is not None]
+    given = [k for k in FRAME_SOURCES if k in body.model_fields_set]
+    nulls = [k for k in given if getattr(body, k) is None]
+    if nulls:
+        raise PayloadError(422, f"invalid field {nulls[0]!r}: must not be null (leave it out instead)")
     if len(given) != 1:
         raise PayloadError(422, f"give exactly one of 'images', 'tensors' or 'frames'; got {given or 'none'}")
     if body.model not in known_models:
@@ -130,10 +197,42 @@ def n_frames(body: InferRequest) -> int:
     return int(body.frames or 0)
 
 
-def decode_frames(body: InferRequest, input_hw: int) -> np.ndarray | None:
+@dataclass(frozen=True)
+class PixelBudget:
+    """How many pixels decoding may make: per image (as declared, and after every resize) and per request
+    (everything decoded or resized, summed). Declared sizes of all images are checked before any is decoded, so
+    a small body declaring huge images costs nothing; the resize target is checked before resizing, so a
+    3000x1 image cannot become a 768000x256 one."""
+
+    per_image_px: int = 40_000_000
+    per_request_px: int = 64_000_000
+
+
+class PixelLedger:
+    """The pixels one request has spent against its `PixelBudget`; `charge` raises 413 past either limit."""
+
+    def __init__(self, budget: PixelBudget) -> None:
+        self.budget = budget
+        self.used_px = 0
+
+    def charge(self, size: tuple[int, int], where: str, what: str) -> None:
+        w, h = size
+        pixels = w * h
+        if pixels > self.budget.per_image_px:
+            raise PayloadError(
+                413, f"{where}: {what} of {w}x{h} pixels exceeds the {self.budget.per_image_px}-pixel image limit"
+            )
+        if self.used_px + pixels > self.budget.per_request_px:
+            raise PayloadError(
+                413, f"{where}: the request's images exceed the {self.budget.per_request_px}-pixel request limit"
+            )
+        self.used_px += pixels
+
+
+def decode_frames(body: InferRequest, input_hw: int, budget: PixelBudget | None = None) -> np.ndarray | None:
     """The body's frames as one float32 (N, 3, H, W) array, or None for synthetic frames."""
     if body.images is not None:
-        return np.stack([decode_image(s, input_hw, f"images[{i}]") for i, s in enumerate(body.images)])
+        return decode_images(body.images, input_hw, budget)
     if body.tensors is not None:
         arrays = [decode_tensor(t, f"tensors[{i}]") for i, t in enumerate(body.tensors)]
         shapes = {a.shape[1:] for a in arrays}
@@ -143,38 +242,73 @@ def decode_frames(body: InferRequest, input_hw: int) -> np.ndarray | None:
     return None
 
 
-def decode_image(b64: str, input_hw: int, where: str = "image") -> np.ndarray:
+def decode_images(
+    images: list[str], input_hw: int, budget: PixelBudget | None = None, where: str = "images"
+) -> np.ndarray:
+    """Base64 JPEG/PNG images -> normalised float32 (N, 3, input_hw, input_hw), within one request's pixel
+    budget: every image's declared and resized sizes are charged before the first image is decoded."""
+    ledger = PixelLedger(budget or PixelBudget())
+    opened = []
+    try:
+        for i, b64 in enumerate(images):
+            image = open_image(b64, f"{where}[{i}]")
+            opened.append(image)
+            ledger.charge(image.size, f"{where}[{i}]", "declared size")
+            ledger.charge(resized_size(image.size, input_hw), f"{where}[{i}]", "resized size")
+        return np.stack([_to_frame(im, input_hw, f"{where}[{i}]") for i, im in enumerate(opened)])
+    finally:
+        for image in opened:
+            image.close()
+
+
+def decode_image(b64: str, input_hw: int, where: str = "image", budget: PixelBudget | None = None) -> np.ndarray:
     """One base64 JPEG/PNG -> normalised float32 (3, input_hw, input_hw)."""
-    from PIL import Image, UnidentifiedImageError
+    return decode_images([b64], input_hw, budget, where)[0]
+
+
+def open_image(b64: str, where: str = "image") -> Any:
+    """A base64 JPEG/PNG opened lazily (only its header is read): 400 when it is not one."""
+    from PIL import Image
 
     try:
         data = base64.b64decode(b64, validate=True)
     except (binascii.Error, ValueError):
         raise PayloadError(400, f"{where}: not valid base64") from None
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            if im.format not in ("JPEG", "PNG"):
-                raise PayloadError(400, f"{where}: {im.format} image; send JPEG or PNG")
-            if im.width * im.height > MAX_IMAGE_PIXELS:
-                raise PayloadError(413, f"{where}: {im.width}x{im.height} pixels is too large")
-            rgb = _resize_centre_crop(im.convert("RGB"), input_hw)
-    except PayloadError:
-        raise
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
-        raise PayloadError(400, f"{where}: cannot decode the image: {e}") from None
+        image = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as e:
+        raise PayloadError(413, f"{where}: the image declares too many pixels") from e
+    except Exception as e:  # Pillow raises many types for hostile headers; the client gets one message
+        raise PayloadError(400, f"{where}: cannot decode the image: not a JPEG or PNG file") from e
+    if image.format not in ("JPEG", "PNG"):
+        image.close()
+        raise PayloadError(400, f"{where}: {image.format} image; send JPEG or PNG")
+    return image
+
+
+def _to_frame(image: Any, input_hw: int, where: str) -> np.ndarray:
+    try:
+        rgb = _resize_centre_crop(image.convert("RGB"), input_hw)
+    except Exception as e:  # truncated data, Pillow's SyntaxError/OverflowError/struct.error, MemoryError...
+        raise PayloadError(400, f"{where}: cannot decode the image: corrupt or truncated data") from e
     x = np.asarray(rgb, dtype=np.float32).transpose(2, 0, 1) / 255.0
     return np.ascontiguousarray((x - IMAGENET_MEAN) / IMAGENET_STD)
 
 
+def resized_size(size: tuple[int, int], hw: int) -> tuple[int, int]:
+    """The size torchvision's classification preset resizes an image of `size` to before its centre crop:
+    shorter side hw*256/224 (as `actors.networks.image_to_chw`)."""
+    short = round(hw * 256 / 224)
+    w, h = size
+    scale = short / min(w, h)
+    return max(hw, round(w * scale)), max(hw, round(h * scale))
+
+
 def _resize_centre_crop(image: Any, hw: int) -> Any:
-    """torchvision's classification preset (as `actors.networks.image_to_chw`): shorter side to hw*256/224,
-    bilinear, then the centre hw x hw crop."""
+    """Resize to `resized_size` (bilinear), then the centre hw x hw crop."""
     from PIL import Image
 
-    short = round(hw * 256 / 224)
-    w, h = image.size
-    scale = short / min(w, h)
-    image = image.resize((max(hw, round(w * scale)), max(hw, round(h * scale))), Image.Resampling.BILINEAR)
+    image = image.resize(resized_size(image.size, hw), Image.Resampling.BILINEAR)
     w, h = image.size
     left, top = (w - hw) // 2, (h - hw) // 2
     return image.crop((left, top, left + hw, top + hw))
@@ -222,6 +356,46 @@ def frame_out(output: Any) -> dict[str, Any]:
             }
         }
     return {"classes": list(output.classes), "scores": [round(s, 6) for s in output.scores]}
+
+
+# What a client should do about each reason the scheduler gives for not serving a request (its detail is logged).
+REASON_ADVICE = {
+    "queue_full": "the queue for this stream is full; retry after Retry-After seconds",
+    "rejected": "refused at admission: the fleet cannot serve it in time now; retry after Retry-After seconds",
+    "evicted_low_priority": "dropped to make room for higher-priority requests; retry later",
+    "deadline_unreachable": "no device can finish it within slo_ms; raise slo_ms, send fewer frames or retry later",
+    "shed": "shed under overload to protect higher-priority streams; retry later",
+    "deadline_expired": "its deadline passed while it waited; raise slo_ms or retry later",
+    "no_device": "no healthy device serves this model now; retry later",
+    "device_failed": "its device failed and it could not be retried in time; retry",
+    "shutdown": "the service is shutting down; retry later",
+    "invalid": "the scheduler refused the request as invalid",
+}
+_REASON_CODE = re.compile(r"[a-z][a-z0-9_]{0,63}")
+
+
+def answer_response(answer: Any, n: int, e2e_ms: float, request_id: str) -> JSONResponse:
+    """The HTTP response to a scheduler answer: 200 with `InferResponse` when completed, else an error in the
+    one format (`deployments.errors`) with the reason's advice and code; the scheduler's detail is logged."""
+    status, headers = http_status(answer)
+    if status == 200:
+        return JSONResponse(clean_json(answer_body(answer, n, e2e_ms)), status_code=200)
+    reason = answer.reason if _REASON_CODE.fullmatch(answer.reason or "") else "unknown"
+    log_detail(request_id, f"{answer.status} ({answer.reason}) by the scheduler", answer.detail or "-")
+    message = f"{answer.status}: {REASON_ADVICE.get(reason, 'not served; retry later')}"
+    retry = answer.retry_after_s if answer.retry_after_s is not None and math.isfinite(answer.retry_after_s) else None
+    return error_response(status, message, request_id, headers=headers, reason=reason, retry_after_s=retry)
+
+
+def clean_json(x: Any) -> Any:
+    """JSON-safe: non-finite floats become null (JSON has no NaN)."""
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {str(k): clean_json(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [clean_json(v) for v in x]
+    return x
 
 
 def answer_body(answer: Any, n: int, e2e_ms: float) -> dict[str, Any]:

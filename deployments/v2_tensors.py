@@ -33,7 +33,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from deployments.model_metadata import IMAGES_INPUT, ModelSignature
-from deployments.payload import TENSOR_DTYPES, TensorIn, decode_image, decode_tensor
+from deployments.payload import TENSOR_DTYPES, TensorIn, decode_images, decode_tensor
 from jetfleet.errors import PayloadError
 
 DEFAULT_SLO_MS = 1000.0  # when a client (plain tritonclient) states no budget
@@ -196,7 +196,7 @@ def _image_frames(tensor: V2InputTensor, payload: bytes | None, input_hw: int) -
         images = [base64.b64encode(b).decode() for b in _bytes_elements(payload, tensor.name)]
     if len(images) != tensor.shape[0] or not images:
         raise PayloadError(400, f"input {tensor.name!r}: {len(images)} images for shape {tensor.shape}")
-    return np.stack([decode_image(s, input_hw, f"input {tensor.name!r}[{i}]") for i, s in enumerate(images)])
+    return decode_images(images, input_hw, None, f"input {tensor.name!r}")  # one request's pixel budget
 
 
 def _bytes_elements(payload: bytes, name: str) -> list[bytes]:

@@ -169,7 +169,7 @@ def test_a_full_bounded_queue_answers_429_with_retry_after(ray_cluster, tmp_path
         assert set(codes) <= {200, 429} and codes.count(429) >= 1 and codes.count(200) >= 1, codes
         refused = next(r for r in responses if r.status_code == 429)
         assert int(refused.headers["Retry-After"]) >= 1
-        assert refused.json()["status"] == "rejected" and refused.json()["reason"] == "queue_full"
+        assert refused.json()["status"] == 429 and refused.json()["reason"] == "queue_full"
         stats = httpx.get(f"{svc.url}/v1/stats", headers={"Authorization": f"Bearer {svc.token}"}).json()
         assert stats["dropped_by_reason"]["queue_full"] == codes.count(429) and stats["submitted"] == 30
     finally:

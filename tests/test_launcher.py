@@ -100,11 +100,24 @@ def test_token_auth_is_on_everywhere_and_the_token_stays_out_of_the_yaml(tmp_pat
 def test_an_existing_token_is_kept(tmp_path):
     """A token file that exists is reused, not replaced; an empty one is an error."""
     (tmp_path / "token").write_text("my-own-token\n")
+    (tmp_path / "token").chmod(0o600)
     _write(tmp_path)
     assert (tmp_path / "token").read_text() == "my-own-token\n"
     (tmp_path / "token").write_text("")
     with pytest.raises(ConfigError, match="empty"):
         _write(tmp_path)
+
+
+def test_a_token_file_other_users_can_read_is_refused(tmp_path):
+    from cluster.launcher import ensure_token
+
+    path = tmp_path / "token"
+    path.write_text("my-own-token\n")
+    path.chmod(0o644)
+    with pytest.raises(ConfigError, match="chmod 600"):
+        ensure_token(path)
+    path.chmod(0o600)
+    assert ensure_token(path) == "my-own-token"
 
 
 def test_setup_checks_python_310_and_installs_with_system_site_packages(tmp_path):

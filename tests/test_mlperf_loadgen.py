@@ -98,7 +98,13 @@ class FakeService:
             self.bodies.append(body)
             dropped = self.requests % 4 == 0
         if dropped:
-            return httpx.Response(503, json={"status": "dropped", "reason": "deadline_expired"})
+            body = {
+                "error": "dropped: its deadline passed",
+                "status": 503,
+                "request_id": "r",
+                "reason": "deadline_expired",
+            }
+            return httpx.Response(503, json=body)
         return httpx.Response(200, json={"status": "completed", "frames": body["frames"]})
 
 
@@ -113,7 +119,7 @@ def test_every_sample_is_answered_and_drops_are_counted_beside_frames_per_joule(
     jf = report["jetfleet"]
     dropped = [b for i, b in enumerate(service.bodies, 1) if i % 4 == 0]
     assert jf["requests"] == service.requests >= 1
-    assert jf["answers_by_status"].get("dropped", 0) == len(dropped)
+    assert jf["answers_by_status"].get("http-503:deadline_expired", 0) == len(dropped)
     assert jf["frames_completed"] == sum(b["frames"] for b in service.bodies) - sum(b["frames"] for b in dropped)
     assert jf["energy_j"] == pytest.approx(0.5 * service.requests)
     assert jf["frames_per_j"] == pytest.approx(jf["frames_completed"] / jf["energy_j"], rel=1e-3)

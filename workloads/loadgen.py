@@ -175,13 +175,15 @@ def _record(rec: Sent, resp: httpx.Response) -> None:
     except ValueError:
         rec.status, rec.reason = "error", f"HTTP {resp.status_code}: not JSON"
         return
-    rec.status = body.get("status") or "error"
-    rec.reason = body.get("reason") or body.get("error", "")
-    rec.device = body.get("device", "")
-    rec.within_slo = bool(body.get("within_slo", False))
-    rec.energy_j = float(body.get("energy_j") or 0.0)
-    if rec.status == "error" or isinstance(rec.status, int):
-        rec.status, rec.reason = "error", f"HTTP {resp.status_code}: {rec.reason}"
+    if resp.status_code == 200:
+        rec.status, rec.reason = body.get("status") or "error", body.get("reason", "")
+        rec.device = body.get("device", "")
+        rec.within_slo = bool(body.get("within_slo", False))
+        rec.energy_j = float(body.get("energy_j") or 0.0)
+    elif body.get("reason"):  # the scheduler's answer: refused at admission (429), or dropped/failed (503)
+        rec.status, rec.reason = ("rejected" if resp.status_code == 429 else "dropped"), body["reason"]
+    else:
+        rec.status, rec.reason = "error", f"HTTP {resp.status_code}: {body.get('error', '')}"
 
 
 class _Progress:

@@ -119,7 +119,7 @@ class HttpSut:
         }
         try:
             r = await self._client.post("/v1/infer", json=body)
-            status = r.json().get("status", f"http-{r.status_code}") if r.content else f"http-{r.status_code}"
+            status = _answer_status(r)
         except (httpx.HTTPError, ValueError) as e:
             status = f"error:{type(e).__name__}"
         with self._lock:
@@ -243,3 +243,12 @@ def run_loadgen(
     }
     (out_dir / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
     return report
+
+
+def _answer_status(r: httpx.Response) -> str:
+    """ "completed" for a served request; else "http-CODE" with the error body's reason ("http-429:queue_full")."""
+    body = r.json() if r.content else {}
+    if r.status_code == 200:
+        return str(body.get("status", "completed"))
+    reason = body.get("reason") if isinstance(body, dict) else None
+    return f"http-{r.status_code}" + (f":{reason}" if reason else "")
