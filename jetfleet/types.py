@@ -81,6 +81,15 @@ class DeviceState:
         """The device's own figures for sleep `state`, or None when it cannot enter it."""
         return next((s for s in self.power_states or () if s.state is state), None)
 
+    def free_s(self, now_s: float) -> float:
+        """The earliest time a batch could start on it: after its work in flight, a wake under way, or (asleep)
+        a wake ordered now. Admission and shedding predict with this, so a sleeping fleet is not counted as free."""
+        start_s = max(now_s, self.busy_until_s, self.awake_at_s)
+        if not self.power_state.awake:
+            spec = self.power_spec(self.power_state)
+            start_s += spec.exit_s if spec is not None else 0.0
+        return start_s
+
     @property
     def min_freq_hz(self) -> float:
         return self.freqs_hz[0]
@@ -190,7 +199,8 @@ class Admission:
 class Applied:
     """What the core really applied, handed to `Policy.absorb`: a policy learns of its effects only here.
 
-    After an arrival: `admitted` (the request, when accepted) and the `drops` its admission caused. After a
+    After an arrival: `admitted` (the request, when accepted) and the `drops` its admission caused, or `refused`
+    (the request, when admission rejected it: the load offered, which a forecast must see). After a
     step: the dispatches, frequency changes and drops the core applied (a wrapper such as overload control
     may have kept only some of its inner policy's proposals) and the step's `memo`.
     """
@@ -202,6 +212,7 @@ class Applied:
     drops: tuple[Drop, ...] = ()
     memo: object = None
     power_changes: tuple[SetPowerState, ...] = ()
+    refused: tuple[Request, ...] = ()  # an arrival admission refused: still demand, for a policy's forecast
 
 
 @dataclass(frozen=True, slots=True)

@@ -75,13 +75,13 @@ def admission_decision(
         return Admission.accept(tuple(bound_victims(request, queue, streams)))
     done_s = earliest_completion_s(now_s, request, healthy, oracle)
     if done_s > request.deadline_s + _EPS_S:
-        free_s = min(max(now_s, d.busy_until_s) for d in healthy)
+        free_s = min(d.free_s(now_s) for d in healthy)
         return Admission.reject(
             DropReason.DEADLINE_UNREACHABLE,
             max(min_retry_after_s, free_s - now_s),
             f"earliest completion {done_s - now_s:.3f} s after now exceeds its {request.slo_s:.3f} s budget",
         )
-    free = {d.name: max(now_s, d.busy_until_s) for d in healthy}
+    free = {d.name: d.free_s(now_s) for d in healthy}
     head = queue_head(queue, window)
     verdict = plan(now_s, [*head, request], healthy, free, oracle, active, protected)
     for r, protected in verdict.shed:

@@ -115,7 +115,9 @@ class SchedulerCore:
         admission = self.policy.admit(self.context(now_s), request)
         self._open[request.request_id] = request
         if not admission.accepted:
-            return [self._reject(now_s, request, admission)]
+            outcome = self._reject(now_s, request, admission)
+            self.policy.absorb(Applied(now_s, refused=(request,)))
+            return [outcome]
         self.queue.add(request)
         outcomes = self._apply_drops(now_s, admission.drops)
         self.policy.absorb(Applied(now_s, admitted=(request,), drops=admission.drops))

@@ -156,7 +156,7 @@ class _Step:
         self.inner_memo: object = None  # the memo of the inner decision whose proposals this step kept
         self.devices = [d for d in devices if d.healthy]
         self.views: dict[str, DeviceState] = {d.name: d for d in devices}
-        self.free: dict[str, float] = {d.name: max(now_s, d.busy_until_s) for d in self.devices}
+        self.free: dict[str, float] = {d.name: d.free_s(now_s) for d in self.devices}
         self.used: set[str] = set()
         self.taken: set[int] = set()
         self.out = Decisions()

@@ -159,7 +159,7 @@ def earliest_completion_s(
         if can_run(d, request.model):
             latency_s = oracle.batch_latency_s(d.kind, request.model, request.n_frames)
             latency_s = latency_s * (1 + margin_rel) + margin_abs_s
-            best = min(best, max(now_s, d.busy_until_s) + latency_s)
+            best = min(best, d.free_s(now_s) + latency_s)
     return best
 
 
@@ -184,7 +184,7 @@ def backlog_completion_s(
     its model.
     """
     healthy = [d for d in devices if d.healthy]
-    groups = _Groups(healthy, {d.name: max(now_s, d.busy_until_s) for d in healthy})
+    groups = _Groups(healthy, {d.name: d.free_s(now_s) for d in healthy})
     for r in ahead:
 
         def job_s(kind: str, r: Request = r) -> float:

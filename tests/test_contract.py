@@ -253,3 +253,48 @@ def test_a_second_objective_changes_what_jetfleet_minimises_without_touching_the
     assert energy.metrics.frames_per_joule > latency.metrics.frames_per_joule
     assert energy.metrics.pct_frames_within_slo == pytest.approx(100.0)
     assert latency.metrics.pct_frames_within_slo == pytest.approx(100.0)
+
+
+# -- refused arrivals are still demand; a sleeping device is not free ---------------------------------------------
+class _RefuseAll(Policy):
+    """Rejects every arrival and records what `absorb` was told."""
+
+    name = "refuse-all"
+
+    def __init__(self) -> None:
+        self.applied: list[Applied] = []
+
+    def admit(self, ctx: StepContext, request: Request):
+        from jetfleet.types import Admission, DropReason
+
+        return Admission.reject(DropReason.DEADLINE_UNREACHABLE, 0.5)
+
+    def decide(self, ctx: StepContext) -> Decisions:
+        return Decisions()
+
+    def absorb(self, applied: Applied) -> None:
+        self.applied.append(applied)
+
+
+def test_a_refused_arrival_reaches_absorb_as_refused_not_admitted():
+    """The offered load reaches the policy (its forecast must see it); the request itself is answered once."""
+    policy = _RefuseAll()
+    core = SchedulerCore(policy, COST, [DeviceState("nx", "xavier-nx", get_kind("xavier-nx").max_freq_hz)])
+    request = Request(7, 1.0, 1, 0.5)
+    (outcome,) = core.submit(1.0, request)
+    assert outcome.status is OutcomeStatus.REJECTED and outcome.request_id == 7
+    assert [(a.admitted, a.refused) for a in policy.applied] == [((), (request,))]
+    assert not core.queue
+
+
+def test_a_sleeping_device_is_free_only_after_its_wake():
+    from jetfleet.power_states import PowerState
+    from policies.context import with_device_facts
+
+    awake = with_device_facts(DeviceState("nx", "xavier-nx", get_kind("xavier-nx").max_freq_hz))
+    suspended = replace(awake, power_state=PowerState.SUSPENDED)
+    wake_s = suspended.power_spec(PowerState.SUSPENDED).exit_s
+    assert awake.free_s(10.0) == pytest.approx(10.0)
+    assert suspended.free_s(10.0) == pytest.approx(10.0 + wake_s) and wake_s > 0
+    waking = replace(awake, awake_at_s=11.5)
+    assert waking.free_s(10.0) == pytest.approx(11.5)

@@ -77,7 +77,7 @@ class JetfleetPolicy(Policy):
     # -- the Policy contract ----------------------------------------------------------------------
     def absorb(self, applied: Applied) -> None:
         """Remember what was applied: arrivals, which devices ran what, clock changes, the parking scan."""
-        for request in applied.admitted:
+        for request in (*applied.admitted, *applied.refused):  # offered load: a refused arrival is demand too
             self.arrivals.observe(request, applied.now_s)
         for d in applied.dispatches:
             self._use_seq += 1
