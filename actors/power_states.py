@@ -23,7 +23,7 @@ import math
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import ClassVar
 
@@ -201,6 +201,7 @@ class JetsonPowerStates(PowerStateBackend):
         launch_delay_s: float = 0.5,
         railgate_timeout_s: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         super().__init__(mac=mac)
         self.root = Path(root)
@@ -209,7 +210,7 @@ class JetsonPowerStates(PowerStateBackend):
         self.has_rtc = shutil.which("rtcwake") is not None if rtcwake is None else bool(rtcwake)
         self.launch, self.launch_delay_s = launch, launch_delay_s
         self.railgate_timeout_s = railgate_timeout_s
-        self._clock = clock
+        self._clock, self._sleep = clock, sleep
         self._saved_railgate = ""
         self._saved_freq_hz: float | None = None
         self._saved_cpu_max: dict[Path, str] = {}
@@ -281,7 +282,7 @@ class JetsonPowerStates(PowerStateBackend):
             raise
         deadline = self._clock() + self.railgate_timeout_s
         while self.railgated() is False and self._clock() < deadline:
-            await asyncio.sleep(0.01)
+            await self._sleep(0.01)
 
     def _floor_cpus(self) -> None:
         for cpufreq in sorted((self.root / "sys/devices/system/cpu").glob("cpu[0-9]*/cpufreq")):

@@ -183,12 +183,25 @@ class LiveScheduler:
                 await asyncio.sleep(0.01)
         for spec in self.fleet.devices:
             if self._healthy[spec.name]:
+                await self._wake_for_new_run(spec.name)
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(
                         self.clients[spec.name].set_frequency(get_kind(spec.kind).max_freq_hz), self.probe_timeout_s
                     )
         self._new_run(policy)
         self._kick()
+
+    async def _wake_for_new_run(self, name: str) -> None:
+        """A new run starts with every device awake (its core believes so): wake one the last run left asleep."""
+        if self.sleep_books.states[name].awake:
+            return
+        try:
+            waking = self.clients[name].set_power_state(PowerState.IDLE.value, None)
+            await asyncio.wait_for(waking, self.probe_timeout_s)
+        except Exception as e:  # noqa: BLE001 - the next probe tells what state it is in
+            log.warning("waking %s for a new run failed: %s", name, e)
+            return
+        self.sleep_books.mark(self._touch(), name, PowerState.IDLE)
 
     async def close(self) -> None:
         """Answer everything still queued with `shutdown` and stop the loop."""

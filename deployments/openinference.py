@@ -25,6 +25,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from deployments.model_metadata import MODEL_VERSION, ModelSignature, model_signature
 from deployments.payload import http_status
@@ -38,7 +39,33 @@ from deployments.v2_tensors import (
 )
 from jetfleet.errors import PayloadError
 
-router = APIRouter(prefix="/v2", tags=["Open Inference Protocol (KServe v2)"])
+
+class V2Error(BaseModel):
+    """The protocol's error body."""
+
+    error: str
+
+
+def _documented(*codes: int) -> dict[int | str, dict[str, Any]]:
+    reasons = {
+        400: "malformed request or tensors",
+        401: "missing token",
+        403: "wrong token",
+        404: "unknown model or version",
+        408: "the body did not arrive in time",
+        413: "body or pixels over the limit",
+        429: "refused at admission; see Retry-After",
+        503: "not ready, dropped or failed; or the scheduler is down",
+    }
+    return {code: {"model": V2Error, "description": reasons[code]} for code in codes}
+
+
+# Every status any /v2 route can answer is in the schema, so schema-driven clients and fuzzers know them.
+router = APIRouter(
+    prefix="/v2",
+    tags=["Open Inference Protocol (KServe v2)"],
+    responses=_documented(400, 401, 403, 404, 408, 413, 429, 503),
+)
 SERVER_NAME = "jetfleet"
 SERVER_VERSION = "0.1.0"
 READY_TIMEOUT_S = 2.0

@@ -208,12 +208,14 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(service, cli
 
 
 def test_a_scheduler_crash_is_a_503_with_retry_after_and_no_internals(service):
-    """Requests in flight when the scheduler replica dies are answered 503 with Retry-After and the error format
-    (they carried a traceback, actor id, pid and node IP before). Runs last: Serve restarts the scheduler."""
+    """Requests in flight when the scheduler replica dies are sent again by the ingress while their deadline
+    allows; those whose 2 s budget runs out before the restart (≥ 4 s here) are answered 503 with Retry-After and
+    the error format (they carried a traceback, actor id, pid and node IP before). Runs last: Serve restarts the
+    scheduler."""
     import ray
 
     headers = {"Authorization": f"Bearer {service.token}"}
-    body = {"model": "inceptionv3", "slo_ms": 600_000, "frames": 4, "stream": "slow"}
+    body = {"model": "inceptionv3", "slo_ms": 2_000, "frames": 4, "stream": "slow"}
     (name,) = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if "hostile#scheduler" in a["name"]]
     scheduler = ray.get_actor(name, namespace="serve")
 
@@ -227,7 +229,7 @@ def test_a_scheduler_crash_is_a_503_with_retry_after_and_no_internals(service):
             return await asyncio.gather(*sent)
 
     responses = asyncio.run(crash())
-    crashed = [r for r in responses if r.status_code == 503]
-    assert crashed and all(r.status_code in (200, 503) for r in responses), [r.status_code for r in responses]
+    crashed = [r for r in responses if r.status_code == 503 and "unavailable" in r.json()["error"]]
+    assert crashed and all(r.status_code in (200, 429, 503) for r in responses), [r.status_code for r in responses]
     for r in crashed:
         assert int(r.headers["Retry-After"]) >= 1 and "retry" in _error(r, 503)["error"]

@@ -52,29 +52,22 @@ def _probe(tmp_path, resume_after_s: float | None = None, **kw):
         kw["slept"] = slept
     slept_out = kw.pop("slept", None)
     backend = JetsonPowerStates(root=tmp_path, dvfs=JetsonDvfs(root=tmp_path, devfreq=ORIN_DEVFREQ), rtcwake=False)
-    backend._clock = board.clock
-    import actors.power_states as ps
-
-    real_sleep = ps.asyncio.sleep
-    ps.asyncio.sleep = board.sleep  # the backend's wait for is_railgated runs on the fake clock
-    try:
-        result = asyncio.run(
-            probe_power_states(
-                backend,
-                board.power_w,
-                host="orin-7",
-                date="2026-12-02",
-                dwell_s=1.0,
-                clock=board.clock,
-                sleep=board.sleep,
-                **kw,
-            )
+    backend._clock, backend._sleep = board.clock, board.sleep  # its wait for is_railgated runs on the fake clock
+    result = asyncio.run(
+        probe_power_states(
+            backend,
+            board.power_w,
+            host="orin-7",
+            date="2026-12-02",
+            dwell_s=1.0,
+            clock=board.clock,
+            sleep=board.sleep,
+            **kw,
         )
-        if slept_out is not None:
-            result["_slept"] = slept_out
-        return result
-    finally:
-        ps.asyncio.sleep = real_sleep
+    )
+    if slept_out is not None:
+        result["_slept"] = slept_out
+    return result
 
 
 def test_probe_measures_idle_and_deep_idle_with_sources(tmp_path):
