@@ -66,6 +66,7 @@ class BatchFigures:
     predicted_latency_s: float
     predicted_over_measured: float
     energy_per_frame_j: float
+    predicted_energy_per_frame_j: float  # board energy, idle included, as the cost model counts it
     energy_source: str  # "nvml-energy-counter" | "power-x-time"
     mean_power_w: float
     sm_clock_mhz: tuple[int, int]  # (min, max) seen around the runs
@@ -126,9 +127,11 @@ async def measure_batch(
 
 
 def batch_figures(
-    batch: int, latencies: Sequence[float], before: Reading, after: Reading, predicted_s: float
+    batch: int, latencies: Sequence[float], before: Reading, after: Reading, predicted: tuple[float, float]
 ) -> BatchFigures:
-    """Figures of one batch size from its latencies, the NVML reads around them and the prediction."""
+    """Figures of one batch size from its latencies, the NVML reads around them and the predicted
+    (latency_s, energy_j) of one batch."""
+    predicted_s, predicted_j = predicted
     elapsed = after.at_s - before.at_s
     mean_power = (before.power_w + after.power_w) / 2
     if before.energy_mj is not None and after.energy_mj is not None:
@@ -144,6 +147,7 @@ def batch_figures(
         predicted_latency_s=predicted_s,
         predicted_over_measured=predicted_s / measured if measured > 0 else float("nan"),
         energy_per_frame_j=energy_j / (batch * len(latencies)),
+        predicted_energy_per_frame_j=predicted_j / batch,
         energy_source=source,
         mean_power_w=mean_power,
         sm_clock_mhz=(min(before.sm_mhz, after.sm_mhz), max(before.sm_mhz, after.sm_mhz)),
@@ -175,7 +179,8 @@ def run_check(
             latencies, before, after = asyncio.run(measure_batch(engine, model, batch, runs, reader, clock))
             sm_hz = np.array([(before.sm_mhz + after.sm_mhz) / 2 * 1e6])
             grid = costs.predict_grid(KIND, model, sm_hz, np.array([batch]))
-            rows.append(batch_figures(batch, latencies, before, after, float(grid.latency_s[0, 0])))
+            predicted = float(grid.latency_s[0, 0]), float(grid.energy_j[0, 0])
+            rows.append(batch_figures(batch, latencies, before, after, predicted))
         engine.close()
     finally:
         reader.close()
@@ -265,7 +270,8 @@ def main(
     for r in report["batches"]:
         print(
             f"  batch {r['batch']:>3}: measured {r['measured_latency_s'] * 1e3:7.2f} ms, predicted"
-            f" {r['predicted_latency_s'] * 1e3:7.2f} ms, {r['energy_per_frame_j'] * 1e3:7.2f} mJ/frame,"
+            f" {r['predicted_latency_s'] * 1e3:7.2f} ms; {r['energy_per_frame_j'] * 1e3:7.2f} mJ/frame (predicted"
+            f" {r['predicted_energy_per_frame_j'] * 1e3:.2f}),"
             f" SM {r['sm_clock_mhz'][0]}-{r['sm_clock_mhz'][1]} MHz"
         )
     print(f"report: {path}", file=sys.stderr)

@@ -118,13 +118,15 @@ def test_report_figures_follow_from_the_readings():
     assert (report["tensorrt"], report["model"], report["device_kind"]) == ("10.9.0", "resnet18", "cuda-gpu")
     assert engine.runs == [1] * 6 + [8] * 6 and engine.closed  # one warm-up + 5 timed runs per size
     oracle = make_cost_model("oracle").predict_grid("cuda-gpu", "resnet18", np.array([1980e6]), np.array([1, 8]))
-    for row, batch, predicted in zip(report["batches"], (1, 8), oracle.latency_s[0], strict=True):
+    rows = zip(report["batches"], (1, 8), oracle.latency_s[0], oracle.energy_j[0], strict=True)
+    for row, batch, predicted, predicted_j in rows:
         took = 0.001 + 0.0005 * batch
         assert row["batch"] == batch and row["runs"] == 5
         assert row["measured_latency_s"] == pytest.approx(took)
         assert row["predicted_latency_s"] == pytest.approx(predicted)
         assert row["predicted_over_measured"] == pytest.approx(predicted / took)
         assert row["energy_per_frame_j"] == pytest.approx(POWER_W * took / batch)
+        assert row["predicted_energy_per_frame_j"] == pytest.approx(predicted_j / batch)
         assert row["energy_source"] == "nvml-energy-counter"
         assert row["mean_power_w"] == pytest.approx(POWER_W)
         assert tuple(row["sm_clock_mhz"]) == (1980, 1980) and tuple(row["mem_clock_mhz"]) == (3201, 3201)
