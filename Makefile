@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast bench lint venv clean
+.PHONY: demo test test-fast bench gpu-check lint venv clean
 
 venv: $(STAMP)
 
@@ -27,6 +27,10 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m benchmarks
+
+# TensorRT on this machine's CUDA GPU vs the cost model -> docs/hardware/; without a GPU it says so and exits 0.
+gpu-check: $(STAMP)
+	$(PY) -m benchmarks.gpu_check
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
