@@ -112,6 +112,7 @@ class _Submitter:
     """
 
     RETRY_PAUSE_S = 0.05  # between a failed call and its resubmission (the handle waits for a new replica)
+    ANSWER_GRACE_S = 5.0  # how long past the latest deadline a call may stay open before it counts as failed
 
     def __init__(self, scheduler: Any, clock: Any = time.monotonic) -> None:
         self.scheduler = scheduler
@@ -152,21 +153,27 @@ class _Submitter:
 
     async def _call(self, entries: list[tuple[InferItem, asyncio.Future[InferAnswer], float]]) -> Exception | None:
         """One streaming call for `entries`; resolves the futures of the answers that came back. Returns the
-        error that ended it early (None when the stream ended normally)."""
+        error that ended it early (None when the stream ended normally). Bounded by the latest deadline plus
+        `ANSWER_GRACE_S`: the scheduler answers every request by its deadline, so a call still open after that
+        is waiting on a scheduler that is gone (or on Serve, for a replica that is not back yet)."""
+        budget_s = max(deadline for _, _, deadline in entries) - self._clock() + self.ANSWER_GRACE_S
         try:
-            if self._host is None:
-                self._host = await self.scheduler.host.remote()
-            stream = self._host.submit_many.options(num_returns="streaming").remote([item for item, _, _ in entries])
-            async for ref in stream:
-                for index, answer in await ref:
-                    if not entries[index][1].done():
-                        entries[index][1].set_result(answer)
+            await asyncio.wait_for(self._stream_answers(entries), max(budget_s, self.ANSWER_GRACE_S))
         except Exception as e:  # noqa: BLE001 - the scheduler is gone or restarting: the caller resubmits
             # Ask the deployment for its host again before the retry: after a restart it is a new actor (one
             # extra handle call per failed burst, so no need to tell UNAVAILABLE from other failures here).
             self._host = None
-            return e
+            return e if not isinstance(e, asyncio.TimeoutError) else RuntimeError("the scheduler did not answer")
         return None
+
+    async def _stream_answers(self, entries: list[tuple[InferItem, asyncio.Future[InferAnswer], float]]) -> None:
+        if self._host is None:
+            self._host = await self.scheduler.host.remote()
+        stream = self._host.submit_many.options(num_returns="streaming").remote([item for item, _, _ in entries])
+        async for ref in stream:
+            for index, answer in await ref:
+                if not entries[index][1].done():
+                    entries[index][1].set_result(answer)
 
 
 @serve.deployment

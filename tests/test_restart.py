@@ -109,3 +109,25 @@ def test_request_ids_of_a_restarted_scheduler_start_after_those_before():
     before = first_request_id()
     time.sleep(0.002)
     assert first_request_id() > before + 1000 and first_request_id() < 2**53
+
+
+class _NeverBack:
+    """A scheduler deployment whose replica never comes back: asking it for its host waits forever."""
+
+    class _Host:
+        async def remote(self):
+            await asyncio.Event().wait()
+
+    host = _Host()
+
+
+def test_a_scheduler_that_never_comes_back_fails_the_request_soon_after_its_deadline():
+    """The ingress does not wait on Serve forever: a call open past the deadline plus a grace counts as failed."""
+    from deployments.ingress import _Submitter
+
+    submitter = _Submitter(_NeverBack())
+    submitter.ANSWER_GRACE_S = 0.2
+    t0 = time.monotonic()
+    (answer,) = asyncio.run(_submit_all(submitter, [InferItem(1, 0.3)]))
+    assert isinstance(answer, RuntimeError) and "did not answer" in str(answer)
+    assert time.monotonic() - t0 < 3.0
