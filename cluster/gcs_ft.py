@@ -91,8 +91,10 @@ def redis_server_binary() -> str:
 
 
 def write_redis_config(folder: Path, port: int, password: str) -> Path:
-    """A redis.conf (mode 0600: it holds the password) for a loopback-only Redis that persists to `folder`."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """A redis.conf (mode 0600: it holds the password) for a loopback-only Redis that persists to `folder`, emptied
+    first (a new cluster starts from no state; an earlier cluster's append-only file would only pile up)."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
     conf = folder / "redis.conf"
     conf.touch(mode=0o600)
     conf.chmod(0o600)

@@ -16,7 +16,8 @@ leaves that to chance: it sets `RAY_AUTH_MODE=token` itself, with its own token 
 process, or `RAY_AUTH_TOKEN_PATH` pointing at `~/.jetfleet/ray_token` for `jetfleet up`), before any Ray
 process starts; every node, worker, `ray job submit` and `ray.init(address=...)` then uses that token.
 
-`jetfleet up` starts `ray start --block` processes in their own sessions and records them in
+`jetfleet up` starts `ray start --block` processes (the head without `--block` under `--gcs-ft`: see
+`cluster.gcs_ft`) in their own sessions and records them in
 `~/.jetfleet/cluster.json` (or `$JETFLEET_HOME`); `jetfleet down` ends exactly those process groups. It
 never runs `ray stop`, which would end every Ray process of the user, other clusters included. Its head
 exports Prometheus metrics on a fixed port (`--metrics-port`, default 8080) that a scrape config can name;
