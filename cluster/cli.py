@@ -18,7 +18,7 @@ def up(
     redis: str = typer.Option(
         "",
         "--redis",
-        help="with --gcs-ft: your Redis, redis://[user:password@]host:port (default: jetfleet starts one)",
+        help="with --gcs-ft: your Redis, redis://user:password@host:port or host:port (default: jetfleet starts one)",
     ),
 ) -> None:
     """Start a local Ray cluster for FLEET (each device a `device:<name>` resource), token auth on."""
