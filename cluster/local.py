@@ -16,7 +16,8 @@ leaves that to chance: it sets `RAY_AUTH_MODE=token` itself, with its own token 
 process, or `RAY_AUTH_TOKEN_PATH` pointing at `~/.jetfleet/ray_token` for `jetfleet up`), before any Ray
 process starts; every node, worker, `ray job submit` and `ray.init(address=...)` then uses that token.
 
-`jetfleet up` starts `ray start --block` processes in their own sessions and records them in
+`jetfleet up` starts `ray start --block` processes (the head without `--block` under `--gcs-ft`: see
+`cluster.gcs_ft`) in their own sessions and records them in
 `~/.jetfleet/cluster.json` (or `$JETFLEET_HOME`); `jetfleet down` ends exactly those process groups. It
 never runs `ray stop`, which would end every Ray process of the user, other clusters included. Its head
 exports Prometheus metrics on a fixed port (`--metrics-port`, default 8080) that a scrape config can name;
@@ -158,6 +159,7 @@ class ClusterState:
     nodes: dict[str, int] = field(default_factory=dict)  # node label ("head", device name) -> process group id
     per_device_nodes: bool = False
     temp_dir: str = ""
+    gcs_redis: str = ""  # with --gcs-ft: the Redis (host:port) the GCS keeps its state in
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -200,9 +202,18 @@ def up(
     num_cpus: int = 2,
     object_store_mb: int = 200,
     metrics_port: int = DEFAULT_METRICS_PORT,
+    gcs_ft: bool = False,
+    redis_url: str | None = None,
 ) -> ClusterState:
     """Start a detached local Ray cluster for `fleet` (see the module docstring); wait until every device's
-    resource is registered. The head exports Prometheus metrics on `metrics_port` (0: a free port)."""
+    resource is registered. The head exports Prometheus metrics on `metrics_port` (0: a free port). With
+    `gcs_ft` the GCS keeps its state in Redis (`cluster.gcs_ft`): the user's at `redis_url`, else one started
+    here and recorded as node "redis" (after the head, `down` ends it too)."""
+    from cluster import gcs_ft as ft
+
+    if redis_url and not gcs_ft:
+        raise ConfigError("--redis is for --gcs-ft")
+    target = ft.parse_redis_url(redis_url) if redis_url else None
     if running_cluster() is not None:
         raise JetfleetError(f"a jetfleet cluster is already running ({state_path()}); run `jetfleet down` first")
     home = jetfleet_home()
@@ -235,6 +246,15 @@ def up(
     head = _head_command(temp_dir, port, dash_port, num_cpus, object_store_mb, head_resources)
     head.append(f"--metrics-export-port={metrics_port}")
     try:
+        if gcs_ft:
+            if target is None:
+                target = _start_redis(state, env, home)
+            env.update(ft.head_env(target, namespace=f"jetfleet-{new_token()[:12]}"))
+            head += ft.head_args(target)
+            state.gcs_redis = target.address
+            # `ray start --block` ends the whole head when any of its processes dies, the GCS included, which
+            # would defeat GCS FT; without it the head's processes outlive `ray start` in its process group
+            head.remove("--block")
         state.nodes["head"] = _spawn(head, env, home / "head.log")
         if per_device_nodes:
             _wait_for_head(state, time.monotonic() + 60)
@@ -250,6 +270,18 @@ def up(
         down(state)
         raise
     return state
+
+
+def _start_redis(state: ClusterState, env: dict[str, str], home: Path) -> Any:
+    """Start a loopback-only Redis with a random password for the GCS; record it as node "redis"."""
+    from cluster import gcs_ft as ft
+
+    target = ft.RedisTarget("127.0.0.1", free_port(), password=new_token())
+    conf = ft.write_redis_config(home / "redis", target.port, target.password)
+    state.nodes["redis"] = _spawn([ft.redis_server_binary(), str(conf)], env, home / "redis.log")
+    pgid = state.nodes["redis"]
+    ft.wait_for_port(target.host, target.port, lambda: _alive(pgid), time.monotonic() + 30, "redis-server")
+    return target
 
 
 def _head_command(
@@ -363,22 +395,31 @@ def down(state: ClusterState | None = None, *, timeout_s: float = 40.0) -> list[
         if not path.exists():
             return []
         state = ClusterState.load(path)
+    # Ray first (devices, a restarted GCS, the head last), then the Redis the head's GCS may still write to
+    ray_nodes = sorted((kv for kv in state.nodes.items() if kv[0] != "redis"), key=lambda kv: kv[0] == "head")
+    redis = [kv for kv in state.nodes.items() if kv[0] == "redis"]
+    stopped = _stop_groups(ray_nodes, timeout_s) + _stop_groups(redis, timeout_s)
+    if path.exists() and ClusterState.load(path).address == state.address:
+        path.unlink()
+    return stopped
+
+
+def _stop_groups(nodes: list[tuple[str, int]], timeout_s: float) -> list[str]:
+    """SIGTERM these process groups, SIGKILL what still runs after `timeout_s`; the labels that were running."""
     stopped = []
-    for label, pgid in sorted(state.nodes.items(), key=lambda kv: kv[0] == "head"):
+    for label, pgid in nodes:
         if _alive(pgid):
             stopped.append(label)
             _killpg(pgid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and any(_alive(p) for p in state.nodes.values()):
+    while time.monotonic() < deadline and any(_alive(p) for _, p in nodes):
         time.sleep(0.2)
-    for pgid in state.nodes.values():
+    for _, pgid in nodes:
         if _alive(pgid):
             _killpg(pgid, signal.SIGKILL)
     deadline = time.monotonic() + 10.0
-    while time.monotonic() < deadline and any(_alive(p) for p in state.nodes.values()):
+    while time.monotonic() < deadline and any(_alive(p) for _, p in nodes):
         time.sleep(0.1)
-    if path.exists() and ClusterState.load(path).address == state.address:
-        path.unlink()
     return stopped
 
 
@@ -418,6 +459,7 @@ def describe(state: ClusterState) -> dict[str, Any]:
         "dashboard": state.dashboard_url,
         "metrics": state.metrics_url,
         "nodes": sorted(state.nodes),
+        "gcs_ft": f"on, state in Redis at {state.gcs_redis}" if state.gcs_redis else "off",
         "job_submit": f"{env} ray job submit --address {state.dashboard_url} --working-dir . -- "
         f"python -m workloads.experiment --fleet {state.fleet}",
     }
