@@ -113,6 +113,8 @@ class _Submitter:
 
     RETRY_PAUSE_S = 0.05  # between a failed call and its resubmission (the handle waits for a new replica)
     ANSWER_GRACE_S = 5.0  # how long past the latest deadline a call may stay open before it counts as failed
+    PROBE_EVERY_S = 1.0  # while a burst waits for answers, check its scheduler host is alive this often
+    PROBE_TIMEOUT_S = 5.0  # a host that does not answer a ping within this counts as gone
 
     def __init__(self, scheduler: Any, clock: Any = time.monotonic) -> None:
         self.scheduler = scheduler
@@ -169,11 +171,32 @@ class _Submitter:
     async def _stream_answers(self, entries: list[tuple[InferItem, asyncio.Future[InferAnswer], float]]) -> None:
         if self._host is None:
             self._host = await self.scheduler.host.remote()
-        stream = self._host.submit_many.options(num_returns="streaming").remote([item for item, _, _ in entries])
-        async for ref in stream:
+        host = self._host
+        stream = host.submit_many.options(num_returns="streaming").remote([item for item, _, _ in entries])
+        answers = stream.__aiter__()
+        while True:
+            ref = await self._next_or_dead(answers, host)
+            if ref is None:
+                return
             for index, answer in await ref:
                 if not entries[index][1].done():
                     entries[index][1].set_result(answer)
+
+    async def _next_or_dead(self, answers: Any, host: Any) -> Any:
+        """The stream's next group (None at its end). A streaming call to a host that died does not always fail:
+        while waiting, ping the host every `PROBE_EVERY_S`; a ping that fails raises, and the burst is resubmitted."""
+        waiting = asyncio.ensure_future(answers.__anext__())
+        try:
+            while True:
+                done, _ = await asyncio.wait({waiting}, timeout=self.PROBE_EVERY_S)
+                if done:
+                    return waiting.result()
+                await asyncio.wait_for(host.ping.remote(), self.PROBE_TIMEOUT_S)
+        except StopAsyncIteration:
+            return None
+        finally:
+            if not waiting.done():
+                waiting.cancel()
 
 
 @serve.deployment
