@@ -181,8 +181,9 @@ live system uses and is the headline; `oracle` is a perfect predictor, the noise
 
 Measured numbers are quoted from LoudVA's `experiment1_report_aggregated.csv`
 (github.com/iloudaros/LoudVA @ 2b4b15e, MIT). Energy is the board energy of every device from the first arrival
-to the last answer (DESIGN.md) unless a table says "from time 0"; *bound* is each run's sleep-aware energy bound (docs/power-states.md) divided by its
-energy (1.0 = no policy could spend less on the same frames in the same window).
+to the last answer (DESIGN.md) unless a table says "from time 0"; *bound* is each run's sleep-aware energy bound
+(docs/power-states.md) divided by its energy (1.0 = no policy could spend less on the same frames in the same
+window).
 """
 
 
