@@ -191,7 +191,10 @@ class _Submitter:
                 done, _ = await asyncio.wait({waiting}, timeout=self.PROBE_EVERY_S)
                 if done:
                     return waiting.result()
-                await asyncio.wait_for(host.ping.remote(), self.PROBE_TIMEOUT_S)
+                try:  # a host that died fails the ping at once (RayActorError): that ends the call
+                    await asyncio.wait_for(host.ping.remote(), self.PROBE_TIMEOUT_S)
+                except asyncio.TimeoutError:
+                    continue  # busy, not gone (e.g. compiling the planner on its first decision): keep waiting
         except StopAsyncIteration:
             return None
         finally:
