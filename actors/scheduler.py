@@ -51,6 +51,7 @@ from actors.accounting import EnergyLedger, LiveRun, idle_power_fn
 from actors.device import BatchRun
 from actors.messages import DeviceClient, DeviceUnavailableError, InferAnswer, InferItem, servable_models
 from actors.metrics import NullMetrics
+from actors.round_trip import RoundTrips
 from actors.sleep_books import SleepBooks
 from actors.sleep_control import refused_asleep
 from cluster.inventory import Fleet
@@ -129,6 +130,7 @@ class LiveScheduler:
         self._away: set[str] = set()  # devices in a long sleep: their node left Ray on purpose, probes may fail
         self._power_pending: set[str] = set()  # devices with a power-state change on its way to them
         self.sleep_books = SleepBooks(self.clients, 0.0)
+        self.round_trips = RoundTrips()
         self._loop_task: asyncio.Task | None = None
         self._probe_task: asyncio.Task | None = None
         self.counters: dict[str, int] = {"submitted": 0, "completed": 0, "within_slo": 0, "decisions": 0}
@@ -152,7 +154,9 @@ class LiveScheduler:
         self.ledgers: dict[str, EnergyLedger] = {}
         for spec in self.fleet.devices:
             f_max = get_kind(spec.kind).max_freq_hz
-            states.append(DeviceState(spec.name, spec.kind, f_max, now, 0, now, self._healthy[spec.name], spec.models))
+            state = DeviceState(spec.name, spec.kind, f_max, now, 0, now, self._healthy[spec.name], spec.models)
+            state.round_trip_s = self.round_trips.estimate(spec.name, self._clock())  # the link outlives the run
+            states.append(state)
             self.ledgers[spec.name] = EnergyLedger(self._idle_power[spec.kind], f_max)
         self.policy = policy
         self.core = SchedulerCore(policy, self.cost, states, self._sink)
@@ -349,7 +353,7 @@ class LiveScheduler:
                 p = self._pending.get(r.request_id)
                 if p is not None:
                     p.dispatched_s = now
-            self._spawn(self._run_batch(batch))
+            self._spawn(self._run_batch(batch, self._expected_wait_s(now, batch)))
         wake = out.wake_at_s
         if wake is not None and wake <= now:  # "now again" would spin: the simulator's 1 µs becomes 1 ms of wall
             wake = now + MIN_WAKE_WALL_S * self.time_scale
@@ -385,8 +389,18 @@ class LiveScheduler:
         task.add_done_callback(self._tasks.discard)
 
     # -- devices ---------------------------------------------------------------------------------------
-    async def _run_batch(self, batch: Batch) -> None:
+    def _expected_wait_s(self, now: float, batch: Batch) -> float:
+        """How long the core expects `batch` to wait before its device starts it (busy, waking, changing clock),
+        round trip excluded; nan when it cannot tell (another batch in flight there, no predicted latency)."""
+        device = self.core.devices[batch.dispatch.device]
+        latency_s = batch.dispatch.predicted_latency_s
+        if device.in_flight != 1 or not math.isfinite(latency_s):
+            return math.nan
+        return device.busy_until_s - latency_s - now - device.round_trip_s
+
+    async def _run_batch(self, batch: Batch, expected_wait_s: float = math.nan) -> None:
         name = batch.dispatch.device
+        sent_wall_s = self._clock()
         inputs = [self._pending[r.request_id].inputs if r.request_id in self._pending else None for r in batch.requests]
         if all(x is None for x in inputs):
             inputs = None
@@ -403,7 +417,17 @@ class LiveScheduler:
             return
         except Exception as e:  # anything else fails this batch only: its requests are retried
             run = self._failed_run(batch, f"{type(e).__name__}: {e}")
+        else:
+            self._round_trip(name, sent_wall_s, run, expected_wait_s)
         self._completed(batch, run)
+
+    def _round_trip(self, name: str, sent_wall_s: float, run: BatchRun, expected_wait_s: float) -> None:
+        """Sample the batch's round trip (`actors.round_trip`) and tell the core the device's estimate."""
+        if run.result.ok and math.isfinite(run.device_latency_s) and math.isfinite(expected_wait_s):
+            now_wall_s = self._clock()
+            elapsed_s = (now_wall_s - sent_wall_s) * self.time_scale
+            self.round_trips.batch(name, now_wall_s, elapsed_s, run.device_latency_s, expected_wait_s)
+            self.core.devices[name].round_trip_s = self.round_trips.estimate(name, now_wall_s)
 
     def _failed_run(self, batch: Batch, error: str) -> BatchRun:
         d = batch.dispatch
@@ -578,6 +602,7 @@ class LiveScheduler:
         except Exception as e:  # noqa: BLE001 - a probe that cannot tell: leave the device as it is
             log.warning("probe of %s failed: %s", name, e)
             return
+        self.core.devices[name].round_trip_s = self.round_trips.estimate(name, self._clock())  # old samples expire
         self._statuses[name] = status
         self._away.discard(name)
         self._take_frequencies(name, status)
@@ -681,6 +706,7 @@ class LiveScheduler:
                     "batches_run": getattr(status, "batches_run", None),
                     "power_state": self.sleep_books.states[spec.name].value,
                     "run_energy_j": round(energy.get(spec.name, 0.0), 3),
+                    "round_trip_ms": round(self._wall(state.round_trip_s) * 1e3, 3),
                 }
             )
         return out

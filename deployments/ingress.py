@@ -24,6 +24,7 @@ per burst instead of one Serve handle call per request.
 import asyncio
 import dataclasses
 import hmac
+import logging
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -62,7 +63,10 @@ from deployments.payload import (
 
 # A scheduler that does not answer is being restarted by Serve; restarts measured 6-11 s (issue 12).
 SCHEDULER_RETRY_AFTER_S = 10
+CONNECT_TIMEOUT_S = 30.0  # how long a starting ingress waits for the scheduler's host before it serves anyway
 DECODE_WORKERS = max(1, min(4, (os.cpu_count() or 1) // 2))  # bounded: a burst of images cannot starve the loop
+
+logger = logging.getLogger(__name__)
 
 api = FastAPI(
     title="jetfleet",
@@ -123,6 +127,19 @@ class _Submitter:
         self._batch: list[tuple[InferItem, asyncio.Future[InferAnswer], float]] = []
         self.resubmitted = 0  # requests sent again after a failed call
 
+    async def connect(self, timeout_s: float) -> None:
+        """Ask the scheduler deployment for its host now (the first Serve handle call takes a while: measured
+        0.3-0.5 s on a busy machine, which a 100 ms request would spend waiting); on failure, the first submit
+        asks again."""
+
+        async def ask() -> Any:
+            return await self.scheduler.host.remote()
+
+        try:
+            self._host = await asyncio.wait_for(ask(), timeout_s)
+        except Exception as e:  # noqa: BLE001 - not fatal: the scheduler may still be starting
+            logger.warning("scheduler host not known yet (%s: %s); asking on the first request", type(e).__name__, e)
+
     def submit(self, item: InferItem) -> asyncio.Future[InferAnswer]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[InferAnswer] = loop.create_future()
@@ -169,10 +186,21 @@ class _Submitter:
         return None
 
     async def _stream_answers(self, entries: list[tuple[InferItem, asyncio.Future[InferAnswer], float]]) -> None:
+        items = [item for item, _, _ in entries]
         if self._host is None:
-            self._host = await self.scheduler.host.remote()
+            self._host = await self.scheduler.host.remote()  # waits while Serve restarts the scheduler
+            # Each request goes with what is left of its budget *now*: asking for the host may have waited seconds
+            # for a restarted replica, and a scheduler told the full SLO would serve late what it thinks is on time.
+            now = self._clock()
+            for _, future, deadline in entries:
+                if deadline <= now and not future.done():
+                    future.set_exception(RuntimeError("the deadline passed while the scheduler was unavailable"))
+            entries = [entry for entry in entries if not entry[1].done()]
+            items = [dataclasses.replace(item, slo_s=deadline - now) for item, _, deadline in entries]
+        if not entries:
+            return
         host = self._host
-        stream = host.submit_many.options(num_returns="streaming").remote([item for item, _, _ in entries])
+        stream = host.submit_many.options(num_returns="streaming").remote(items)
         answers = stream.__aiter__()
         while True:
             ref = await self._next_or_dead(answers, host)
@@ -207,7 +235,7 @@ class _Submitter:
 class Ingress(OpenInferenceRoutes):
     """The FastAPI ingress deployment (see the module docstring)."""
 
-    def __init__(self, scheduler: Any, fleet: dict[str, Any], options: dict[str, Any]) -> None:
+    async def __init__(self, scheduler: Any, fleet: dict[str, Any], options: dict[str, Any]) -> None:
         self.scheduler = scheduler
         self.fleet = fleet_from_dict(fleet, "<service fleet>")
         self.models = servable_models(self.fleet)
@@ -222,6 +250,7 @@ class Ingress(OpenInferenceRoutes):
         self._submitter = _Submitter(scheduler)
         self._fleet_dict = fleet
         self._decode_pool = ThreadPoolExecutor(DECODE_WORKERS, thread_name_prefix="decode")
+        await self._submitter.connect(CONNECT_TIMEOUT_S)
 
     async def service_info(self) -> dict[str, Any]:
         """For Ray-side tools (a handle call, not an HTTP route): fleet, time scale and the API token."""

@@ -212,8 +212,14 @@ def sleep_energy_bound_j(
     E - Pdeep_d L. Transitions are charged nothing: a device that never sleeps pays none, and what it pays
     instead, idle above Pdeep_d while not busy, is only known once the schedule is. See docs/power-states.md.
     `power_states` replaces the catalogue's sleep states of the kinds it names (as `simulate` does).
+
+    It is also never above `energy_bound_j`: the formula can be (when the best configuration's busy time exceeds
+    the window, a lower floor subtracts more from each batch than it saves on the window), yet a policy that may
+    sleep may also stay awake, so the least such a policy spends is at least the smaller of the two bounds.
     """
-    return _bound_j(requests, fleet, device_models, start_s, end_s, max_batch, tuple(states), power_states or {})
+    requests = list(requests)
+    asleep = _bound_j(requests, fleet, device_models, start_s, end_s, max_batch, tuple(states), power_states or {})
+    return min(asleep, _bound_j(requests, fleet, device_models, start_s, end_s, max_batch, (), {}))
 
 
 def _bound_j(

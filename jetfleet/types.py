@@ -76,6 +76,9 @@ class DeviceState:
     awake_at_s: float = 0.0  # a waking device can start its first batch at this time (<= now: awake)
     # Its sleep states as it reported them (None: not reported; the catalogue's are filled in). Empty: cannot sleep.
     power_states: tuple[PowerStateSpec, ...] | None = None
+    # Time a batch spends outside the device's own latency: the way there and the answer's way back (the live
+    # driver measures it per batch; 0 in the simulator). Counted as a delay before the batch starts.
+    round_trip_s: float = 0.0
 
     def power_spec(self, state: PowerState) -> PowerStateSpec | None:
         """The device's own figures for sleep `state`, or None when it cannot enter it."""
@@ -83,8 +86,9 @@ class DeviceState:
 
     def free_s(self, now_s: float) -> float:
         """The earliest time a batch could start on it: after its work in flight, a wake under way, or (asleep)
-        a wake ordered now. Admission and shedding predict with this, so a sleeping fleet is not counted as free."""
-        start_s = max(now_s, self.busy_until_s, self.awake_at_s)
+        a wake ordered now, and after its round trip. Admission and shedding predict with this, so a sleeping
+        fleet is not counted as free."""
+        start_s = max(now_s, self.busy_until_s, self.awake_at_s) + self.round_trip_s
         if not self.power_state.awake:
             spec = self.power_spec(self.power_state)
             start_s += spec.exit_s if spec is not None else 0.0

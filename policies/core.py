@@ -186,7 +186,7 @@ class SchedulerCore:
         batch = Batch(self._next_batch_id, d, requests, now_s)
         self._next_batch_id += 1
         self._in_flight[batch.batch_id] = batch
-        start_s = max(now_s, device.busy_until_s, device.awake_at_s)
+        start_s = max(now_s, device.busy_until_s, device.awake_at_s) + device.round_trip_s
         if freq_hz != device.freq_hz:
             start_s += device.freq_change_delay_s
         device.busy_until_s = start_s + self._expected_latency(device, d, batch.n_frames, freq_hz)

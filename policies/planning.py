@@ -91,7 +91,9 @@ class GridTables:
 
 def derive_tables(grid: RawGrid, idle_w: np.ndarray, margins: Margins, max_batch: int) -> GridTables:
     """The planner's tables from one cost grid (raw or corrected), the idle watts at its clocks and the margins."""
-    freqs, latency, energy = grid.freqs_hz, grid.latency_s, grid.energy_j
+    freqs, energy = grid.freqs_hz, grid.energy_j
+    latency = grid.latency_s.view()  # read-only like the others: one array type, so the kernel compiles once
+    latency.flags.writeable = False
     batches = np.arange(1, latency.shape[1] + 1)
     floor_w = float(idle_w.min())
     # Board energy above the floor the device draws anyway; a predictor may dip below it, so clip.
@@ -401,3 +403,24 @@ _NO_BOOLS = np.empty(0, dtype=np.bool_)
 
 # The planner the policies call: compiled when numba is there (same decisions), else the numpy reference.
 plan_batch = plan_batch_compiled if KERNEL is not None else plan_batch_reference
+
+
+def warm_up() -> float:
+    """Compile the planner kernel now (numba compiles on first call, or loads its on-disk cache) by planning one
+    tiny batch with the dtypes the policies pass; seconds it took. A live scheduler calls this before it says
+    it is ready: a first compile takes seconds on a small machine, and a scheduler that blocks that long on its
+    first decision looks dead to its callers."""
+    import time
+
+    from costmodel.view import RawGrid
+
+    t0 = time.perf_counter()
+    if KERNEL is not None:
+        freqs_hz = np.array([500e6, 1000e6])
+        latency_s = np.array([[0.02, 0.03], [0.01, 0.015]])
+        grid = RawGrid("warm-up", "warm-up", freqs_hz, latency_s, latency_s * 5.0, (1, -1))
+        tables = derive_tables(grid, np.array([1.0, 1.5]), Margins(0.0, 0.0), max_batch=2)
+        frames, deadlines_s, positions = np.array([1, 1]), np.array([0.5, 0.6]), np.array([0, 1])
+        args = {"ready_s": 0.0, "freq_index": -1, "change_delay_s": 0.05, "behind_s_per_frame": 0.01}
+        plan_batch_compiled(tables, frames=frames, deadlines_s=deadlines_s, positions=positions, **args)
+    return time.perf_counter() - t0

@@ -54,6 +54,18 @@ async def _replay_with_kills(url: str, token: str, kills: list[tuple[float, str]
     return answers
 
 
+async def _served_after_recovery(url: str, token: str) -> list[int]:
+    """Wait (up to 60 s) for /healthz, then send three requests; their statuses."""
+    headers = {"Authorization": f"Bearer {token}"}
+    body = {"model": "inceptionv3", "slo_ms": SLO_MS, "frames": 1}
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60) as client:
+        for _ in range(60):
+            if (await client.get("/healthz")).status_code == 200:
+                break
+            await asyncio.sleep(1.0)
+        return [r.status_code for r in await asyncio.gather(*(client.post("/v1/infer", json=body) for _ in range(3)))]
+
+
 def test_killing_devices_and_the_scheduler_at_random_answers_every_request_once(ray_cluster):
     from cluster.inventory import load_fleet
     from deployments.app import ServiceConfig, deploy
@@ -73,12 +85,14 @@ def test_killing_devices_and_the_scheduler_at_random_answers_every_request_once(
         error_ids = [b["request_id"] for b, s in zip(bodies, statuses, strict=True) if s != 200]
         assert len(error_ids) == len(set(error_ids))
         late_s = max(wall_s - SLO_MS / 1e3 for wall_s, _ in answers)
-        completed = sum(s == 200 for s in statuses)
         print(f"kills {kills}; statuses {dict((s, statuses.count(s)) for s in set(statuses))}; latest {late_s:.2f} s")
         assert late_s <= LATE_BOUND_S
-        assert completed >= N_REQUESTS / 3
-        # Not asserted here: a request sent right after killing the scheduler a second time, after this replay,
-        # went unanswered for 60 s in three runs on 2026-12-02 (a known bug, issue 12's note); on a fresh service
-        # a scheduler kill is answered (tests/test_http_hostile.py, tests/test_hosts.py).
+        # Requests due before the first kill saw no failure: all served. (How many of the rest are served depends
+        # on how long Serve takes to restart the scheduler on this machine: 8-10 s here, longer under load.)
+        first_kill_s = kills[0][0]
+        due_before = [s for i, s in enumerate(statuses) if i * SEND_OVER_S / N_REQUESTS + SLO_MS / 1e3 < first_kill_s]
+        assert due_before and due_before == [200] * len(due_before), due_before
+        # And the service comes back: once healthy, new requests are served.
+        assert asyncio.run(_served_after_recovery(svc.url, svc.token)) == [200] * 3
     finally:
         svc.delete()

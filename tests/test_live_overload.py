@@ -49,7 +49,11 @@ def test_many_clients_with_a_tight_slo_get_429s_and_what_is_served_is_within_slo
     print(f"{len(responses)} answers: {dict((s, statuses.count(s)) for s in set(statuses))}; policy {stats['policy']}")
     assert set(statuses) <= {200, 429, 503}
     assert refused and all(int(r.headers["Retry-After"]) >= 1 for r in refused)
-    # Without admission none was within SLO (issue 12). Live, the Ray hops' CPU on a busy 2-core machine adds
-    # latency no cost model predicts: measured 18 of 27 served within SLO with the load average at 6.
-    assert served and sum(b["within_slo"] for b in served) >= 0.5 * len(served)
+    # Without admission every request was accepted and none served within SLO (p99 2.5 s; issue 12). Now the
+    # scheduler counts the round trips it measures (`actors.round_trip`): on a busy 2-core machine they are
+    # 60-80 ms, so a 100 ms SLO is mostly refused, and what is served is served within SLO. How many are served
+    # depends on the machine's load (0-9 of ~200 here), so the test bounds the late ones, not the served ones.
+    late = [b for b in served if not b["within_slo"]]
+    assert len(late) <= max(2, len(served) // 2), [b["timing_ms"] for b in late]
+    assert max(r.elapsed.total_seconds() for r in responses) < 5.0  # no answer waits behind a hopeless queue
     assert stats["policy"] == "slo:jetfleet" and stats["open"] == 0

@@ -45,11 +45,12 @@ class _FakeScheduler:
 
 
 class _HostCall:
-    def __init__(self, scheduler: _FakeScheduler) -> None:
-        self.scheduler = scheduler
+    def __init__(self, scheduler: _FakeScheduler, wait_s: float = 0.0) -> None:
+        self.scheduler, self.wait_s = scheduler, wait_s
 
     async def remote(self) -> _FakeScheduler:
         self.scheduler.host_asks += 1
+        await asyncio.sleep(self.wait_s)  # Serve holds the call while it restarts the replica
         return self.scheduler
 
 
@@ -80,6 +81,20 @@ def test_a_request_whose_deadline_passes_while_the_scheduler_is_down_fails_once(
     (answer,) = asyncio.run(_submit_all(submitter, [InferItem(1, 0.3)]))
     assert isinstance(answer, RuntimeError) and "died" in str(answer)
     assert 2 <= len(scheduler.calls) <= 6  # retried with back-off until its 0.3 s budget ran out
+
+
+def test_requests_go_with_the_budget_left_after_waiting_for_a_restarted_scheduler():
+    """Asking for the host waited 0.4 s (a restart): a 5 s request goes with <= 4.6 s, not its full SLO (which
+    a new scheduler would spend serving it late), and a 0.2 s one whose deadline passed meanwhile is not sent."""
+    from deployments.ingress import _Submitter
+
+    scheduler = _FakeScheduler(answered=0, dies=0)
+    scheduler.host = _HostCall(scheduler, wait_s=0.4)
+    submitter = _Submitter(scheduler)
+    late, on_time = asyncio.run(_submit_all(submitter, [InferItem(1, 0.2, stream="late"), InferItem(1, 5.0)]))
+    assert isinstance(late, RuntimeError) and "deadline passed" in str(late)
+    assert isinstance(on_time, InferAnswer) and on_time.total_s <= 4.6
+    assert [[i.stream for i in call] for call in scheduler.calls] == [["default"]]
 
 
 def test_a_restarted_scheduler_loads_the_cost_model_its_predecessor_fitted(tmp_path, monkeypatch):

@@ -285,7 +285,7 @@ class JetfleetPolicy(Policy):
         """When `device` is free and any clock change applied to it has settled."""
         busy_s = device.busy_until_s if device.in_flight else now_s
         settling = self._settle.get(device.name)
-        return max(now_s, busy_s, settling[0] if settling is not None else -math.inf)
+        return max(now_s, busy_s, settling[0] if settling is not None else -math.inf) + device.round_trip_s
 
     def tables(self, ctx: StepContext, device: DeviceState, variant: str, min_frames: int = 1) -> GridTables:
         """The planner's tables of `variant` on `device`'s kind and clocks, kept in the cost view (and here, per
@@ -418,7 +418,7 @@ class JetfleetPolicy(Policy):
             append, use_of = free.append, last_use.get
             # Earliest ready per clock, first by clock value (few distinct ones), then by clock index.
             by_hz: dict[float, float] = {}
-            if not settle:
+            if not settle and not any(d.round_trip_s for d in members):
                 # Idle devices are ready now, the earliest possible: one entry per clock, and no settling to read.
                 idle = [d for d in members if not d.in_flight]
                 by_hz = dict.fromkeys({d.freq_hz for d in idle}, now_s)
@@ -433,6 +433,7 @@ class JetfleetPolicy(Policy):
                     settling = settle.get(name)
                     if settling is not None:
                         ready_s = max(ready_s, settling[0])
+                ready_s += d.round_trip_s
                 if ready_s < by_hz_get(d.freq_hz, inf):
                     by_hz[d.freq_hz] = ready_s
                 if in_flight < limit and name not in taken:
