@@ -21,11 +21,14 @@ BODY = {"model": "inceptionv3", "slo_ms": 2000, "frames": 1}
 
 
 def _processes(app: str) -> dict[str, int]:
-    """{name: pid} of the app's Serve replicas (by deployment name) and of Serve's HTTP proxy, found by the
-    process titles Ray gives its workers (`ray::ServeReplica:<app>:<deployment>...`; no dashboard needed)."""
+    """{name: pid} of the app's Serve replicas (by deployment name), of the host actors they own (the scheduler's
+    and each device's: where the scheduler and the devices really run, `deployments.hosts`; numbered in pid order,
+    their titles do not name the device) and of Serve's HTTP proxy, found by the process titles Ray gives its
+    workers (`ray::ServeReplica:<app>:<deployment>...`, `ray::SchedulerHost...`; no dashboard needed)."""
     import psutil
 
     out: dict[str, int] = {}
+    device_hosts: list[int] = []
     prefix = f"ray::ServeReplica:{app}:"
     for proc in psutil.process_iter(["pid", "cmdline"]):
         title = " ".join(proc.info["cmdline"] or ())
@@ -33,6 +36,11 @@ def _processes(app: str) -> dict[str, int]:
             out[title[len(prefix) :].split(".")[0].split()[0]] = proc.info["pid"]
         elif title.startswith("ray::ProxyActor"):
             out["proxy"] = proc.info["pid"]
+        elif title.startswith("ray::SchedulerHost"):
+            out["scheduler-host"] = proc.info["pid"]
+        elif title.startswith("ray::DeviceHost"):
+            device_hosts.append(proc.info["pid"])
+    out.update({f"device-host-{i}": pid for i, pid in enumerate(sorted(device_hosts), start=1)})
     return out
 
 
