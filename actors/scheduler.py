@@ -318,8 +318,13 @@ class LiveScheduler:
         wake = self._wake_s
         earliest = self.core.queue.earliest()
         if earliest is not None:
-            stale = earliest.deadline_s + self.stale_grace_s * self.time_scale
-            wake = stale if wake is None else min(wake, stale)
+            # Step at the earliest queued deadline at the latest (a request no policy decision covers is looked at
+            # again while its answer still matters: SLO admission drops what became hopeless), and once it is past,
+            # when it goes stale.
+            due = earliest.deadline_s
+            if due <= self._last_s:
+                due += self.stale_grace_s * self.time_scale
+            wake = due if wake is None else min(wake, due)
         return wake
 
     def _step(self, now: float) -> None:

@@ -74,7 +74,7 @@ async def _paced_load(url: str, token: str | None, rate_per_s: float, seconds: f
         async def worker(offset_s: float) -> None:
             await asyncio.sleep(offset_s)
             next_s = time.monotonic()
-            while next_s < deadline:
+            while next_s < deadline and time.monotonic() < deadline:  # slow answers must not stretch the run
                 try:
                     async with session.post("v1/infer", data=body) as resp:
                         await resp.read()

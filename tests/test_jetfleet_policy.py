@@ -170,6 +170,25 @@ def test_waits_for_a_bigger_batch_only_while_it_is_safe():
     assert [(d.device, d.request_ids) for d in then.dispatches] == [("d0", (100,))]  # then it goes
 
 
+def test_a_held_batch_leaves_a_round_trip_earlier():
+    """A device whose batches take 1.5 s more to come back (a measured round trip, live only) is never held past
+    the latest dispatch that still finishes in time with it: held until the old latest safe dispatch, the batch
+    would come back 1.5 s late (the live soak at 100x time compression dropped most requests so)."""
+
+    def decision(round_trip_s: float):
+        policy = _policy()
+        for i in range(40):  # a steady 10 frames/s history, all served already
+            r = req(i, t=0.1 * i, frames=1, slo=0.05 if i < 39 else 6.0)
+            arrive(policy, r.arrival_s, r, RequestQueue())
+        q = RequestQueue([req(100, t=3.9, frames=1, slo=2.5)])  # due at 6.4
+        return decide(policy, 3.9, q, [_dev("d0", round_trip_s=round_trip_s)], COST)
+
+    alone = decision(0.0)
+    assert not alone.dispatches and alone.wake_at_s > 6.0  # no round trip: it waits for company until ~6.3
+    far = decision(1.5)
+    assert far.dispatches or far.wake_at_s <= alone.wake_at_s - 1.5 + 1e-6, far
+
+
 def test_no_wait_without_expected_arrivals():
     """One arrival so far (less than a frame expected before the latest safe start): the batch goes at once,
     although on real AGX curves (bigger batches cheaper per frame) it would wait for more if more were coming."""

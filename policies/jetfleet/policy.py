@@ -30,6 +30,7 @@ Extension points for the model-variant layer: `variant_for` (model variant per f
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from itertools import islice
@@ -325,6 +326,8 @@ class JetfleetPolicy(Policy):
                 return
             _, plan, group, rep = best
             device = device_for(group, rep, plan, self.ready_s, step.now_s)
+            if device.round_trip_s > 0:  # the plan starts after the round trip; a dispatch must leave before it
+                plan = dataclasses.replace(plan, latest_dispatch_s=plan.latest_dispatch_s - device.round_trip_s)
             group.take(device)
             capable.discard(device.name)
             left_behind = int(cands.frames[alive].sum()) - plan.n_frames

@@ -146,7 +146,7 @@ class PowerPlanner:
                 elif need <= covered:
                     continue
                 else:
-                    when_s = self._needed_at_s(tables, demand, device.freq_change_delay_s)
+                    when_s = self._needed_at_s(tables, demand, _lead_s(device))
                     wake_at = when_s - exit_s - cfg.wake_margin_s
                     if wake_at > now_s:
                         wake_s = min(wake_s, wake_at)
@@ -228,7 +228,7 @@ class PowerPlanner:
         """A nap for an idle active device (`guarded`: another awake device serves a tight arrival), or None."""
         now_s = demand.now_s
         if demand.queued_frames > 0:
-            until_s = self._needed_at_s(tables, demand, device.freq_change_delay_s)
+            until_s = self._needed_at_s(tables, demand, _lead_s(device))
             if held_until_s is not None:
                 until_s = min(until_s, held_until_s)
             basis = f"queued work needs it by {until_s:.2f} s"
@@ -238,7 +238,7 @@ class PowerPlanner:
             gap_s = max(1, n_active) / max(demand.requests_per_s, 1e-9)
             lat_s = float(tables.fastest_padded_s[min(demand.guard_frames, tables.max_frames) - 1])
             until_s = now_s + gap_s + demand.guard_slo_s - lat_s - device.freq_change_delay_s
-            until_s = min(until_s, self._needed_at_s(tables, demand, device.freq_change_delay_s))
+            until_s = min(until_s, self._needed_at_s(tables, demand, _lead_s(device)))
             basis = f"next arrival expected in {gap_s:.2f} s"
         gap_s = until_s - self.config.wake_margin_s - now_s
         idle_w = _idle_w(device, tables)
@@ -313,7 +313,7 @@ class PowerPlanner:
         """Frames `device` (ready at `ready_s`, or when its batches end) can run before the first queued deadline
         at the clock the planner prefers: what it takes off the queue's most urgent part."""
         busy_s = device.busy_until_s if device.in_flight else demand.now_s
-        start_s = max(demand.now_s, busy_s, ready_s) + device.freq_change_delay_s
+        start_s = max(demand.now_s, busy_s, ready_s) + _lead_s(device)
         fi = _efficient_clock(tables)
         s_per_frame = float(tables.padded_s[fi, tables.cap - 1]) / tables.cap
         return max(0.0, self._first_deadline_s(demand) - start_s) / s_per_frame
@@ -350,3 +350,10 @@ def _run_s(tables: GridTables, fi: int, frames: np.ndarray) -> np.ndarray:
 def _idle_w(device: DeviceState, tables: GridTables) -> float:
     i = tables.freq_index(device.freq_hz)
     return float(tables.idle_w[i]) if i >= 0 else float(tables.idle_w.min())
+
+
+def _lead_s(device: DeviceState) -> float:
+    """What comes between a device being ready and its batch starting: a clock change, and the round trip the live
+    scheduler measured (`DeviceState.round_trip_s`; 0 in the simulator). A wake ordered without the round trip came
+    too late live: the request it was for could no longer finish in time."""
+    return device.freq_change_delay_s + device.round_trip_s
