@@ -10,9 +10,14 @@
 The policy consults the oracle cost model (its grids are cached after the first call), so the figures are the
 planner's own cost. Every call sees the same queue and device states (decisions are not applied).
 
-Last measured on the shared 2-core machine (`--quick`, numba kernel installed): p99 593 us with one device
-free, 2,146 us with all five free (832 us and 3.8 ms with the numpy planner); the goal is met for one free,
-not yet for all free (about 360 us per dispatched batch).
+Last measured on the shared 2-core machine (numba kernel installed; 2026-12-02, six alternating runs of the code
+before and after that day's changes, 200 calls each, min / median over runs): one device free p50 538 / 558 ->
+319 / 334 us, p99 696 / 864 -> 479 / 642 us; all five free p50 988 / 1,001 -> 700 / 824 us, p99 1,189 / 1,313 ->
+866 / 1,229 us. The goal is met with one device free and on a quiet machine with all free, not reliably under
+load. What changed, decisions identical (`benchmarks.fingerprint`, full set): the on-time window is read once
+per decision and shared with the power planner, past-due requests are read only when a device is left to run
+them, `Request.deadline_s` is a field, the power planner's per-device tables and efficiency ranking are kept
+while the fleet's facts stand, and the candidate mask is replaced rather than changed in place.
 """
 
 from __future__ import annotations

@@ -16,10 +16,12 @@
 Policies consult the oracle cost model (noiseless device models), so the figures measure the scheduler and
 engine, not LightGBM inference.
 
-Last measured on the shared 2-core machine (`--quick`, one side-by-side run, numba kernel installed): jetfleet
-1,623 vs transparent 8,912 simulated requests per wall second, ratio 0.18 (0.10-0.11 with the numpy planner;
-the goal, 10,000 where transparent runs ~46,000, is a ratio of about 0.22). Decisions were identical
-(`benchmarks.fingerprint`).
+Last measured on the shared 2-core machine (`--quick`, one side-by-side run each, numba kernel installed,
+2026-12-02): jetfleet 2,453 vs transparent 16,488 simulated requests per wall second, ratio 0.15; the code of the
+morning before that day's changes, in the same session: 1,271 vs 13,299, ratio 0.10 (the engine and core got
+faster too: `Request.deadline_s` became a field). At 100 devices jetfleet spends 472 us per decision (1,495
+before), most of it in the power planner's per-device loop. The goal, 10,000, is not met. Decisions were
+identical (`benchmarks.fingerprint`).
 """
 
 from __future__ import annotations

@@ -28,17 +28,16 @@ class Request:
     priority: int = 0  # higher is more important
     stream: str = "default"  # the stream (camera, client, task) it belongs to
     upload_s: float = 0.0  # network time already spent before it reached the queue
+    # Absolute time by which the request must complete to be within SLO: arrival_s + slo_s, computed once (a field,
+    # not a property: planners read it hundreds of times per decision, and a property call costs 3x an attribute).
+    deadline_s: float = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.n_frames < 1:
             raise InvalidRequestError(f"request {self.request_id}: n_frames must be >= 1, got {self.n_frames}")
         if not self.slo_s > 0 or math.isinf(self.slo_s):
             raise InvalidRequestError(f"request {self.request_id}: slo_s must be > 0 and finite, got {self.slo_s}")
-
-    @property
-    def deadline_s(self) -> float:
-        """Absolute time by which the request must complete to be within SLO."""
-        return self.arrival_s + self.slo_s
+        object.__setattr__(self, "deadline_s", self.arrival_s + self.slo_s)
 
 
 class DropReason(str, enum.Enum):

@@ -366,7 +366,7 @@ def plan_batch_compiled(
         int(lookahead),
         _vector(behind_s_per_frame, np.float64),
         _vector(behind_overhead_s, np.float64),
-        np.ndim(behind_overhead_s) == 0,
+        not isinstance(behind_overhead_s, np.ndarray) or behind_overhead_s.ndim == 0,
         _NO_FLOATS if finish_limit_s is None else _vector(finish_limit_s, np.float64, n_f),
         finish_limit_s is not None,
         _NO_BOOLS if clock_ok is None else _vector(clock_ok, np.bool_, n_f),
@@ -392,12 +392,13 @@ def plan_batch_compiled(
 
 def _vector(x: Any, dtype: type, n: int = 0) -> np.ndarray:
     """`x` as a 1-D array of `dtype` (a scalar repeated `n` times, or once), copied only when it must be."""
-    if type(x) is np.ndarray and x.dtype == dtype and x.ndim == 1:
+    if type(x) is np.ndarray and x.ndim == 1 and (x.dtype is _DTYPES.get(dtype) or x.dtype == dtype):
         return x
     a = np.asarray(x, dtype=dtype)
     return a if a.ndim == 1 else np.full(max(n, 1), a, dtype=dtype)
 
 
+_DTYPES = {t: np.dtype(t) for t in (np.int64, np.float64, np.bool_)}  # an identity test is cheaper than `==`
 _NO_FLOATS = np.empty(0, dtype=np.float64)
 _NO_BOOLS = np.empty(0, dtype=np.bool_)
 

@@ -43,7 +43,7 @@ from jetfleet.types import Applied, BatchResult, Decisions, DeviceState, Dispatc
 from policies.arrivals import ArrivalStats
 from policies.base import Policy
 from policies.context import StepContext, device_grid
-from policies.jetfleet.candidates import Candidates, by_family
+from policies.jetfleet.candidates import Candidates, by_family, split_by_family
 from policies.jetfleet.config import JetfleetConfig
 from policies.jetfleet.groups import DeviceGroup, GroupKey, device_for, group_key, representatives
 from policies.jetfleet.guard import Guard, ParkGuard, capable_devices, guard_budget, guard_request
@@ -74,6 +74,7 @@ class JetfleetPolicy(Policy):
         self._tables: dict[GroupKey, tuple[CostView, int, GridTables]] = {}  # a memo of `tables`
         self._members: tuple[Sequence[DeviceState], dict[str, dict[GroupKey, list[DeviceState]]]] | None = None
         self._awake_view: tuple[Sequence[DeviceState], tuple[str, ...], list[DeviceState]] | None = None
+        self._power_view: tuple | None = None  # a memo of `_with_tables`
 
     # -- the Policy contract ----------------------------------------------------------------------
     def absorb(self, applied: Applied) -> None:
@@ -115,10 +116,10 @@ class JetfleetPolicy(Policy):
             healthy = ctx.devices  # the core's own sequence: what is derived from it is kept (`_members_of`)
         awake = self._awake(healthy)
         if ctx.queue and awake:
-            on_time, past_due = self.candidates(ctx, awake)
-            for family, requests in by_family(on_time).items():
-                self._serve_family(step, family, requests, awake)
-            late = past_due + step.late
+            step.window, families = split_by_family(self.candidates(ctx, awake))
+            for cands in families.values():
+                self._serve_family(step, cands, awake)
+            late = self.past_due(step, awake) + step.late
             if late:
                 self.handle_late(step, late, awake)
         park = self._park_idle(step, awake)
@@ -144,7 +145,9 @@ class JetfleetPolicy(Policy):
     def _plan_power(self, step: Step, devices: Sequence[DeviceState]) -> PowerMemo | None:
         """Propose sleeps and wakes (`policies.jetfleet.power`); returns the planner's memo for `absorb`."""
         ctx, now_s = step.ctx, step.now_s
-        on_time = list(islice(ctx.queue.by_deadline(now_s), self.config.window))
+        window = step.window  # the same window as `candidates`' on-time one, unless a subclass chose another
+        if window is None or type(self).candidates is not JetfleetPolicy.candidates:
+            window = Candidates.of(list(islice(ctx.queue.by_deadline(now_s), self.config.window)), "")
         head = ctx.queue.earliest()
         families = self.arrivals.families
         family = head.model if head is not None else (families[0] if families else None)
@@ -158,25 +161,16 @@ class JetfleetPolicy(Policy):
             requests_per_s=self.arrivals.requests_per_s(now_s),
             queued_frames=ctx.queue.frames,
             late=ctx.queue.count_due_before(now_s) > 0,
-            deadlines_s=np.array([r.deadline_s for r in on_time], dtype=float),
-            cum_frames=np.cumsum([r.n_frames for r in on_time], dtype=int),
+            deadlines_s=window.deadlines_s,
+            cum_frames=np.cumsum(window.frames),
             guard_slo_s=guard[0] if guard is not None else None,
             guard_frames=guard[1] if guard is not None else 1,
             max_utilisation=self.config.max_utilisation,
         )
 
-        def tables_for(device: DeviceState) -> GridTables | None:
-            variant = self.variant_for(family, device, now_s)
-            if variant is None:
-                return None
-            try:
-                return self.tables(ctx, device, variant)
-            except JetfleetError:
-                return None
-
         taken = step.taken
         changes, wake_s, memo = self.power.plan(
-            devices, demand, tables_for, lambda d: d.in_flight > 0 or d.name in taken, step.held
+            self._with_tables(ctx, family, devices), demand, lambda d: d.in_flight > 0 or d.name in taken, step.held
         )
         step.out.power_changes += changes
         sleeping = {c.device for c in changes if not c.state.awake}
@@ -186,23 +180,29 @@ class JetfleetPolicy(Policy):
         return memo
 
     # -- extension points -------------------------------------------------------------------------
-    def candidates(self, ctx: StepContext, devices: Sequence[DeviceState]) -> tuple[list[Request], list[Request]]:
-        """(candidates not yet due, EDF order; requests already past their deadline), both bounded in size.
+    def candidates(self, ctx: StepContext, devices: Sequence[DeviceState]) -> list[Request]:
+        """The candidates not yet due: the earliest-deadline-first head of the queue, at most `window` of them."""
+        return list(islice(ctx.queue.by_deadline(ctx.now_s), self.config.window))
 
-        Past-due requests are fetched only as far as this decision can act on them: all (bounded) when they
-        are dropped, else those old enough to expire plus, when a device is free to run them, a window more.
-        """
-        cfg, queue, now_s = self.config, ctx.queue, ctx.now_s
-        on_time = list(islice(queue.by_deadline(now_s), cfg.window))
+    def past_due(self, step: Step, devices: Sequence[DeviceState]) -> list[Request]:
+        """Requests already past their deadline, EDF order, fetched (after the on-time work is planned) only as far
+        as this decision can act on them: all (bounded) when they are dropped, else those old enough to expire plus,
+        when a device is still free to run them, a window more. Most decisions with a backlog have none left free,
+        and then only the expired ones are read."""
+        cfg, queue, now_s = self.config, step.ctx.queue, step.now_s
         n_due = queue.count_due_before(now_s)
         if not n_due:
-            return on_time, []
+            return []
         expiring = queue.count_due_before(now_s - cfg.late_expire_s)
-        any_free = any(d.in_flight < cfg.max_in_flight for d in devices)
-        take = n_due if cfg.late == "drop" else max(cfg.window if any_free else 0, expiring)
+        take = n_due if cfg.late == "drop" else max(cfg.window if self._any_free(step, devices) else 0, expiring)
         if not take:
-            return on_time, []
-        return on_time, list(islice(queue.by_deadline(), min(n_due, take, cfg.max_late_per_decision)))
+            return []
+        return list(islice(queue.by_deadline(), min(n_due, take, cfg.max_late_per_decision)))
+
+    def _any_free(self, step: Step, devices: Sequence[DeviceState]) -> bool:
+        """Whether a device may still take a batch in this decision (not given one, none held back for it)."""
+        limit, taken, held = self.config.max_in_flight, step.taken, step.held
+        return any(d.in_flight < limit and d.name not in taken and d.name not in held for d in devices)
 
     def variant_for(self, family: str, device: DeviceState, now_s: float) -> str | None:
         """The model (variant) `device` would run for `family` at `now_s`; None when it cannot serve the family."""
@@ -276,8 +276,7 @@ class JetfleetPolicy(Policy):
             if self.config.late == "drop":
                 return
             late = [r for r in late if r.deadline_s >= expire_s]
-        limit, busy = self.config.max_in_flight, step.taken.union(step.held)
-        if not any(d.in_flight < limit and d.name not in busy for d in devices):
+        if not self._any_free(step, devices):
             return  # no device left to run late work in this decision
         for family, requests in by_family(late).items():
             self._serve_late(step, family, requests, devices)
@@ -307,21 +306,23 @@ class JetfleetPolicy(Policy):
         return tables
 
     # -- on-time work -----------------------------------------------------------------------------
-    def _serve_family(self, step: Step, family: str, requests: list[Request], devices: Sequence[DeviceState]) -> None:
-        cands = Candidates.of(requests, family)
+    def _serve_family(self, step: Step, cands: Candidates, devices: Sequence[DeviceState]) -> None:
+        family, requests = cands.family, cands.requests
         groups = self._groups(step, family, devices, int(cands.frames.max()))
         if not groups:
             step.out.drops.append(Drop(tuple(cands.ids.tolist()), DropReason.NO_DEVICE, f"nothing serves {family}"))
             return
         alive = self._reachable(step.now_s, cands, groups)
         if not alive.all():
-            step.late += [r for r, ok in zip(requests, alive.tolist(), strict=True) if not ok]
+            step.late += [requests[i] for i in np.flatnonzero(~alive).tolist()]
         fleet_fps = sum(g.frames_per_s for g in groups)
         free = [g for g in groups if g.free]
         tightest = guard_request(self.arrivals, self.config.guard_slo_s, family, step.now_s)
         capable = capable_devices(step.now_s, free, tightest, self.ready_s)
+        # `alive` is never changed in place, only replaced (`Candidates.alive_positions` caches by identity).
         while free and alive.any():
-            best = self._best_plan(step, free, cands, alive, fleet_fps, tightest, capable)
+            alive_frames = int(cands.frames[alive].sum())
+            best = self._best_plan(step, free, cands, alive, alive_frames, fleet_fps, tightest, capable)
             if best is None:
                 return
             _, plan, group, rep = best
@@ -330,7 +331,8 @@ class JetfleetPolicy(Policy):
                 plan = dataclasses.replace(plan, latest_dispatch_s=plan.latest_dispatch_s - device.round_trip_s)
             group.take(device)
             capable.discard(device.name)
-            left_behind = int(cands.frames[alive].sum()) - plan.n_frames
+            left_behind = alive_frames - plan.n_frames
+            alive = alive.copy()
             alive[plan.positions] = False
             if self.should_wait(step, plan, group.tables, family, left_behind):
                 # Hold the batch for this device. Other devices go on only for requests that come before it in
@@ -338,7 +340,7 @@ class JetfleetPolicy(Policy):
                 quiet_s = self.arrivals.last_arrival_s(family) + self.config.quiet_after_s
                 step.wake(min(_wake_before(plan), quiet_s))
                 step.held[device.name] = plan.latest_dispatch_s
-                alive &= cands.deadlines_s < cands.deadlines_s[plan.positions[0]]
+                alive = alive & (cands.deadlines_s < cands.deadlines_s[plan.positions[0]])
             else:
                 self._dispatch(step, device, group.variant, plan, cands, "on time")
             free = [g for g in free if g.free]
@@ -351,6 +353,7 @@ class JetfleetPolicy(Policy):
         free: list[DeviceGroup],
         cands: Candidates,
         alive: np.ndarray,
+        alive_frames: int,
         fleet_fps: float,
         tightest: Guard | None,
         capable: set[str],
@@ -366,8 +369,7 @@ class JetfleetPolicy(Policy):
         prune = type(self).choose_batch is JetfleetPolicy.choose_batch and len(free) > 1
         floors: list[float] = []
         if prune:
-            n_alive = int(cands.frames[alive].sum())
-            floors = [floor(self.objective, g.tables, n_alive) for g in free]
+            floors = [floor(self.objective, g.tables, alive_frames) for g in free]
             order = sorted(order, key=floors.__getitem__)
         for gi in order:
             group = free[gi]
@@ -397,11 +399,13 @@ class JetfleetPolicy(Policy):
             if ok.all():
                 break
             clocks = [fi for fi in g.ready_by_clock if fi >= 0]
-            if clocks:
+            if len(clocks) == 1:  # the common case (a group's devices at one clock): the same test, one row
+                ok |= g.ready_by_clock[clocks[0]] + t.padded_s[clocks[0]][b] <= limit_s
+            elif clocks:
                 ready = np.array([g.ready_by_clock[fi] for fi in clocks])
                 ok |= (ready[:, None] + t.padded_s[clocks][:, b] <= limit_s).any(axis=0)
-                if ok.all():
-                    break
+            if clocks and ok.all():
+                break
         return ok
 
     def _groups(self, step: Step, family: str, devices: Sequence[DeviceState], min_frames: int) -> list[DeviceGroup]:
@@ -452,6 +456,39 @@ class JetfleetPolicy(Policy):
             group.free = [f[3] for f in free]
             out.append(group)
         return out
+
+    def _with_tables(
+        self, ctx: StepContext, family: str, devices: Sequence[DeviceState]
+    ) -> list[tuple[DeviceState, GridTables]]:
+        """(device, its planner tables for `family`) of the devices able to serve it, in device order: the power
+        planner's view of the fleet. The same list object while the device sequence, the family and every group's
+        tables stay the same (a fleet of 100 devices has a handful of groups; asking per device cost more than the
+        rest of a decision)."""
+        now_s, memo = ctx.now_s, self._power_view
+        cacheable = type(self).variant_for is JetfleetPolicy.variant_for
+        if cacheable and memo is not None and memo[0] is devices and memo[1] == family:
+            keyed, reps = memo[2], memo[3]
+        else:
+            keyed, reps = [], {}
+            for d in devices:
+                variant = self.variant_for(family, d, now_s)
+                if variant is not None:
+                    key = group_key(d, variant)
+                    keyed.append((d, key))
+                    reps.setdefault(key, d)
+        tables: dict[GroupKey, GridTables | None] = {}
+        for key, rep in reps.items():
+            try:
+                tables[key] = self.tables(ctx, rep, key[1])
+            except JetfleetError:  # the cost model knows nothing of this (kind, variant)
+                tables[key] = None
+        same_view = memo is not None and memo[0] is devices and memo[1] == family and memo[4].keys() == tables.keys()
+        if same_view and all(memo[4][k] is t for k, t in tables.items()):
+            return memo[5]
+        usable = [(d, t) for d, key in keyed if (t := tables[key]) is not None]
+        if cacheable:
+            self._power_view = (devices, family, keyed, reps, tables, usable)
+        return usable
 
     def _members_of(
         self, family: str, devices: Sequence[DeviceState], now_s: float

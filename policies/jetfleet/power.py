@@ -24,7 +24,7 @@ Every proposal carries its reason (the gap, the break-even, the forecast) for te
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -35,8 +35,6 @@ from jetfleet.types import DeviceState, SetPowerState
 from policies.planning import GridTables
 
 __all__ = ["Demand", "PowerConfig", "PowerMemo", "PowerPlanner"]
-
-TablesFn = Callable[[DeviceState], "GridTables | None"]  # a device's planner tables for the family in hand
 
 
 @dataclass(frozen=True)
@@ -94,6 +92,7 @@ class PowerPlanner:
         self.config = config
         self._active: frozenset[str] = frozenset()
         self._changed_s = -math.inf
+        self._ranking: tuple[list, list] | None = None  # a memo of `_ranked`
 
     def absorb(self, memo: PowerMemo | None) -> None:
         if memo is not None:
@@ -102,27 +101,26 @@ class PowerPlanner:
     # -- one decision --------------------------------------------------------------------------------------
     def plan(
         self,
-        devices: Sequence[DeviceState],
+        usable: list[tuple[DeviceState, GridTables]],
         demand: Demand,
-        tables_for: TablesFn,
         busy: Callable[[DeviceState], bool],
         held: dict[str, float],
     ) -> tuple[list[SetPowerState], float, PowerMemo | None]:
-        """(power changes, when to look again, the memo) for `devices` (healthy) facing `demand`.
+        """(power changes, when to look again, the memo) for the `usable` devices (healthy, with their planner
+        tables for the family in hand) facing `demand`.
 
         `busy(d)`: the device has work in flight or was given a batch in this decision. `held`: devices the
         planner holds a batch back for, with the batch's latest dispatch (they may nap until then)."""
         cfg = self.config
         now_s = demand.now_s
-        usable = [(d, t) for d in devices if (t := tables_for(d)) is not None]
         active, memo = self._active_set(usable, demand)
         changes: list[SetPowerState] = []
         wake_s = math.inf
         joined = active - self._active if memo is not None else frozenset()
         awake_active = [(d, t) for d, t in usable if d.name in active and d.power_state.awake]
-        covered = sum(self._capacity_frames(d, t, demand, d.awake_at_s) for d, t in awake_active)
-        need = demand.queued_frames + demand.rate_fps * max(0.0, self._first_deadline_s(demand) - now_s)
-        guard_keepers = {d.name for d, t in awake_active if self._serves_guard(d, t, demand, asleep=None)}
+        # Computed on first use: with every device busy (a backlog) neither is needed.
+        covered: float | None = None  # frames the awake active devices take off the queue before its first deadline
+        guard_keepers: set[str] | None = None  # awake active devices able to serve a tight-SLO arrival
         for device, tables in usable:
             if not device.power_states or device.name in cfg.never_sleep:
                 continue
@@ -132,6 +130,8 @@ class PowerPlanner:
                 if device.name not in active:
                     change = self._sleep_inactive(device, tables, demand, len(active))
                 else:
+                    if guard_keepers is None:
+                        guard_keepers = {d.name for d, t in awake_active if self._serves_guard(d, t, demand, None)}
                     others = guard_keepers - {device.name}
                     change = self._nap(device, tables, demand, len(active), bool(others), held.get(device.name))
                     if change is not None:
@@ -141,9 +141,11 @@ class PowerPlanner:
             elif device.name in active:
                 spec = device.power_spec(device.power_state)
                 exit_s = spec.exit_s if spec is not None else 0.0
+                if covered is None:
+                    covered = sum(self._capacity_frames(d, t, demand, d.awake_at_s) for d, t in awake_active)
                 if device.name in joined:
                     why = f"consolidate: wake ahead of load, {len(active)} device(s) for {demand.rate_fps:.2f} frames/s"
-                elif need <= covered:
+                elif self._need_frames(demand) <= covered:
                     continue
                 else:
                     when_s = self._needed_at_s(tables, demand, _lead_s(device))
@@ -157,6 +159,10 @@ class PowerPlanner:
                 wake_s = now_s  # plan at once for the waking device (its batch starts once it is awake)
         return changes, wake_s, memo
 
+    def _need_frames(self, demand: Demand) -> float:
+        """Frames to run before the queue's first deadline: what is queued and what arrives meanwhile."""
+        return demand.queued_frames + demand.rate_fps * max(0.0, self._first_deadline_s(demand) - demand.now_s)
+
     # -- consolidation ---------------------------------------------------------------------------------------
     def _active_set(
         self, usable: list[tuple[DeviceState, GridTables]], demand: Demand
@@ -166,7 +172,7 @@ class PowerPlanner:
         if not cfg.consolidate or not usable:
             return frozenset(names), None
         need_fps = max(demand.rate_fps / demand.max_utilisation, self._backlog_fps(demand))
-        ranked = sorted(usable, key=lambda dt: (self._efficiency(dt[1]), dt[0].name))
+        ranked = self._ranked(usable)
         target = _cover(ranked, need_fps)
         current = [dt for dt in usable if dt[0].name in self._active]
         have_fps = sum(1.0 / t.s_per_frame for _, t in current)
@@ -185,6 +191,16 @@ class PowerPlanner:
         if active == self._active:
             return active, None
         return active, PowerMemo(active, demand.now_s)
+
+    def _ranked(self, usable: list[tuple[DeviceState, GridTables]]) -> list[tuple[DeviceState, GridTables]]:
+        """`usable` most efficient first (then by name); kept while the caller hands the same list object (the
+        policy keeps it while no device's facts or tables changed)."""
+        hit = self._ranking
+        if hit is not None and hit[0] is usable:
+            return hit[1]
+        ranked = sorted(usable, key=lambda dt: (self._efficiency(dt[1]), dt[0].name))
+        self._ranking = (usable, ranked)
+        return ranked
 
     def _backlog_fps(self, demand: Demand) -> float:
         """The rate at which the queue must drain for its most urgent request to finish in time: what is queued

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from jetfleet.types import Decisions, Request
 from policies.context import StepContext
+from policies.jetfleet.candidates import Candidates
 
 __all__ = ["Step"]
 
@@ -20,6 +21,7 @@ class Step:
     taken: set[str] = field(default_factory=set)  # devices dispatched to in this decision
     held: dict[str, float] = field(default_factory=dict)  # device -> latest start of a plan held back for it
     late: list[Request] = field(default_factory=list)  # requests found unreachable in the window
+    window: Candidates | None = None  # the on-time window `candidates` returned, as arrays, once it was asked
     wake_s: float = math.inf
 
     @property
