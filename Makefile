@@ -19,7 +19,7 @@ demo: $(STAMP)
 	$(VENV)/bin/jetfleet demo
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=25
 
 # The inner loop: no Ray cluster, no notebooks or long simulations (markers in pyproject.toml); under a minute.
 test-fast: $(STAMP)

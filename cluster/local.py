@@ -395,24 +395,40 @@ def down(state: ClusterState | None = None, *, timeout_s: float = 40.0) -> list[
         if not path.exists():
             return []
         state = ClusterState.load(path)
-    # Ray first (devices, a restarted GCS, the head last), then the Redis the head's GCS may still write to
-    ray_nodes = sorted((kv for kv in state.nodes.items() if kv[0] != "redis"), key=lambda kv: kv[0] == "head")
+    # Ray first (devices, then the head), then a GCS started again on its own (the head's raylet and monitor, told
+    # to stop while it was gone too, ignored SIGTERM until killed), then the Redis the GCS may still write to
+    ray_nodes = sorted(
+        (kv for kv in state.nodes.items() if kv[0] not in ("redis", "gcs")), key=lambda kv: kv[0] == "head"
+    )
+    gcs = [kv for kv in state.nodes.items() if kv[0] == "gcs"]
     redis = [kv for kv in state.nodes.items() if kv[0] == "redis"]
-    stopped = _stop_groups(ray_nodes, timeout_s) + _stop_groups(redis, timeout_s)
+    stopped = _stop_groups(ray_nodes, timeout_s) + _stop_groups(gcs, timeout_s) + _stop_groups(redis, timeout_s)
     if path.exists() and ClusterState.load(path).address == state.address:
         path.unlink()
     return stopped
 
 
+# A GCS started again by `gcs_ft.restart_gcs_server` was seen ignoring SIGTERM for 30 s and more (when it was told
+# to stop together with the head). At `down` it has nothing left to save (its tables are in Redis, which the next
+# `up` empties), so it gets this long, not `timeout_s`.
+GCS_STOP_S = 5.0
+
+
 def _stop_groups(nodes: list[tuple[str, int]], timeout_s: float) -> list[str]:
-    """SIGTERM these process groups, SIGKILL what still runs after `timeout_s`; the labels that were running."""
+    """SIGTERM these process groups, SIGKILL what still runs after `timeout_s` (a restarted GCS: `GCS_STOP_S`); the
+    labels that were running."""
     stopped = []
     for label, pgid in nodes:
         if _alive(pgid):
             stopped.append(label)
             _killpg(pgid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout_s
+    started = time.monotonic()
+    deadline = started + timeout_s
     while time.monotonic() < deadline and any(_alive(p) for _, p in nodes):
+        if time.monotonic() - started >= GCS_STOP_S:
+            for label, pgid in nodes:
+                if label == "gcs" and _alive(pgid):
+                    _killpg(pgid, signal.SIGKILL)
         time.sleep(0.2)
     for _, pgid in nodes:
         if _alive(pgid):
@@ -429,14 +445,36 @@ def _killpg(pgid: int, sig: int) -> None:
 
 
 def _alive(pgid: int) -> bool:
-    """True while any process of the group still runs."""
+    """True while any process of the group still runs. Zombies do not count: where PID 1 reaps no orphans (many
+    containers, CI's included), a dead child of `ray start` stays in its group as a zombie for good, and `down`
+    used to wait its whole timeout for it."""
     with contextlib.suppress(ChildProcessError):  # reap the leader first when it is our own exited child
         os.waitpid(pgid, os.WNOHANG)
     try:
         os.killpg(pgid, 0)
     except (ProcessLookupError, PermissionError):
         return False
-    return True
+    states = _group_states(pgid)
+    return states is None or any(state != "Z" for state in states)
+
+
+def _group_states(pgid: int) -> list[str] | None:
+    """The states (R, S, Z, ...) of the processes in group `pgid`, read from /proc; None without /proc."""
+    proc = Path("/proc")
+    if not (proc / "self" / "stat").exists():
+        return None
+    states = []
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # gone meanwhile
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) ": state, ppid, pgrp, ...
+        if len(fields) > 2 and fields[2] == str(pgid):
+            states.append(fields[0])
+    return states
 
 
 def metrics_url() -> str | None:

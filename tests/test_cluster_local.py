@@ -72,3 +72,29 @@ def test_up_with_nodes_then_down_leaves_nothing_running(tmp_path, monkeypatch):
     assert sorted(stopped) == ["agx0", "head"]
     assert not any(local._alive(pgid) for pgid in state.nodes.values())
     assert not (tmp_path / "cluster.json").exists()
+
+
+def test_a_process_group_of_zombies_only_is_not_alive(monkeypatch):
+    """`down` waited its whole 40 s timeout for a group whose one process left was a zombie no one reaps (a container's
+    PID 1); a group with one live process is alive, and without /proc the signal test alone decides."""
+    group = os.getpgid(0)
+    assert "R" in local._group_states(group)  # this process, running, is in its own group
+    monkeypatch.setattr(local.os, "killpg", lambda pgid, sig: None)  # the kernel still lists the group
+    monkeypatch.setattr(local, "_group_states", lambda pgid: ["Z", "Z"])
+    assert not local._alive(group)
+    monkeypatch.setattr(local, "_group_states", lambda pgid: ["Z", "S"])
+    assert local._alive(group)
+    monkeypatch.setattr(local, "_group_states", lambda pgid: None)
+    assert local._alive(group)
+
+
+def test_a_new_process_group_is_alive_until_its_process_ends():
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"], start_new_session=True)
+    try:
+        states = local._group_states(child.pid)  # its own group: just the child, running or sleeping
+        assert len(states) == 1 and states[0] in ("R", "S")
+        assert local._alive(child.pid)
+    finally:
+        child.kill()
+        child.wait()
+    assert local._group_states(child.pid) == [] and not local._alive(child.pid)
