@@ -13,7 +13,6 @@ node's Ray processes, waits the sleep out, and runs the node's own `ray start` c
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import signal
@@ -22,6 +21,8 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+import typer
 
 from cluster.local import _agent_ports, _alive, _killpg, jetfleet_home, state_path
 from jetfleet.errors import DeviceError
@@ -145,17 +146,20 @@ def _sleep_node(node: EmulatedNode, sleep_s: float, delay_s: float) -> int:
     return proc.pid
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="emulated suspend of a jetfleet up --nodes device node")
-    parser.add_argument("--sleep-s", type=float, required=True)
-    parser.add_argument("--delay-s", type=float, default=0.5)
-    parser.add_argument("--spec", required=True, help="the EmulatedNode as JSON")
-    args = parser.parse_args(argv)
-    raw = json.loads(args.spec)
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+
+
+@app.command()
+def main(
+    sleep_s: float = typer.Option(..., "--sleep-s", min=0.0, help="how long the node stays down"),
+    spec: str = typer.Option(..., "--spec", help="the EmulatedNode as JSON"),
+    delay_s: float = typer.Option(0.5, "--delay-s", min=0.0, help="wait this long before stopping the node"),
+) -> None:
+    """Emulated suspend of a `jetfleet up --nodes` device node (the detached helper `suspend_emulated_node` starts)."""
+    raw = json.loads(spec)
     node = EmulatedNode(raw["device"], int(raw["pgid"]), tuple(raw["command"]), dict(raw["env"]))
-    _sleep_node(node, args.sleep_s, args.delay_s)
-    return 0
+    _sleep_node(node, sleep_s, delay_s)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    app()

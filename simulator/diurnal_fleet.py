@@ -9,11 +9,12 @@ The fleet is a quarter AGX Xavier, three eighths Xavier NX and three eighths Jet
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
 from typing import Any
+
+import typer
 
 from workloads.diurnal import DiurnalSpec
 
@@ -60,23 +61,25 @@ def run(spec: DiurnalSpec, n_devices: int, policies: list[str], seed: int, cost_
     return out
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--devices", type=int, default=1000)
-    parser.add_argument("--cameras", type=int, default=2000)
-    parser.add_argument("--period-s", type=float, default=1.0)
-    parser.add_argument("--peak-frames", type=float, default=2.0)
-    parser.add_argument("--compress", type=float, default=288.0)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--cost-model", default="lgbm")
-    parser.add_argument("--policy", action="append", default=None)
-    parser.add_argument("--out", type=Path, required=True)
-    args = parser.parse_args(argv)
-    spec = DiurnalSpec(
-        cameras=args.cameras, period_s=args.period_s, peak_frames=args.peak_frames, compress=args.compress
-    )
-    doc = run(spec, args.devices, args.policy or ["jetfleet:awake", "jetfleet"], args.seed, args.cost_model)
-    args.out.write_text(json.dumps(doc, indent=1) + "\n")
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, help=__doc__)
+
+
+@app.command()
+def main(
+    out: Path = typer.Option(..., "--out", help="write the JSON document here"),
+    devices: int = typer.Option(1000, "--devices", min=1, help="fleet size (25 % AGX, 37.5 % NX, 37.5 % Nano)"),
+    cameras: int = typer.Option(2000, "--cameras", min=1),
+    period_s: float = typer.Option(1.0, "--period-s", min=1e-6, help="seconds between a camera's requests"),
+    peak_frames: float = typer.Option(2.0, "--peak-frames", min=0.0, help="frames per request at the peak"),
+    compress: float = typer.Option(288.0, "--compress", min=1.0, help="how much faster the day's envelope runs"),
+    seed: int = typer.Option(1, "--seed"),
+    cost_model: str = typer.Option("lgbm", "--cost-model", help="lgbm | oracle | DIR"),
+    policy: list[str] | None = typer.Option(None, "--policy", help="policies (default: jetfleet:awake, jetfleet)"),
+) -> None:
+    """Simulate the fleet through the compressed day; write the JSON and print one line per policy."""
+    spec = DiurnalSpec(cameras=cameras, period_s=period_s, peak_frames=peak_frames, compress=compress)
+    doc = run(spec, devices, policy or ["jetfleet:awake", "jetfleet"], seed, cost_model)
+    out.write_text(json.dumps(doc, indent=1) + "\n")
     for r in doc["results"]:
         print(
             f"{r['policy']}: {r['frames_per_joule']:.3f} frames/J, {r['pct_frames_within_slo']:.2f} % in SLO, "
@@ -85,4 +88,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    app()

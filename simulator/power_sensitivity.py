@@ -11,11 +11,12 @@ markdown tables of docs/power-states.md. Nothing here is tuned: the grid is the 
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 from pathlib import Path
 from typing import Any
+
+import typer
 
 from jetfleet.catalogue import get_kind
 from jetfleet.power_states import PowerState, PowerStateSpec
@@ -95,25 +96,29 @@ def markdown(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--fleet", action="append", default=None)
-    parser.add_argument("--cost-model", default="lgbm")
-    parser.add_argument("--scenarios", type=Path, default=None, help="LoudVA's scenario folder (default: shared)")
-    args = parser.parse_args(argv)
-    if args.scenarios is None:
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, help=__doc__)
+
+
+@app.command()
+def main(
+    out: Path = typer.Option(..., "--out", help="write the JSON document here"),
+    fleet: list[str] | None = typer.Option(None, "--fleet", help="fleet(s) to run (default: agx and loudva-cluster)"),
+    cost_model: str = typer.Option("lgbm", "--cost-model", help="lgbm | oracle | DIR"),
+    scenarios: Path | None = typer.Option(None, "--scenarios", help="LoudVA's scenario folder (default: shared)"),
+) -> None:
+    """Run the sensitivity grid; write the JSON and print the markdown tables."""
+    if scenarios is None:
         from costmodel.profiles import loudva_data_dir
 
         data = loudva_data_dir()
         if data is None:
-            parser.error("LoudVA's data folder not found; give --scenarios PATH")
-        args.scenarios = data / "scenarios"
-    docs = [run_grid(f, args.cost_model, args.scenarios) for f in args.fleet or ["agx", "loudva-cluster"]]
-    args.out.write_text(json.dumps({"cost_model": args.cost_model, "fleets": docs}, indent=1) + "\n")
+            raise typer.BadParameter("LoudVA's data folder not found; give --scenarios PATH", param_hint="--scenarios")
+        scenarios = data / "scenarios"
+    docs = [run_grid(f, cost_model, scenarios) for f in fleet or ["agx", "loudva-cluster"]]
+    out.write_text(json.dumps({"cost_model": cost_model, "fleets": docs}, indent=1) + "\n")
     for doc in docs:
         print(markdown(doc) + "\n")
 
 
 if __name__ == "__main__":
-    main()
+    app()
