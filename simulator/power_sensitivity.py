@@ -21,7 +21,7 @@ import typer
 from jetfleet.catalogue import get_kind
 from jetfleet.power_states import PowerState, PowerStateSpec
 
-WAKE_S = (0.5, 1.0, 2.0, 5.0, 10.0)
+WAKE_S = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0)
 SCENARIOS = ("exp1-id0", "exp1-id1", "exp1-id2", "exp1-id3", "exp1-id4", "exp1-id6")
 
 

@@ -121,7 +121,7 @@ def check_targets(rows: Sequence[SimRow], cost: str) -> list[Target]:
                 achieved=f"{jf.frames_per_joule:.3f} frames/J ({jf.frames_per_joule / b.frames_per_joule:.3f} x), "
                 f"{jf.pct_frames_within_slo:.2f} %",
                 met=ok_e and ok_s,
-                note=note if ok_s else note + " SLO attainment below the baseline.",
+                note=note if ok_s else f"{note + ' ' if note else 'frames/J met; '}SLO attainment below the baseline.",
             )
         )
     jc = cluster.get("jetfleet")
