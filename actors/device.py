@@ -35,6 +35,7 @@ from actors.sleep_control import ASLEEP_REFUSAL, PowerStateChange, SleepControl,
 from cluster.inventory import DeviceSpec
 from cluster.node_sleep import EmulatedNode
 from costmodel.base import DeviceModel
+from costmodel.frames import frame_bytes
 from jetfleet.errors import ConfigError, DeviceError, InvalidRequestError, JetfleetError, PowerStateError
 from jetfleet.power_states import PowerState
 from jetfleet.types import Batch, BatchResult, Dispatch
@@ -237,7 +238,22 @@ class DeviceRuntime:
         `inputs` holds one float32 (3, H, W) frame per frame of the batch, in request order, or None for
         synthetic frames. A failure of the device (bad frequency, engine error, meter error, bad inputs)
         comes back as a BatchResult with ok=False and the reason, never as an exception."""
+        await self._receive(batch.dispatch.model, batch.n_frames, inputs)
         return await self._run(batch.dispatch, batch.n_frames, inputs)
+
+    async def _receive(self, model: str, n_frames: int, inputs: Sequence[np.ndarray] | None) -> None:
+        """Emulate the batch's input crossing the device's link (`jetfleet.links`, from the inventory): an emulated
+        device gets its frames in-process, so it waits what its link would take (compressed by `speed_factor` like
+        its engine); a real device's frames cross its real link. Outside the device lock, so a transfer overlaps
+        the batch before it, as on a real link."""
+        link = self.spec.link
+        if link.local or self.engine.name != "emulated":
+            return
+        try:
+            n_bytes = sum(int(x.nbytes) for x in inputs) if inputs else n_frames * frame_bytes(model)
+        except JetfleetError:
+            return  # a model nobody knows: `_run` fails the batch with the reason
+        await asyncio.sleep(link.transfer_s(n_bytes) / self.speed_factor)
 
     async def run_frames(
         self, model: str, n_frames: int, freq_hz: float, inputs: Sequence[np.ndarray] | None = None

@@ -7,12 +7,13 @@ requests the cost model called feasible were answered at 1.5-2x their SLO. The l
 tells the core (`DeviceState.round_trip_s`), which every policy and admission then count as a delay before the
 batch starts (`DeviceState.free_s`).
 
-Samples come from batches: each one's time from dispatch to answer, less its device latency and the waiting the
-core expected. Only samples of the last `HORIZON_S` count, so a device that gets no batches (for instance because
-admission refuses what its estimate makes late) falls back to 0 after that and is measured again by the next
-batches it gets. Health probes are not sampled: a `status` call measured 300+ ms while batches measured 80 ms
-under the same load (the probes of all devices wait together behind the burst on the scheduler's event loop), and
-counting them refused everything.
+Samples come from batches: each one's time from dispatch to answer, less its device latency, the transfer its
+device's link model prices (`jetfleet.links`: the cost view counts that already, and an emulated device waits it
+out) and the waiting the core expected. Only samples of the last `HORIZON_S` count, so a device that gets no
+batches (for instance because admission refuses what its estimate makes late) falls back to 0 after that and is
+measured again by the next batches it gets. Health probes are not sampled: a `status` call measured 300+ ms while
+batches measured 80 ms under the same load (the probes of all devices wait together behind the burst on the
+scheduler's event loop), and counting them refused everything.
 
 The estimate is a high quantile of the samples of the last `HORIZON_S`, not the mean: an SLO is missed by the
 slow trips. A device's first batch is not sampled: it pays one-off costs (an engine's first run measured 0.8 s

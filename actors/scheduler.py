@@ -56,6 +56,7 @@ from actors.sleep_books import SleepBooks
 from actors.sleep_control import refused_asleep
 from cluster.inventory import Fleet
 from costmodel.base import CostModel
+from costmodel.frames import frame_bytes
 from jetfleet.catalogue import get_kind
 from jetfleet.errors import ConfigError, InvalidRequestError, JetfleetError, PowerStateError, UnknownNameError
 from jetfleet.power_states import PowerState
@@ -156,6 +157,7 @@ class LiveScheduler:
             f_max = get_kind(spec.kind).max_freq_hz
             state = DeviceState(spec.name, spec.kind, f_max, now, 0, now, self._healthy[spec.name], spec.models)
             state.round_trip_s = self.round_trips.estimate(spec.name, self._clock())  # the link outlives the run
+            state.link = spec.link  # the data path policies price (`jetfleet.links`)
             states.append(state)
             self.ledgers[spec.name] = EnergyLedger(self._idle_power[spec.kind], f_max)
         self.policy = policy
@@ -431,8 +433,20 @@ class LiveScheduler:
         if run.result.ok and math.isfinite(run.device_latency_s) and math.isfinite(expected_wait_s):
             now_wall_s = self._clock()
             elapsed_s = (now_wall_s - sent_wall_s) * self.time_scale
-            self.round_trips.batch(name, now_wall_s, elapsed_s, run.device_latency_s, expected_wait_s)
+            # The link model's transfer is priced by the cost view already: the round trip is what is left over.
+            accounted_s = run.device_latency_s + self._transfer_s(name, run.result.model, run.result.n_frames)
+            self.round_trips.batch(name, now_wall_s, elapsed_s, accounted_s, expected_wait_s)
             self.core.devices[name].round_trip_s = self.round_trips.estimate(name, now_wall_s)
+
+    def _transfer_s(self, name: str, model: str, n_frames: int) -> float:
+        """What the device's link model says `n_frames` of `model` take to cross it (0 for a model unknown here)."""
+        link = self.core.devices[name].link
+        if link.local:
+            return 0.0
+        try:
+            return link.transfer_s(n_frames * frame_bytes(model))
+        except JetfleetError:
+            return 0.0
 
     def _failed_run(self, batch: Batch, error: str) -> BatchRun:
         d = batch.dispatch

@@ -10,6 +10,8 @@
         power_states: emulated  # emulated | jetson | nvml | none: how it sleeps (actors.power_states)
         host: 10.0.0.11       # optional: the node's address on a real cluster
         mac: 00:04:4b:aa:bb:cc  # optional: for Wake-on-LAN; without it the device never suspends without rtcwake
+        link_mbps: 941        # optional: goodput of its link from the controller (default: its kind's, jetfleet.links)
+        link_latency_ms: 0.5  # optional: fixed cost per batch on that link
         options: {}           # engine options (speed_factor, onnx_path, weights_path, ...)
     model_repository: ./models  # optional: a model repository (costmodel.model_repository) whose models
                                 # every process that loads this fleet knows (relative to the file)
@@ -28,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from jetfleet.catalogue import CATALOGUE, DeviceKind
 from jetfleet.config import describe_validation_error, read_config_file
 from jetfleet.errors import ConfigError, UnknownNameError
+from jetfleet.links import Link, default_link
 
 FLEETS_DIR = Path(__file__).parent / "fleets"
 
@@ -46,6 +49,9 @@ class DeviceSpec(BaseModel):
     host: str | None = None
     mac: str | None = Field(default=None, pattern=r"^[0-9A-Fa-f]{2}([:-][0-9A-Fa-f]{2}){5}$")
     models: tuple[str, ...] = ()
+    # Its data path from the controller (`jetfleet.links`); unset: the kind's default (GbE on a Jetson dev kit).
+    link_mbps: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    link_latency_ms: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     options: dict[str, Any] = Field(default_factory=dict)
     model_repository: str | None = None  # copied from the fleet: the device's process loads it too
 
@@ -65,6 +71,16 @@ class DeviceSpec(BaseModel):
     @property
     def device_kind(self) -> DeviceKind:
         return CATALOGUE[self.kind]
+
+    @property
+    def link(self) -> Link:
+        """Its data path: the kind's default with this entry's `link_mbps` / `link_latency_ms` in place."""
+        base = default_link(self.kind)
+        if self.link_mbps is None and self.link_latency_ms is None:
+            return base
+        bandwidth_bps = base.bandwidth_bps if self.link_mbps is None else self.link_mbps * 1e6
+        latency_s = base.latency_s if self.link_latency_ms is None else self.link_latency_ms / 1e3
+        return Link(bandwidth_bps, latency_s)
 
 
 class Fleet(BaseModel):

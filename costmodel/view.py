@@ -7,6 +7,8 @@ not cheaply. The view asks each (kind, model, frequency list) once, keeps the an
 - the idle board power of the kind at each listed clock (`idle_w`), from the cost model's `idle_power_w`;
 - a learned latency correction per (kind, model, frequency list) (`LatencyCorrection`), fed by the core with
   every finished batch (`observe`). Grids come raw (`corrected=False`: what the model says) or corrected;
+- the data path: `grid(..., link=)` prices each batch as its input's transfer over the device's link
+  (`jetfleet.links`; bytes per frame from `costmodel.frames`) followed by its compute;
 - policy-derived tables (`derived`): anything a policy computes from a grid (the jetfleet planner's tables,
   LoudVA's energy-per-frame arrays) is kept here under the policy's key and recomputed when the grid it
   came from changed (a larger batch asked for, or a new correction) — one invalidation rule for all.
@@ -30,6 +32,8 @@ from typing import Any
 import numpy as np
 
 from costmodel.base import CostGrid, CostModel
+from costmodel.frames import frame_bytes
+from jetfleet.links import LOCAL, Link
 
 __all__ = ["CostView", "LatencyCorrection", "RawGrid"]
 
@@ -51,6 +55,12 @@ class RawGrid:
     latency_s: np.ndarray  # (F, B) seconds per batch of b = 1..B frames
     energy_j: np.ndarray  # (F, B) board joules per batch
     version: tuple[int, int]  # (prediction number, observations folded in; -1 for a raw grid)
+    link: Link = LOCAL  # the data path whose transfer the grid includes (LOCAL: compute only)
+    transfer_s: np.ndarray | None = None  # (B,) of latency_s: each batch's input transfer (None: LOCAL, none)
+
+    def compute_s(self) -> np.ndarray:
+        """(F, B) seconds each batch computes: `latency_s` without its transfer."""
+        return self.latency_s if self.transfer_s is None else self.latency_s - self.transfer_s[None, :]
 
     @property
     def max_frames(self) -> int:
@@ -110,15 +120,73 @@ class CostView:
         self._corrected: dict[tuple[str, str, FreqList], RawGrid] = {}
         self._corrections: dict[tuple[str, str, FreqList], LatencyCorrection] = {}
         self._idle: dict[tuple[str, FreqList], np.ndarray] = {}
-        self._derived: dict[Hashable, tuple[tuple[int, int], Any]] = {}
+        self._carried: dict[tuple[str, str, FreqList, bool, Link], RawGrid] = {}  # grids with a link's transfer
+        self._transfers: dict[tuple[str, Link, int], np.ndarray] = {}
+        self._derived: dict[Hashable, tuple[tuple[tuple[int, int], Link], Any]] = {}
         self._versions = 0
         self.generation = 0  # bumped whenever any grid this view answers may have changed (see `generation`)
 
     # -- grids --------------------------------------------------------------------------------------------
-    def grid(self, kind: str, model: str, freqs_hz: FreqList, min_frames: int, *, corrected: bool = False) -> RawGrid:
-        """The grid of (kind, model) at `freqs_hz` covering batches 1..at least `min_frames`.
+    def grid(
+        self,
+        kind: str,
+        model: str,
+        freqs_hz: FreqList,
+        min_frames: int,
+        *,
+        corrected: bool = False,
+        link: Link = LOCAL,
+    ) -> RawGrid:
+        """The grid of (kind, model) at `freqs_hz` covering batches 1..at least `min_frames`; with a `link`, each
+        batch's input transfer comes first (`with_transfer`).
 
         Raises what the cost model raises for a (kind, model) it knows nothing of (`JetfleetError`)."""
+        compute = self._compute_grid(kind, model, freqs_hz, min_frames, corrected)
+        if link.local:
+            return compute
+        key = (kind, model, freqs_hz, corrected, link)
+        hit = self._carried.get(key)
+        if hit is None or hit.version != compute.version or hit.max_frames != compute.max_frames:
+            hit = self._carried[key] = self.with_transfer(compute, link)
+        return hit
+
+    def with_transfer(self, compute: RawGrid, link: Link) -> RawGrid:
+        """`compute` with each batch's input shipped over `link` first: latency + transfer, and energy + the kind's
+        lowest idle board power over the transfer. Receiving costs the board nothing above the baseline it pays
+        anyway (the network interface's draw is part of the idle figure), so a transfer adds no energy above the
+        floor and biases no clock choice (pricing it at the clock's own idle power made high clocks look dearer:
+        0.958 -> 0.901 frames/J on LoudVA's Experiment 1).
+
+        Transfer, then compute, one after the other: frames wait at the controller until their batch is dispatched
+        and policies give a device one batch at a time (jetfleet's `max_in_flight` = 1), so no transfer overlaps
+        a computing batch. (Planning with an overlapped pace and letting a tight arrival's transfer overlap the
+        batch before it cost up to 16 points of SLO attainment on a 200 Mbit/s link: the overlap never happened.)
+        The simulated device does overlap a transfer with a batch dispatched to it while it is busy."""
+        transfer_s = self._transfer_s(compute.model, link, compute.max_frames)
+        idle_w = self.idle_w(compute.kind, tuple(float(f) for f in compute.freqs_hz))
+        return RawGrid(
+            compute.kind,
+            compute.model,
+            compute.freqs_hz,
+            _frozen(compute.latency_s + transfer_s[None, :]),
+            _frozen(compute.energy_j + float(idle_w.min()) * transfer_s[None, :]),
+            compute.version,
+            link,
+            _frozen(transfer_s),
+        )
+
+    def _transfer_s(self, model: str, link: Link, max_frames: int) -> np.ndarray:
+        """(max_frames,) seconds to ship batches of 1..max_frames frames of `model` over `link` (kept: a grid is
+        rebuilt with every learned correction, its transfers never change)."""
+        key = (model, link, max_frames)
+        hit = self._transfers.get(key)
+        if hit is None:
+            frames = np.arange(1, max_frames + 1)
+            hit = link.latency_s + 8.0 * frames * frame_bytes(model) / link.bandwidth_bps
+            hit = self._transfers[key] = _frozen(hit)
+        return hit
+
+    def _compute_grid(self, kind: str, model: str, freqs_hz: FreqList, min_frames: int, corrected: bool) -> RawGrid:
         key = (kind, model, freqs_hz)
         raw = self._raw.get(key)
         if raw is None or raw.max_frames < min_frames:
@@ -146,13 +214,17 @@ class CostView:
         )
         return hit
 
-    def latency_s(self, kind: str, model: str, freqs_hz: FreqList, freq_hz: float, n_frames: int) -> float:
-        """Predicted latency of one batch (raw), from the cached grid when `freq_hz` is listed."""
+    def latency_s(
+        self, kind: str, model: str, freqs_hz: FreqList, freq_hz: float, n_frames: int, link: Link = LOCAL
+    ) -> float:
+        """Predicted latency of one batch (raw), its input's transfer over `link` included, from the cached grid
+        when `freq_hz` is listed."""
+        transfer_s = link.transfer_s(n_frames * frame_bytes(model)) if not link.local else 0.0
         fi = _index(freqs_hz, freq_hz)
         if fi >= 0:
-            return float(self.grid(kind, model, freqs_hz, n_frames).latency_s[fi, n_frames - 1])
+            return float(self.grid(kind, model, freqs_hz, n_frames).latency_s[fi, n_frames - 1]) + transfer_s
         grid = self.model.predict_grid(kind, model, np.array([freq_hz]), np.array([n_frames]))
-        return float(np.asarray(grid.latency_s)[0, 0])
+        return float(np.asarray(grid.latency_s)[0, 0]) + transfer_s
 
     def idle_w(self, kind: str, freqs_hz: FreqList) -> np.ndarray:
         """(F,) idle board watts of `kind` at each of `freqs_hz` (read-only)."""
@@ -183,15 +255,17 @@ class CostView:
 
     # -- policy-derived tables ----------------------------------------------------------------------------
     def derived(self, key: Hashable, source: RawGrid, make: Callable[[], Any]) -> Any:
-        """`make()`, kept under `key` for as long as `source` (the grid it is derived from) stays current."""
+        """`make()`, kept under `key` for as long as `source` (the grid it is derived from, its link included)
+        stays current."""
+        stamp = (source.version, source.link)
         hit = self._derived.get(key)
-        if hit is not None and hit[0] == source.version:
+        if hit is not None and hit[0] == stamp:
             return hit[1]
         if len(self._derived) >= _MAX_DERIVED:
             for old in list(self._derived)[: _MAX_DERIVED // 2]:
                 del self._derived[old]
         value = make()
-        self._derived[key] = (source.version, value)
+        self._derived[key] = (stamp, value)
         return value
 
     # -- helpers ------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass, field
 
 from jetfleet.errors import InvalidRequestError
+from jetfleet.links import LOCAL, Link
 from jetfleet.power_states import PowerState, PowerStateSpec
 
 DEFAULT_MODEL = "inceptionv3"
@@ -78,6 +79,9 @@ class DeviceState:
     # Time a batch spends outside the device's own latency: the way there and the answer's way back (the live
     # driver measures it per batch; 0 in the simulator). Counted as a delay before the batch starts.
     round_trip_s: float = 0.0
+    # The device's data path from the controller (`jetfleet.links`): a batch's input crosses it before the batch
+    # runs. The drivers set it from the fleet inventory; LOCAL (nothing to cross) when unknown.
+    link: Link = LOCAL
 
     def power_spec(self, state: PowerState) -> PowerStateSpec | None:
         """The device's own figures for sleep `state`, or None when it cannot enter it."""

@@ -84,5 +84,8 @@ def with_device_facts(device: DeviceState) -> DeviceState:
 def device_grid(
     cost: CostView, device: DeviceState, model: str, min_frames: int = 1, *, corrected: bool = False
 ) -> RawGrid:
-    """The cost grid of `model` on `device`: its kind at its own clocks, batches up to its max batch at least."""
-    return cost.grid(device.kind, model, device.freqs_hz, max(device.max_batch, min_frames), corrected=corrected)
+    """The cost grid of `model` on `device`: its kind at its own clocks, batches up to its max batch at least, each
+    batch's input shipped over the device's link first."""
+    return cost.grid(
+        device.kind, model, device.freqs_hz, max(device.max_batch, min_frames), corrected=corrected, link=device.link
+    )

@@ -421,7 +421,7 @@ class SchedulerCore:
     def _expected_latency(self, device: DeviceState, d: Dispatch, n_frames: int, freq_hz: float) -> float:
         if math.isfinite(d.predicted_latency_s):
             return d.predicted_latency_s
-        return self.cost_view.latency_s(device.kind, d.model, device.freqs_hz, freq_hz, n_frames)
+        return self.cost_view.latency_s(device.kind, d.model, device.freqs_hz, freq_hz, n_frames, device.link)
 
     def _emit(self, now_s: float, event: str, reason: str, requests: Sequence[Request], **kw: object) -> None:
         if self._sink is None:

@@ -169,7 +169,8 @@ class LoudVA(Policy):
         cap = batch_cap(d)
         n = max(1, int(np.searchsorted(frames, cap, side="right")))  # prefixes of <= cap frames (>= 1)
         sizes = frames[:n].astype(int)
-        grid = cost.grid(d.kind, model, d.freqs_hz, max(int(sizes[-1]), cap))
+        # LoudVA priced its network too (a measured cost per batch size in its DeviceData)
+        grid = cost.grid(d.kind, model, d.freqs_hz, max(int(sizes[-1]), cap), link=d.link)
         key = (
             "loudva",
             d.kind,

@@ -28,7 +28,7 @@ a few microseconds instead of a few dozen numpy calls), else the reference.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -75,6 +75,11 @@ class GridTables:
     # What callers derive from these tables and nothing else (guard budgets, objective floors), kept with them
     # so it lives exactly as long as they do.
     memo: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
+    # (B,) each batch's input transfer over the device's link, included in `latency_s` (None: no network)
+    transfer_s: np.ndarray | None = field(default=None, compare=False, repr=False)
+    # Best sustained seconds per frame when each batch's input crosses the link while the batch before it computes
+    # (the slower of the two sets the pace): `s_per_frame` without a network link.
+    overlapped_s_per_frame: float = field(default=math.nan, compare=False, repr=False)
 
     @property
     def max_frames(self) -> int:
@@ -104,6 +109,12 @@ def derive_tables(grid: RawGrid, idle_w: np.ndarray, margins: Margins, max_batch
     arrays = (padded, padded.min(axis=0), marginal, per_frame)
     for a in arrays:
         a.flags.writeable = False
+    transfer, overlapped_s = None, float(per_frame.min())
+    if grid.transfer_s is not None:
+        transfer = np.array(grid.transfer_s, dtype=float)
+        transfer.flags.writeable = False
+        cycle = np.maximum(latency[:, :cap] - transfer[None, :cap], transfer[None, :cap])
+        overlapped_s = float((cycle / batches[None, :cap]).min())
     index = {float(f): i for i, f in enumerate(freqs)}
     return GridTables(
         grid.kind,
@@ -118,7 +129,23 @@ def derive_tables(grid: RawGrid, idle_w: np.ndarray, margins: Margins, max_batch
         float(per_frame.min()),
         margins,
         index,
+        transfer_s=transfer,
+        overlapped_s_per_frame=overlapped_s,
     )
+
+
+def overlapped(tables: GridTables, lead_s: float) -> GridTables:
+    """The tables of a batch dispatched `lead_s` before its device is free: its input crosses the link while the
+    device finishes the batch before it, so only the part of each transfer that outlasts `lead_s` still delays it.
+    Without a link (or a lead) the tables themselves."""
+    if tables.transfer_s is None or not lead_s > 0 or not tables.transfer_s.any():
+        return tables
+    latency = tables.latency_s - np.minimum(tables.transfer_s, lead_s)[None, :]
+    padded = tables.margins.padded(latency)
+    fastest = padded.min(axis=0)
+    for a in (latency, padded, fastest):
+        a.flags.writeable = False
+    return replace(tables, latency_s=latency, padded_s=padded, fastest_padded_s=fastest, memo={})
 
 
 @dataclass(frozen=True)

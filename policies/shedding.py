@@ -134,7 +134,7 @@ class CostOracle:
         if device is None:
             return INF
         try:
-            return self.cost.latency_s(kind, model, device.freqs_hz, freq_hz, n_frames)
+            return self.cost.latency_s(kind, model, device.freqs_hz, freq_hz, n_frames, device.link)
         except (JetfleetError, KeyError, ValueError):
             return INF
 

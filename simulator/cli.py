@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from jetfleet.errors import ConfigError
+from jetfleet.links import PREPROCESS_S_PER_FRAME
 
 if TYPE_CHECKING:
     from costmodel.base import CostModel
@@ -48,8 +49,16 @@ def simulate_command(
         0.0, "--poisson-hz", help="Without --scenario: a Poisson workload of this many requests per second."
     ),
     duration_s: float = typer.Option(300.0, "--duration-s", help="Length of the --poisson-hz workload."),
-    upload_ms_per_frame: float = typer.Option(
-        0.0, "--upload-ms-per-frame", help="Serial per-frame transfer to each device before its batch (0: none)."
+    data_path: bool = typer.Option(
+        True,
+        "--data-path/--no-data-path",
+        help="Charge the data path: controller preprocessing and each device's link (jetfleet.links).",
+    ),
+    preprocess_ms_per_frame: float = typer.Option(
+        PREPROCESS_S_PER_FRAME * 1e3,
+        "--preprocess-ms-per-frame",
+        min=0.0,
+        help="Controller preprocessing per frame with --data-path (default: measured, jetfleet.links).",
     ),
     energy_from_zero: bool = typer.Option(
         False, "--energy-from-zero", help="Integrate energy from time 0 of each workload (as LoudVA measured it)."
@@ -80,9 +89,8 @@ def simulate_command(
                     progress.update(task, description=f"{spec} on {label}")
                     sink = _labelled(writer, spec, label) if writer is not None else None
                     start_s = 0.0 if energy_from_zero else None
-                    runs.append(
-                        _run(requests, fleet_obj, spec, cost, seed, sink, noise, start_s, upload_ms_per_frame / 1e3)
-                    )
+                    path = (data_path, preprocess_ms_per_frame / 1e3)
+                    runs.append(_run(requests, fleet_obj, spec, cost, seed, sink, noise, start_s, path))
                     progress.advance(task)
                 results.append(_aggregate(runs, spec))
     finally:
@@ -138,7 +146,7 @@ def _run(
     sink: Any,
     noise: Any,
     start_s: float | None,
-    upload_s_per_frame: float = 0.0,
+    data_path: tuple[bool, float] = (True, PREPROCESS_S_PER_FRAME),
 ) -> Any:
     from policies.registry import make_policy
     from simulator.engine import simulate
@@ -153,7 +161,8 @@ def _run(
         sink=sink,
         noise=noise,
         start_s=start_s,
-        upload_s_per_frame=upload_s_per_frame,
+        data_path=data_path[0],
+        preprocess_s_per_frame=data_path[1],
     )
 
 

@@ -10,8 +10,10 @@ piecewise as the timeline is built:
 - a frequency change occupies the device for the kind's `freq_change_delay_s` at the idle power of the
   frequency it leaves (the clock switches when the change settles);
 - a batch costs the device model's `energy_j` (board energy, idle baseline included) over its `latency_s`;
-- optionally (`upload_s_per_frame`), a batch's frames first cross a serial link to the device, which the
-  device waits for at idle power (LoudVA shipped FP32 tensors from its controller to each Jetson).
+- a batch's input first crosses the device's `link` from the controller (`jetfleet.links`; LOCAL by default,
+  the simulator sets the inventory's), one transfer after another; a transfer overlaps the batches before it,
+  and a device with nothing else to do waits for its input at idle power (LoudVA, too, shipped FP32 tensors
+  from its controller to each Jetson).
 
 - asleep (`sleep` / `wake`), the device draws its power state's board power plus the transitions' energy, counted
   by `jetfleet.power_states.SleepMeter` (the live accounting uses the same meter); a batch after a wake starts
@@ -28,8 +30,10 @@ import math
 from collections.abc import Callable
 
 from costmodel.base import DeviceModel
+from costmodel.frames import frame_bytes
 from jetfleet.catalogue import DeviceKind
 from jetfleet.errors import DataError
+from jetfleet.links import LOCAL
 from jetfleet.power_states import PowerStateSpec, SleepMeter
 
 # (latency_s, energy_j) of one batch: the device model's truth, possibly with noise applied.
@@ -54,7 +58,7 @@ class EmulatedDevice:
         "_trailing",
         "_cost_fn",
         "_cost_cache",
-        "upload_s_per_frame",
+        "link",
         "link_free_s",
         "sleep_meter",
     )
@@ -82,8 +86,8 @@ class EmulatedDevice:
         self._trailing: list[tuple[float, float, float]] = []  # (start, end, power) changes after the last batch
         self._cost_fn = cost_fn
         self._cost_cache: dict[tuple[str, int, float], tuple[float, float]] = {}
-        self.upload_s_per_frame = 0.0  # serialised transfer of each frame to the device before its batch runs
-        self.link_free_s = start_s
+        self.link = LOCAL  # the data path a batch's input crosses before it runs
+        self.link_free_s = start_s  # when the link has shipped everything dispatched so far
         self.sleep_meter = SleepMeter()
 
     @property
@@ -157,13 +161,14 @@ class EmulatedDevice:
     def run(self, now_s: float, model: str, n_frames: int, freq_hz: float) -> tuple[float, float, float, float]:
         """Queue a batch dispatched at `now_s`; return (started_s, finished_s, latency_s, energy_j).
 
-        With `upload_s_per_frame` > 0 the batch's frames first cross the device's link, one transfer after
-        another (the link is free again at `link_free_s`); a transfer overlaps earlier batches and the clock
-        change, and the device idles while it waits for its input.
+        Over a network `link` the batch's input first crosses it, one transfer after another (the link is free
+        again at `link_free_s`); a transfer overlaps earlier batches and the clock change, and the device idles
+        while it waits for its input.
         """
         ready_s = now_s
-        if self.upload_s_per_frame > 0:
-            self.link_free_s = max(now_s, self.link_free_s) + n_frames * self.upload_s_per_frame
+        if not self.link.local:
+            transfer_s = self.link.transfer_s(n_frames * frame_bytes(model))
+            self.link_free_s = max(now_s, self.link_free_s) + transfer_s
             ready_s = self.link_free_s
         if freq_hz != self.tail_freq_hz:
             self.change_frequency(now_s, freq_hz)

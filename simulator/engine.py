@@ -33,6 +33,7 @@ from cluster.inventory import Fleet
 from costmodel.base import CostModel, DeviceModel
 from jetfleet.catalogue import get_kind
 from jetfleet.errors import ConfigError
+from jetfleet.links import PREPROCESS_S_PER_FRAME
 from jetfleet.metrics import RunMetrics, RunRecord, compute_metrics, energy_bound_j, sleep_energy_bound_j
 from jetfleet.power_states import PowerStateSpec
 from jetfleet.telemetry import EventSink
@@ -102,7 +103,8 @@ def simulate(
     noise: NoiseModel | None = None,
     initial_freq: str = "max",
     start_s: float | None = None,
-    upload_s_per_frame: float = 0.0,
+    data_path: bool = True,
+    preprocess_s_per_frame: float = PREPROCESS_S_PER_FRAME,
     power_states: Mapping[str, tuple[PowerStateSpec, ...]] | None = None,
 ) -> SimResult:
     """Run `policy` on `requests` over `fleet` and return outcomes, batches, energy and metrics.
@@ -115,18 +117,20 @@ def simulate(
 
     Energy is integrated from the first arrival (DESIGN.md) unless `start_s` (<= the first arrival) moves the
     start of the window earlier: LoudVA's measurements start at its scenario's time 0, before the first request.
-    `upload_s_per_frame` > 0 makes every device receive each frame over a serial link before its batch runs
-    (see `simulator.devices`); policies are not told about it. Default 0: no network.
+    The data path (`data_path`, default on; `jetfleet.links`): each request's frames are preprocessed on the
+    controller (`preprocess_s_per_frame` each, one after another, before the request reaches the scheduler) and
+    each batch's input crosses its device's link (the inventory's, default its kind's) before it runs; policies
+    see the links through their devices (`DeviceState.link`). `data_path=False`: frames move for free.
     `power_states` replaces the catalogue's sleep states of the kinds it names (the devices report these as
     their own facts, and sleep by them): sensitivity studies of assumed figures.
     """
-    if upload_s_per_frame < 0:
-        raise ConfigError(f"simulate: upload_s_per_frame must be >= 0, got {upload_s_per_frame}")
+    if not 0 <= preprocess_s_per_frame < math.inf:
+        raise ConfigError(f"simulate: preprocess_s_per_frame must be >= 0 s and finite, got {preprocess_s_per_frame}")
     run = _Run(requests, fleet, policy, cost, device_models, sink, horizon_s, initial_freq, start_s, power_states)
+    if data_path:
+        run.add_data_path(preprocess_s_per_frame)
     if noise is not None:
         run.add_noise(dataclasses.replace(noise, seed=seed))
-    for device in run.devices.values():
-        device.upload_s_per_frame = upload_s_per_frame
     return run.run()
 
 
@@ -171,12 +175,23 @@ class _Run:
             states.append(state)
             self.devices[spec.name] = EmulatedDevice(spec.name, kind, self.truth[spec.kind], f0, self.start_s)
         self.core = SchedulerCore(policy, cost, states, sink)
+        self.ready_s = [r.arrival_s for r in self.requests]  # when each request reaches the scheduler
+        self.order = list(range(len(self.requests)))  # requests in the order they reach it
         self.heap: list[tuple[float, int, int, Batch, BatchResult]] = []
         self.seq = 0
         self.wake_s: float | None = None
         self.outcomes: dict[int, Outcome] = {}
         self.batches: list[BatchResult] = []
         self.decisions = 0
+
+    def add_data_path(self, preprocess_s_per_frame: float) -> None:
+        """Charge the data path: each device's link (the inventory's) on every batch, and the controller's
+        preprocessing on every request before the scheduler sees it."""
+        for spec in self.fleet.devices:
+            self.core.devices[spec.name].link = spec.link
+            self.devices[spec.name].link = spec.link
+        self.ready_s = [r.arrival_s + r.n_frames * preprocess_s_per_frame for r in self.requests]
+        self.order = sorted(self.order, key=lambda j: self.ready_s[j])  # stable: ties keep arrival order
 
     def add_noise(self, noise: NoiseModel) -> None:
         """Give every device a noisy copy of its kind's model with its own seeded stream."""
@@ -189,12 +204,13 @@ class _Run:
 
     def run(self) -> SimResult:
         requests, n = self.requests, len(self.requests)
+        order, ready_s = self.order, self.ready_s
         heap, core = self.heap, self.core
         limit_s = self.horizon_s if self.horizon_s is not None else math.inf
         i = 0
         now_s = self.start_s
         while True:
-            t_arrival = requests[i].arrival_s if i < n else math.inf
+            t_arrival = ready_s[order[i]] if i < n else math.inf
             t_heap = heap[0][0] if heap else math.inf
             t_wake = self.wake_s if self.wake_s is not None else math.inf
             t = min(t_arrival, t_heap, t_wake)
@@ -210,8 +226,8 @@ class _Run:
                 _, _, _, batch, result = heapq.heappop(heap)
                 self._record(core.complete(t, result, batch.batch_id))
                 self.batches.append(result)
-            while i < n and requests[i].arrival_s <= t:
-                self._record(core.submit(t, requests[i]))
+            while i < n and ready_s[order[i]] <= t:
+                self._record(core.submit(t, requests[order[i]]))
                 i += 1
             if self.wake_s is not None and self.wake_s <= t:
                 self.wake_s = None
@@ -255,7 +271,7 @@ class _Run:
     def _stop_at_horizon(self, horizon_s: float, next_arrival: int) -> None:
         """Drop what is queued or not yet arrived at the horizon; let batches in flight finish."""
         self._record(self.core.drop_all(horizon_s, DropReason.SHUTDOWN))
-        for r in self.requests[next_arrival:]:
+        for r in (self.requests[j] for j in self.order[next_arrival:]):
             self.outcomes[r.request_id] = Outcome(r.request_id, OutcomeStatus.DROPPED, horizon_s, reason="shutdown")
         while self.heap:
             t, _, _, batch, result = heapq.heappop(self.heap)

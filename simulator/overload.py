@@ -273,7 +273,10 @@ def run_policy(
     requests = stream_arrivals(experiment.streams, experiment.arrivals, seed=seed)
     policy = build_policy(experiment, spec, label)
     fleet, truth = experiment.fleet, experiment.device_models
-    result = simulate(requests, fleet, policy, experiment.cost, device_models=truth, seed=seed, sink=sink)
+    # data_path=False: the published service times are per frame on the device, whose streams are its own cameras
+    result = simulate(
+        requests, fleet, policy, experiment.cost, device_models=truth, seed=seed, sink=sink, data_path=False
+    )
     return result, stream_stats(result.requests, result.outcomes)
 
 

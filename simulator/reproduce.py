@@ -10,7 +10,9 @@ What it runs (every run seeded and deterministic; the device models are the cali
   `oracle`, a perfect predictor), with energy integrated from the first arrival (DESIGN.md); and once more
   with the headline cost model and energy integrated from each scenario's time 0, as LoudVA measured it;
 - fleet `loudva-cluster` (1 AGX Xavier, 2 Xavier NX, 2 Nano): the same scenarios, the cluster baselines,
-  LoudVA and `jetfleet`, per cost model.
+  LoudVA and `jetfleet`, per cost model;
+- every run charges the data path (`jetfleet.links`: controller preprocessing, each device's link); the AGX runs
+  and the cluster's once more without it, and the AGX's with the link alone, to show what it changes.
 
 It reads LoudVA's measured table (`experiment1_report_aggregated.csv`) from the shared data folder at run
 time (never copied into the repository) and writes, under `--out`:
@@ -47,6 +49,7 @@ MEASURED_POLICY = {
     "Our Scheduler (prof)": "loudva",  # LoudVA looking up its profiles
 }
 WINDOWS = {"first-arrival": None, "from-zero": 0.0}  # energy window -> simulate(start_s=)
+DATA_PATHS = ("full", "link", "none")  # what of the data path a run charges (`SimRow.data_path`)
 LOAD_FACTORS = (4, 8)  # Experiment 1 compressed in time: its requests arriving 4 and 8 times faster
 LOAD_POLICIES = ("transparent", "loudva", "jetfleet:awake", "jetfleet", "jetfleet:drop")  # :awake = power states off
 HELD_OUT_POLICIES = ("transparent", "round-robin", "loudva", "jetfleet")  # on LoudVA's 15 extra scenarios
@@ -107,6 +110,8 @@ def run_grid(
     plan = [("exp1", "agx", c, "first-arrival", AGX_POLICIES) for c in costs]
     plan.append(("exp1", "agx", headline, "from-zero", AGX_POLICIES))
     plan += [("exp1", "loudva-cluster", c, "first-arrival", CLUSTER_POLICIES) for c in costs]
+    plan += [(f"exp1@{path}", "agx", headline, "first-arrival", AGX_POLICIES) for path in DATA_PATHS if path != "full"]
+    plan.append(("exp1@none", "loudva-cluster", headline, "first-arrival", CLUSTER_POLICIES))
     if extra:
         workloads["extra"] = [read_scenario(p) for p in sorted((loudva_dir / "scenarios" / "extra").glob("*.csv"))]
         for factor in LOAD_FACTORS:
@@ -114,18 +119,21 @@ def run_grid(
             plan.append((f"exp1 x{factor}", "agx", headline, "first-arrival", LOAD_POLICIES))
         plan += [("extra", fleet, headline, "first-arrival", HELD_OUT_POLICIES) for fleet in ("agx", "loudva-cluster")]
     rows = []
-    for workload, fleet, cost_name, window, policies in plan:
+    for label, fleet, cost_name, window, policies in plan:
+        workload, _, path = label.partition("@")
+        path = path or "full"
         for policy in policies:
             if on_run is not None:
-                on_run(f"{policy} on {fleet}, {workload} ({cost_name}, {window})")
-            row = _run_policy(workloads[workload], fleet, policy, cost_name, costs[cost_name], window)
-            rows.append(replace(row, workload=workload))
+                on_run(f"{policy} on {fleet}, {workload} ({cost_name}, {window}, data path: {path})")
+            row = _run_policy(workloads[workload], fleet, policy, cost_name, costs[cost_name], window, path)
+            rows.append(replace(row, workload=workload, data_path=path))
     return rows
 
 
 def plan_size(n_costs: int, extra: bool) -> int:
     """How many aggregated runs `run_grid` makes (for the progress bar)."""
     n = (n_costs + 1) * len(AGX_POLICIES) + n_costs * len(CLUSTER_POLICIES)
+    n += (len(DATA_PATHS) - 1) * len(AGX_POLICIES) + len(CLUSTER_POLICIES)
     return n + (len(LOAD_FACTORS) * len(LOAD_POLICIES) + 2 * len(HELD_OUT_POLICIES) if extra else 0)
 
 
@@ -134,13 +142,17 @@ def _compressed(requests: list, factor: int) -> list:
     return [replace(r, arrival_s=r.arrival_s / factor) for r in requests]
 
 
-def _run_policy(workloads: list, fleet: str, policy: str, cost_name: str, cost: Any, window: str) -> SimRow:
+def _run_policy(
+    workloads: list, fleet: str, policy: str, cost_name: str, cost: Any, window: str, data_path: str = "full"
+) -> SimRow:
     from cluster.inventory import load_fleet
+    from jetfleet.links import PREPROCESS_S_PER_FRAME
     from policies.registry import make_policy
     from simulator.engine import aggregate, simulate
 
     fleet_obj = load_fleet(fleet)
-    runs = [simulate(w, fleet_obj, make_policy(policy), cost, start_s=WINDOWS[window]) for w in workloads]
+    path = {"data_path": data_path != "none", "preprocess_s_per_frame": PREPROCESS_S_PER_FRAME * (data_path == "full")}
+    runs = [simulate(w, fleet_obj, make_policy(policy), cost, start_s=WINDOWS[window], **path) for w in workloads]
     m = aggregate(runs, policy)
     return SimRow(
         fleet=fleet,

@@ -174,10 +174,10 @@ def test_status_while_busy_reports_the_batchs_modelled_power():
 
     async def peek():
         task = asyncio.create_task(rt.run_batch(_batch(f)))
-        for _ in range(1000):
+        for _ in range(2000):  # its input first crosses the Nano's GbE link (~15 ms), then it computes
             if rt.status().busy:
                 break
-            await asyncio.sleep(0)
+            await asyncio.sleep(0.001)
         seen = rt.status()
         await task
         return seen

@@ -221,6 +221,17 @@ def test_late_requests_are_dropped_with_a_reason_or_served():
     assert not out.drops and 1 in {i for d in out.dispatches for i in d.request_ids}
 
 
+def test_a_late_request_longer_than_a_late_batch_is_served_alone_not_left_to_expire():
+    """A late request that takes longer than `late_batch_max_s` even alone at the fastest clock still runs, alone,
+    on an idle device; a busy device does not take it (the late batch must not hold on-time work back)."""
+    q = RequestQueue([req(1, t=0.0, frames=60, slo=0.5)])
+    policy = _policy(late_batch_max_s=0.05)
+    out = decide(policy, 1.0, q, [_dev("d0")], COST)
+    assert [d.request_ids for d in out.dispatches] == [(1,)] and out.dispatches[0].predicted_latency_s > 0.05
+    out = decide(_policy(late_batch_max_s=0.05), 1.0, q, [_dev("d0", in_flight=1, busy_until_s=1.5)], COST)
+    assert not out.dispatches
+
+
 def test_late_requests_expire_eventually():
     q = RequestQueue([req(1, t=0.0, frames=2, slo=0.5)])
     out = decide(_policy(late="serve", late_expire_s=10.0), 20.0, q, [_dev("d0", in_flight=1)], COST)
@@ -346,3 +357,24 @@ def test_a_batch_that_leaves_work_behind_goes_at_once():
 
     out = decide(policy, 10.0, q, [_dev("d0")], OracleCostModel())
     assert out.dispatches and len(out.dispatches[0].request_ids) < 200
+
+
+def test_the_guard_counts_a_wake_under_way_against_the_room_it_keeps():
+    """A tight request may arrive while the device wakes: the batch that follows the wake must leave room for it
+    counted from now, so the longer the wake, the shorter the batch, and every batch ends as early as on an awake
+    device. (The room was once counted from the end of the wake: the batch stayed 18 frames whatever the wake.)"""
+
+    def plan(awake_at_s: float) -> tuple[int, float]:
+        policy = _policy(guard_slo_s=2.0)
+        q = RequestQueue()
+        for i in range(60):
+            arrive(policy, 0.0, req(i, t=0.0, frames=2, slo=60.0), q)
+        low = get_kind("agx-xavier").min_freq_hz  # no clock change to weigh: the device is at its cheapest clock
+        (d,) = decide(policy, 0.0, q, [_dev("d0", freq_hz=low, awake_at_s=awake_at_s)], COST).dispatches
+        return _frames(q, d.request_ids), awake_at_s + Margins().padded(d.predicted_latency_s)
+
+    plans = [plan(wake_s) for wake_s in (0.0, 0.3, 0.6, 0.9)]
+    frames = [n for n, _ in plans]
+    assert frames == sorted(frames, reverse=True) and frames[-1] < frames[0]
+    awake_end_s = plans[0][1]
+    assert all(end_s <= awake_end_s + 0.05 for _, end_s in plans)

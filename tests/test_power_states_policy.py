@@ -14,9 +14,10 @@ from policies.registry import make_policy
 from simulator.engine import simulate
 
 
-def _run(requests, fleet, policy):
+def _run(requests, fleet, policy, data_path=True):
     events = EventList()
-    result = simulate(requests, fleet, policy, FakeCost(), device_models=fake_models(fleet), sink=events)
+    models = fake_models(fleet)
+    result = simulate(requests, fleet, policy, FakeCost(), device_models=models, sink=events, data_path=data_path)
     return result, [e for e in events if e.event == "power"]
 
 
@@ -43,8 +44,12 @@ def test_a_tight_slo_class_rules_out_states_that_wake_too_slowly():
 def test_a_suspend_that_leaves_room_at_the_devices_own_clock_is_allowed():
     """3.4 s SLOs (LoudVA's tight class): entering and leaving a suspend takes 1 + 2 s, and the device serves a frame
     at the clock it keeps while asleep in well under 0.4 s, so it may suspend. Counting the AGX's 0.56 s clock
-    change as well (which no waking device at its own clock pays) kept it in deep idle before."""
-    result, power = _run(_steady(8, 30.0, 3.4, frames=1), make_fleet("agx-xavier"), make_policy("jetfleet"))
+    change as well (which no waking device at its own clock pays) kept it in deep idle before.
+
+    Without the data path: the fake AGX serves a frame at its lowest clock in 0.395 s padded, and the frame's
+    11 ms over GbE (padded) would overrun the 0.4 s of room, rightly ruling the suspend out. This pins the clock."""
+    requests = _steady(8, 30.0, 3.4, frames=1)
+    result, power = _run(requests, make_fleet("agx-xavier"), make_policy("jetfleet"), data_path=False)
     assert "suspended" in {e.detail["state"] for e in power}
     assert result.metrics.pct_frames_within_slo == pytest.approx(100.0)
 

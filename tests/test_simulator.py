@@ -7,6 +7,7 @@ import math
 import pytest
 from sim_fakes import FakeCost, FakeDeviceModel, SendAll, fake_models, make_fleet, req
 
+from cluster.inventory import fleet_from_dict
 from costmodel.device_models import NoiseModel, device_model
 from jetfleet.catalogue import get_kind
 from jetfleet.errors import ConfigError
@@ -22,8 +23,16 @@ DM = FakeDeviceModel("agx-xavier")
 
 
 def _sim(requests, policy=None, fleet=None, **kw):
+    """A run whose frames move for free unless a test asks for the data path: most tests here pin the device's
+    own timeline."""
     fleet = fleet or make_fleet("agx-xavier")
+    kw.setdefault("data_path", False)
     return simulate(requests, fleet, policy or SendAll(), FakeCost(), device_models=fake_models(fleet), **kw)
+
+
+def _linked_fleet(mbps: float, latency_ms: float = 0.0):
+    device = {"name": "d0", "kind": "agx-xavier", "link_mbps": mbps, "link_latency_ms": latency_ms}
+    return fleet_from_dict({"name": "linked", "devices": [device]})
 
 
 class Scripted(Policy):
@@ -87,12 +96,57 @@ def test_batches_on_one_device_run_one_after_another():
     assert result.device_busy_s["d0"] == pytest.approx(2 * lat)
 
 
-def test_upload_delays_a_batch_and_overlaps_the_previous_one():
-    """Frames cross the link one after another; the device idles waiting for them, not longer."""
+def test_a_batch_waits_for_its_input_to_cross_the_link_at_idle_power():
+    """Two FP32 299 x 299 frames (2 x 1,072,812 bytes) over an 80 Mbit/s link with 5 ms latency: the batch starts
+    once they are there, and the device idles meanwhile."""
+    transfer_s = 0.005 + 8 * 2 * 1_072_812 / 80e6
     lat = DM.latency_s("inceptionv3", 2, F_MAX)
-    result = _sim([req(1, frames=2)], upload_s_per_frame=0.1)
-    assert result.outcomes[0].time_s == pytest.approx(0.2 + lat)
-    assert result.energy_j == pytest.approx(DM.idle_power_w(F_MAX) * 0.2 + DM.energy_j("inceptionv3", 2, F_MAX))
+    result = _sim([req(1, frames=2)], fleet=_linked_fleet(80, 5), data_path=True, preprocess_s_per_frame=0.0)
+    assert result.outcomes[0].time_s == pytest.approx(transfer_s + lat)
+    idle_j = DM.idle_power_w(F_MAX) * transfer_s
+    assert result.energy_j == pytest.approx(idle_j + DM.energy_j("inceptionv3", 2, F_MAX))
+
+
+def test_a_transfer_overlaps_the_batch_before_it():
+    """Two batches dispatched at once: the second's input crosses while the first computes, so the second starts
+    when the first ends (compute is longer than a transfer here), not a transfer later."""
+
+    def two(now_s, queue, devices):
+        if len(queue) == 2:
+            return Decisions(
+                dispatches=[Dispatch("d0", (1,), F_MAX, "inceptionv3"), Dispatch("d0", (2,), F_MAX, "inceptionv3")]
+            )
+
+    fleet = _linked_fleet(10_000)  # 0.86 ms a frame, shorter than a batch of 1
+    transfer_s = 8 * 1_072_812 / 10e9
+    lat = DM.latency_s("inceptionv3", 1, F_MAX)
+    assert lat > transfer_s
+    result = _sim([req(1), req(2)], Scripted(two), fleet=fleet, data_path=True, preprocess_s_per_frame=0.0)
+    assert [o.time_s for o in result.outcomes] == pytest.approx([transfer_s + lat, transfer_s + 2 * lat])
+
+
+def test_preprocessing_delays_when_the_scheduler_sees_a_request_not_its_deadline():
+    """The controller preprocesses a request's frames before the scheduler sees it; its SLO still counts from its
+    arrival. Requests reach the scheduler in the order their preprocessing ends."""
+    seen: list[tuple[float, tuple[int, ...]]] = []
+
+    def record(now_s, queue, devices):
+        seen.append((now_s, tuple(sorted(r.request_id for r in queue))))
+        if queue:
+            return Decisions(dispatches=[Dispatch("d0", tuple(r.request_id for r in queue), F_MAX, "inceptionv3")])
+
+    requests = [req(1, t=1.0, frames=4, slo=2.0), req(2, t=1.1, frames=1, slo=2.0)]
+    result = _sim(requests, Scripted(record), fleet=_linked_fleet(1e9), data_path=True, preprocess_s_per_frame=0.1)
+    assert seen[0][0] == pytest.approx(1.2) and seen[0][1] == (2,)  # request 2 is ready first
+    assert any(t == pytest.approx(1.4) and 1 in ids for t, ids in seen)
+    assert result.requests[0].deadline_s == pytest.approx(3.0)
+
+
+def test_without_the_data_path_frames_move_for_free():
+    """`data_path=False`: the same batch finishes after its compute alone."""
+    lat = DM.latency_s("inceptionv3", 2, F_MAX)
+    result = _sim([req(1, frames=2)], fleet=_linked_fleet(80, 5), data_path=False)
+    assert result.outcomes[0].time_s == pytest.approx(lat)
 
 
 def test_policy_is_woken_at_the_time_it_asked_for():

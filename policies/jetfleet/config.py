@@ -22,6 +22,9 @@ class JetfleetConfig:
 
     objective: Objective = field(default_factory=EnergyPerFrame)  # what a plan minimises
     max_in_flight: int = 1  # batches committed to one device (running + queued on it)
+    # A device behind a network link may take one batch more, dispatched while it computes so that the input
+    # crosses meanwhile (`policies.planning.overlapped`): the link and the GPU work at once, as on a real server.
+    overlap_transfers: bool = True
     margins: Margins = field(default_factory=Margins)  # slack kept against predictor error
     window: int = 192  # EDF candidates looked at per decision (more are looked at in the next one)
     lookahead: int = 64  # candidates behind a device's largest batch that its plan keeps safe

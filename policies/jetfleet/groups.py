@@ -10,13 +10,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from jetfleet.links import Link
 from jetfleet.types import DeviceState
 from policies.planning import BatchPlan, GridTables
 
 __all__ = ["DeviceGroup", "GroupKey", "device_for", "representatives"]
 
 # (kind, model variant, the devices' own frequency list, max batch, clock change delay)
-GroupKey = tuple[str, str, tuple[float, ...], int, float]
+GroupKey = tuple[str, str, tuple[float, ...], int, float, Link]
 
 
 @dataclass
@@ -46,7 +47,7 @@ class DeviceGroup:
 
 
 def group_key(device: DeviceState, variant: str) -> GroupKey:
-    return (device.kind, variant, device.freqs_hz, device.max_batch, device.freq_change_delay_s)
+    return (device.kind, variant, device.freqs_hz, device.max_batch, device.freq_change_delay_s, device.link)
 
 
 def representatives(free: list[DeviceState], n_clocks: int) -> list[DeviceState]:
