@@ -121,19 +121,31 @@ class PowerPlanner:
         # Computed on first use: with every device busy (a backlog) neither is needed.
         covered: float | None = None  # frames the awake active devices take off the queue before its first deadline
         guard_keepers: set[str] | None = None  # awake active devices able to serve a tight-SLO arrival
+        # What a rule answered for one idle device, for its twins: a nap or a sleep depends on the device only
+        # through its tables, clock, change delay, round trip and sleep states (a fleet has a few such groups).
+        said: dict[tuple, tuple[PowerState, str] | None] = {}
         for device, tables in usable:
             if not device.power_states or device.name in cfg.never_sleep:
                 continue
             if device.power_state.awake:
                 if busy(device) or device.awake_at_s > now_s:
                     continue
+                twin = (id(tables), device.freq_hz, device.freq_change_delay_s, device.round_trip_s)
+                twin += (id(device.power_states),)
                 if device.name not in active:
-                    change = self._sleep_inactive(device, tables, demand, len(active))
+                    key = ("sleep", *twin)
+                    if key not in said:
+                        said[key] = _said(self._sleep_inactive(device, tables, demand, len(active)))
+                    change = _for(device, said[key])
                 else:
                     if guard_keepers is None:
-                        guard_keepers = {d.name for d, t in awake_active if self._serves_guard(d, t, demand, None)}
-                    others = guard_keepers - {device.name}
-                    change = self._nap(device, tables, demand, len(active), bool(others), held.get(device.name))
+                        guard_keepers = self._guard_keepers(awake_active, demand)
+                    guarded = bool(guard_keepers - {device.name})
+                    until_s = held.get(device.name)
+                    key = ("nap", *twin, guarded, until_s)
+                    if key not in said:
+                        said[key] = _said(self._nap(device, tables, demand, len(active), guarded, until_s))
+                    change = _for(device, said[key])
                     if change is not None:
                         guard_keepers.discard(device.name)
                 if change is not None:
@@ -158,6 +170,19 @@ class PowerPlanner:
                 covered += self._capacity_frames(device, tables, demand, now_s + exit_s)
                 wake_s = now_s  # plan at once for the waking device (its batch starts once it is awake)
         return changes, wake_s, memo
+
+    def _guard_keepers(self, awake: list[tuple[DeviceState, GridTables]], demand: Demand) -> set[str]:
+        """The awake devices able to serve a tight-SLO arrival (asked once per group of twins)."""
+        serves: dict[tuple, bool] = {}
+        out = set()
+        for d, t in awake:
+            key = (id(t), d.freq_hz, d.freq_change_delay_s)
+            ok = serves.get(key)
+            if ok is None:
+                ok = serves[key] = self._serves_guard(d, t, demand, None)
+            if ok:
+                out.add(d.name)
+        return out
 
     def _need_frames(self, demand: Demand) -> float:
         """Frames to run before the queue's first deadline: what is queued and what arrives meanwhile."""
@@ -337,6 +362,15 @@ class PowerPlanner:
         start_s = max(demand.now_s, busy_s, ready_s) + _lead_s(device)
         fi = _efficient_clock(tables)
         return max(0.0, self._first_deadline_s(demand) - start_s) / _s_per_frame(tables, fi)
+
+
+def _said(change: SetPowerState | None) -> tuple[PowerState, str] | None:
+    return None if change is None else (change.state, change.reason)
+
+
+def _for(device: DeviceState, said: tuple[PowerState, str] | None) -> SetPowerState | None:
+    """The change a twin was given, for `device`."""
+    return None if said is None else SetPowerState(device.name, said[0], said[1])
 
 
 def _cover(
