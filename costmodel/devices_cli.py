@@ -1,7 +1,7 @@
 """`jetfleet devices ...`: the device catalogue and the emulated device models.
 
 jetfleet devices list                       the catalogue, one line per kind
-jetfleet devices show KIND                  one kind: specs, sources, and its device model at a glance
+jetfleet devices show KIND                  one kind: specs, sources, its default link, its device model at a glance
 jetfleet devices calibrate --profiles PATH --json OUT
                                             the committed device models against measured rows (MAPE)
 jetfleet devices fit --data DIR --out PATH  refit the coefficients from ../shared/data (LoudVA + Ibis)
@@ -57,7 +57,9 @@ def show(
     from rich.table import Table
 
     from costmodel.device_models import batch_ladder, device_model
+    from costmodel.frames import frame_bytes
     from jetfleet.catalogue import get_kind
+    from jetfleet.links import LINK_SOURCES, default_link
 
     k = get_kind(kind)
     dm = device_model(kind)
@@ -66,6 +68,9 @@ def show(
     console.print(f"  GPU frequencies (MHz): {', '.join(f'{f / 1e6:g}' for f in k.freqs_hz)}")
     for name, src in k.sources.items():
         console.print(f"  source of {name}: {src}")
+    link = default_link(kind)
+    per_frame = f"; {link.transfer_s(frame_bytes(model)) * 1e3:.1f} ms a {model} frame" if not link.local else ""
+    console.print(f"  default link from the controller: {link.describe()}{per_frame} ({LINK_SOURCES.get(kind, '')})")
     table = Table(title=f"{kind} / {model}")
     for col in ("MHz", "batch", "latency ms", "power W", "energy J", "J/frame"):
         table.add_column(col, justify="right")

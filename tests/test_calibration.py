@@ -177,7 +177,8 @@ def test_fit_command_refits_to_a_file(loudva_dir: Path, tmp_path: Path, monkeypa
 def test_list_and_show_commands_run(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     assert _jetfleet(monkeypatch, "devices", "list") == 0
     assert _jetfleet(monkeypatch, "devices", "show", "orin-nano", "--model", "yolov4-tiny") == 0
-    assert "orin-nano" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "orin-nano" in out and "941 Mbit/s" in out  # the kind's default link from the controller
     assert _jetfleet(monkeypatch, "devices", "show", "tpu") == 2
 
 
