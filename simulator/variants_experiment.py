@@ -159,7 +159,9 @@ def run_point(
     traces = _traces(point, duration_s, seed)
     times_ms = _plan(policy, point, family, traces, devices, CostView(cost), duration_s)
     requests, uploaded, captured, client_drops = _frames(policy, point, family, traces, duration_s, seed)
-    result = simulate(requests, fleet, policy, cost, device_models=truth, seed=seed)
+    # data_path=False: this experiment's network is the clients' uplink, modelled above (`_frames`); as in
+    # Jellyfish's setting, frames go from the client straight to the GPU server, with no controller hop between.
+    result = simulate(requests, fleet, policy, cost, device_models=truth, seed=seed, data_path=False)
     by_id = {r.request_id: r for r in requests}
     within, acc, served = 0, 0.0, {}
     server_drops = 0
