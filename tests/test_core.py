@@ -93,3 +93,28 @@ def test_queue_orders_by_deadline_and_keeps_arrival_order():
     assert [r.request_id for r in q] == [1, 2, 3]
     q.remove([2])
     assert q.frames == 2 and q.earliest().request_id == 3
+
+
+def test_a_batch_that_ran_long_moves_the_busy_time_of_the_batches_behind_it():
+    """Busy time is re-derived from what is left on the device when a batch completes: the batch queued behind one
+    that ran 0.5 s past its prediction starts 0.5 s later, and the planner must see that (a stale estimate put 2 s
+    requests behind chains of late batches on the 1,000-device diurnal day)."""
+
+    class TwoBatches(SendAll):
+        def decide(self, ctx):
+            out = [Dispatch("agx0", (r.request_id,), AGX_MAX, "inceptionv3") for r in ctx.queue]
+            return Decisions(dispatches=out)
+
+    core = _core(TwoBatches())
+    core.submit(0.0, _req(1, frames=10, slo=5.0))
+    core.submit(0.0, _req(2, frames=20, slo=5.0))
+    first, second = core.step(0.0).batches
+    device = core.devices["agx0"]
+    assert device.busy_until_s == pytest.approx(0.1 + 0.2)  # FlatCost: 10 ms a frame
+    late = BatchResult("agx0", (1,), 10, "inceptionv3", AGX_MAX, 0.0, 0.6, 0.6, 1.0)
+    core.complete(0.6, late, first.batch_id)
+    assert device.in_flight == 1
+    assert device.busy_until_s == pytest.approx(0.6 + 0.2)
+    early = BatchResult("agx0", (2,), 20, "inceptionv3", AGX_MAX, 0.6, 0.7, 0.1, 1.0)
+    core.complete(0.7, early, second.batch_id)
+    assert device.in_flight == 0 and device.busy_until_s == pytest.approx(0.7)
