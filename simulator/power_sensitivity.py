@@ -7,6 +7,10 @@ changed to each wake (exit) latency of `WAKE_S` and each board power of the cata
 catalogue value, high), the transition energies following the catalogue's rule (idle power during a
 transition). `jetfleet:awake` is run once per fleet as the reference. Writes one JSON document and prints the
 markdown tables of docs/power-states.md. Nothing here is tuned: the grid is the assumption's range.
+
+A second grid varies the suspend's *entry* latency with its wake latency (`TRANSITION_S`), at the low end of the
+power range: no published figure gives either below a second, and this grid shows how fast both transitions
+would have to be for a target out of reach with the catalogue's figures (agx, 1.5x) to be met.
 """
 
 from __future__ import annotations
@@ -22,11 +26,15 @@ from jetfleet.catalogue import get_kind
 from jetfleet.power_states import PowerState, PowerStateSpec
 
 WAKE_S = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0)
+TRANSITION_S = (1.0, 0.5, 0.25, 0.1)  # entry and wake latencies of the second grid (the catalogue: 1 s in, 2 s out)
 SCENARIOS = ("exp1-id0", "exp1-id1", "exp1-id2", "exp1-id3", "exp1-id4", "exp1-id6")
 
 
-def suspended_variant(kind_key: str, exit_s: float, power: str) -> tuple[PowerStateSpec, ...]:
-    """The kind's sleep states with SUSPENDED's wake latency `exit_s` and power at `power` (lo, cat, hi)."""
+def suspended_variant(
+    kind_key: str, exit_s: float, power: str, entry_s: float | None = None
+) -> tuple[PowerStateSpec, ...]:
+    """The kind's sleep states with SUSPENDED's wake latency `exit_s`, power at `power` (lo, cat, hi) and, when
+    given, entry latency `entry_s`; transitions draw the idle power, as in the catalogue."""
     kind = get_kind(kind_key)
     out = []
     for spec in kind.power_states:
@@ -34,11 +42,13 @@ def suspended_variant(kind_key: str, exit_s: float, power: str) -> tuple[PowerSt
             lo, hi = spec.ranges["board_power_w"]
             watts = {"lo": lo, "cat": spec.board_power_w, "hi": hi}[power]
             paid_w = max(0.0, kind.idle_power_w - watts)
+            entry = spec.entry_s if entry_s is None else entry_s
             spec = dataclasses.replace(
                 spec,
                 board_power_w=watts,
+                entry_s=entry,
                 exit_s=exit_s,
-                entry_energy_j=paid_w * spec.entry_s,
+                entry_energy_j=paid_w * entry,
                 exit_energy_j=paid_w * exit_s,
             )
         out.append(spec)
@@ -68,6 +78,11 @@ def run_grid(fleet_name: str, cost_model: str, scenario_dir: Path) -> dict[str, 
             states = {k: suspended_variant(k, wake_s, power) for k in kinds}
             watts = {k: next(s.board_power_w for s in v if s.state is PowerState.SUSPENDED) for k, v in states.items()}
             out["grid"].append({"wake_s": wake_s, "power": power, "watts": watts, **run("jetfleet", states)})
+    out["transitions"] = []
+    for entry_s in TRANSITION_S:
+        for wake_s in TRANSITION_S:
+            states = {k: suspended_variant(k, wake_s, "lo", entry_s) for k in kinds}
+            out["transitions"].append({"entry_s": entry_s, "wake_s": wake_s, **run("jetfleet", states)})
     return out
 
 
@@ -96,6 +111,25 @@ def markdown(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def transitions_markdown(doc: dict[str, Any]) -> str:
+    """The fleet's second table: rows SC7 entry latency, columns its wake latency, at the low end of its power."""
+    awake = doc["awake"]["frames_per_joule"]
+    lines = [
+        f"`{doc['fleet']}`, SC7 at the low end of its power range — entry (rows) and wake (columns) latency, s:",
+        "",
+        "| entry \\ wake s | " + " | ".join(f"{w:g}" for w in TRANSITION_S) + " |",
+        "|---|" + "---|" * len(TRANSITION_S),
+    ]
+    for entry_s in TRANSITION_S:
+        cells = []
+        for wake_s in TRANSITION_S:
+            row = next(g for g in doc["transitions"] if g["entry_s"] == entry_s and g["wake_s"] == wake_s)
+            fpj = row["frames_per_joule"]
+            cells.append(f"{fpj:.3f} ({fpj / awake:.2f}x), {row['pct_frames_within_slo']:.2f} %")
+        lines.append(f"| {entry_s:g} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, help=__doc__)
 
 
@@ -118,6 +152,7 @@ def main(
     out.write_text(json.dumps({"cost_model": cost_model, "fleets": docs}, indent=1) + "\n")
     for doc in docs:
         print(markdown(doc) + "\n")
+        print(transitions_markdown(doc) + "\n")
 
 
 if __name__ == "__main__":
