@@ -93,6 +93,7 @@ class PowerPlanner:
         self._active: frozenset[str] = frozenset()
         self._changed_s = -math.inf
         self._ranking: tuple[list, list] | None = None  # a memo of `_ranked`
+        self._view: tuple[list, frozenset[str], _ActiveView] | None = None  # a memo of `_current`
 
     def absorb(self, memo: PowerMemo | None) -> None:
         if memo is not None:
@@ -117,7 +118,7 @@ class PowerPlanner:
         changes: list[SetPowerState] = []
         wake_s = math.inf
         joined = active - self._active if memo is not None else frozenset()
-        awake_active = [(d, t) for d, t in usable if d.name in active and d.power_state.awake]
+        awake_active: list[tuple[DeviceState, GridTables]] | None = None  # computed on first use
         # Computed on first use: with every device busy (a backlog) neither is needed.
         covered: float | None = None  # frames the awake active devices take off the queue before its first deadline
         guard_keepers: set[str] | None = None  # awake active devices able to serve a tight-SLO arrival
@@ -139,6 +140,8 @@ class PowerPlanner:
                     change = _for(device, said[key])
                 else:
                     if guard_keepers is None:
+                        if awake_active is None:
+                            awake_active = _awake_in(usable, active)
                         guard_keepers = self._guard_keepers(awake_active, demand)
                     guarded = bool(guard_keepers - {device.name})
                     until_s = held.get(device.name)
@@ -154,6 +157,8 @@ class PowerPlanner:
                 spec = device.power_spec(device.power_state)
                 exit_s = spec.exit_s if spec is not None else 0.0
                 if covered is None:
+                    if awake_active is None:
+                        awake_active = _awake_in(usable, active)
                     covered = sum(self._capacity_frames(d, t, demand, d.awake_at_s) for d, t in awake_active)
                 if device.name in joined:
                     why = f"consolidate: wake ahead of load, {len(active)} device(s) for {demand.rate_fps:.2f} frames/s"
@@ -193,29 +198,48 @@ class PowerPlanner:
         self, usable: list[tuple[DeviceState, GridTables]], demand: Demand
     ) -> tuple[frozenset[str], PowerMemo | None]:
         cfg = self.config
-        names = [d.name for d, _ in usable]
         if not cfg.consolidate or not usable:
-            return frozenset(names), None
+            return frozenset(d.name for d, _ in usable), None
         need_fps = max(demand.rate_fps / demand.max_utilisation, self._backlog_fps(demand))
         ranked = self._ranked(usable)
-        target = _cover(ranked, need_fps, self._fps)
-        current = [dt for dt in usable if dt[0].name in self._active]
-        have_fps = sum(self._fps(t) for _, t in current)
+        view = self._current(usable)
+        current, have_fps = view.current, view.have_fps
         if not current or have_fps < need_fps:  # grow now: wake ahead of the load
             keep = {d.name for d, _ in current}
             extra = [dt for dt in ranked if dt[0].name not in keep]
-            grown = current + _cover(extra, need_fps - have_fps, self._fps) if current else target
+            grown = (
+                current + _cover(extra, need_fps - have_fps, self._fps)
+                if current
+                else _cover(ranked, need_fps, self._fps)
+            )
             active = frozenset(d.name for d, _ in grown)
         else:
-            active = self._active & set(names)
-            fewer = sorted(current, key=lambda dt: self._efficiency(dt[1]))[:-1]
-            spare_fps = sum(self._fps(t) for _, t in fewer)
+            active = view.kept
             settled = demand.now_s - self._changed_s >= cfg.shrink_after_s
-            if fewer and settled and spare_fps >= need_fps * (1.0 + cfg.hysteresis):
-                active = frozenset(d.name for d, _ in fewer)
+            if view.fewer and settled and view.spare_fps >= need_fps * (1.0 + cfg.hysteresis):
+                active = frozenset(d.name for d, _ in view.fewer)
         if active == self._active:
             return active, None
         return active, PowerMemo(active, demand.now_s)
+
+    def _current(self, usable: list[tuple[DeviceState, GridTables]]) -> _ActiveView:
+        """The active set as it stands among `usable`, with its throughput and the set one smaller (its least efficient
+        device left out): kept while the caller hands the same list object and the active set has not changed (most
+        decisions change neither; working it out costs several passes over the fleet)."""
+        hit = self._view
+        if hit is not None and hit[0] is usable and hit[1] is self._active:
+            return hit[2]
+        current = [dt for dt in usable if dt[0].name in self._active]
+        fewer = sorted(current, key=lambda dt: self._efficiency(dt[1]))[:-1]
+        view = _ActiveView(
+            current,
+            sum(self._fps(t) for _, t in current),
+            self._active & {d.name for d, _ in usable},
+            fewer,
+            sum(self._fps(t) for _, t in fewer),
+        )
+        self._view = (usable, self._active, view)
+        return view
 
     def _ranked(self, usable: list[tuple[DeviceState, GridTables]]) -> list[tuple[DeviceState, GridTables]]:
         """`usable` most efficient first (then by name); kept while the caller hands the same list object (the
@@ -362,6 +386,24 @@ class PowerPlanner:
         start_s = max(demand.now_s, busy_s, ready_s) + _lead_s(device)
         fi = _efficient_clock(tables)
         return max(0.0, self._first_deadline_s(demand) - start_s) / _s_per_frame(tables, fi)
+
+
+@dataclass(frozen=True)
+class _ActiveView:
+    """The active set among the usable devices (`PowerPlanner._current`)."""
+
+    current: list[tuple[DeviceState, GridTables]]  # the active devices, in usable order
+    have_fps: float  # their best throughput together
+    kept: frozenset[str]  # their names
+    fewer: list[tuple[DeviceState, GridTables]]  # the set one smaller: the least efficient left out
+    spare_fps: float  # its best throughput
+
+
+def _awake_in(
+    usable: list[tuple[DeviceState, GridTables]], active: frozenset[str]
+) -> list[tuple[DeviceState, GridTables]]:
+    """The awake devices of `active`, in usable order."""
+    return [(d, t) for d, t in usable if d.name in active and d.power_state.awake]
 
 
 def _said(change: SetPowerState | None) -> tuple[PowerState, str] | None:
