@@ -16,12 +16,13 @@
 Policies consult the oracle cost model (noiseless device models), so the figures measure the scheduler and
 engine, not LightGBM inference.
 
-Last measured on the shared 2-core machine (`--quick`, one side-by-side run each, numba kernel installed,
-2026-12-02): jetfleet 2,453 vs transparent 16,488 simulated requests per wall second, ratio 0.15; the code of the
-morning before that day's changes, in the same session: 1,271 vs 13,299, ratio 0.10 (the engine and core got
-faster too: `Request.deadline_s` became a field). At 100 devices jetfleet spends 472 us per decision (1,495
-before), most of it in the power planner's per-device loop. The goal, 10,000, is not met. Decisions were
-identical (`benchmarks.fingerprint`).
+Last measured on the shared 2-core machine (full run, three side-by-side runs, numba kernel installed, 2026-12-02,
+evening): jetfleet 2,364 against transparent 22,378 simulated requests per wall second at 100 devices, ratio 0.105;
+the goal, 10,000, is not met. Most of a decision is O(devices) Python: the power planner's pass over the fleet and
+the grouping of free devices. Scaling 10 -> 1000 devices: 168 -> 875 us per decision in the run (x5.2), 334 ->
+3,101 us per idle-fleet decide (x9.3), against x100 devices. Before that evening the 1,000-device run made 658,397
+decisions for 3,022 requests (759 s): the policy looked again at once whenever its window ran dry, also when the
+window held only requests no device could reach yet (`JetfleetPolicy.decide`, `Step.relook`).
 """
 
 from __future__ import annotations

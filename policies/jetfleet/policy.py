@@ -133,6 +133,12 @@ class JetfleetPolicy(Policy):
         step.out.memo = park
         if self.config.power.enabled:
             step.out.memo = (park, self._plan_power(step, healthy))
+        if step.relook and step.out.dispatches:
+            # Only when this decision took work: a window that ran dry of requests no device can reach in time
+            # (waiting for wakes, say) looks the same a microsecond later, and looking again at once then spun the
+            # simulator through 658,397 decisions for 3,022 requests on a 1,000-device fleet (and would spin the
+            # live scheduler's loop); the next arrival, completion or timer looks again instead.
+            step.wake(step.now_s)
         step.out.wake_at_s = step.wake_s if math.isfinite(step.wake_s) else None
         return step.out
 
@@ -374,7 +380,7 @@ class JetfleetPolicy(Policy):
                 self._dispatch(step, device, group.variant, plan, cands, "on time")
             free = [g for g in free if g.free]
         if free and len(requests) >= self.config.window and not alive.any():
-            step.wake(step.now_s)  # the window ran dry with devices still free: look again at once
+            step.relook = True  # the window ran dry with devices still free: look again at once (see `decide`)
 
     def _best_plan(
         self,

@@ -23,6 +23,7 @@ class Step:
     late: list[Request] = field(default_factory=list)  # requests found unreachable in the window
     window: Candidates | None = None  # the on-time window `candidates` returned, as arrays, once it was asked
     wake_s: float = math.inf
+    relook: bool = False  # a family's window ran dry with devices still free: look again at once if work was taken
 
     @property
     def now_s(self) -> float:
