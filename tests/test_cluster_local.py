@@ -91,8 +91,10 @@ def test_a_process_group_of_zombies_only_is_not_alive(monkeypatch):
 def test_a_new_process_group_is_alive_until_its_process_ends():
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"], start_new_session=True)
     try:
-        states = local._group_states(child.pid)  # its own group: just the child, running or sleeping
-        assert len(states) == 1 and states[0] in ("R", "S")
+        # Its own group: just the child, alive in whatever state (R, S, or D while it loads its files on a busy
+        # machine: a fresh-clone CI run saw D), never a zombie.
+        states = local._group_states(child.pid)
+        assert len(states) == 1 and states[0] not in ("Z", "X")
         assert local._alive(child.pid)
     finally:
         child.kill()
