@@ -13,6 +13,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+_DEPTH_OF = {"active": 0, "idle": 1, "deep_idle": 2, "suspended": 3, "off": 4}
+
 
 class PowerState(str, enum.Enum):
     """Ordered from most to least awake. Only AWAKE_STATES accept batches."""
@@ -23,14 +25,13 @@ class PowerState(str, enum.Enum):
     SUSPENDED = "suspended"  # suspend-to-RAM (Jetson SC7); Ray cannot reach it until it wakes
     OFF = "off"  # powered off; needs an external wake (Wake-on-LAN, power switch)
 
-    @property
-    def awake(self) -> bool:
-        return self in AWAKE_STATES
+    awake: bool  # accepts batches (ACTIVE, IDLE)
+    depth: int  # 0 for ACTIVE, growing with how deep the state is
 
-    @property
-    def depth(self) -> int:
-        """0 for ACTIVE, growing with how deep the state is."""
-        return _ORDER.index(self)
+    def __init__(self, value: str) -> None:
+        # Plain attributes, not properties: schedulers read `awake` for every device at every decision.
+        self.awake = value in ("active", "idle")
+        self.depth = _DEPTH_OF[value]
 
 
 _ORDER = (PowerState.ACTIVE, PowerState.IDLE, PowerState.DEEP_IDLE, PowerState.SUSPENDED, PowerState.OFF)

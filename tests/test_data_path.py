@@ -184,6 +184,10 @@ def test_overlapped_tables_charge_only_the_transfer_that_outlasts_the_lead():
     assert np.allclose(over.latency_s, tables.latency_s - hidden[None, :])
     assert np.allclose(over.padded_s, Margins().padded(over.latency_s))
     assert np.allclose(over.fastest_padded_s, over.padded_s.min(axis=0))
+    # Everything else is the source's (shared, read-only); the source is untouched and keeps its own memo.
+    assert over.energy_j is tables.energy_j and over.cap == tables.cap and over.transfer_s is tables.transfer_s
+    assert not np.allclose(tables.latency_s, over.latency_s) and over.memo is not tables.memo
+    assert isinstance(over, type(tables)) and not over.latency_s.flags.writeable
     assert overlapped(tables, 0.0) is tables
     local = derive_tables(view.grid("k", "inceptionv3", FREQS, 4), view.idle_w("k", FREQS), Margins(), 4)
     assert overlapped(local, 1.0) is local

@@ -13,7 +13,7 @@ from sim_fakes import FakeCost, FakeDeviceModel, fake_models, make_fleet
 from actors.accounting import EnergyLedger
 from jetfleet.catalogue import CATALOGUE, get_kind
 from jetfleet.metrics import energy_bound_j, sleep_energy_bound_j
-from jetfleet.power_states import SLEEP_STATES, PowerState, PowerStateSpec, SleepMeter, awake_at_s
+from jetfleet.power_states import AWAKE_STATES, SLEEP_STATES, PowerState, PowerStateSpec, SleepMeter, awake_at_s
 from jetfleet.telemetry import EventList
 from jetfleet.types import (
     BatchResult,
@@ -60,6 +60,13 @@ def test_break_even_is_transition_energy_over_the_saving_and_never_shorter_than_
     cheap = PowerStateSpec(PowerState.DEEP_IDLE, 1.0, 1.0, 2.0, 0.0, 0.0)
     assert cheap.break_even_s(5.0) == pytest.approx(3.0)
     assert math.isinf(spec.break_even_s(1.0))
+
+
+def test_power_states_are_ordered_by_depth_and_only_active_and_idle_are_awake():
+    order = [PowerState.ACTIVE, PowerState.IDLE, *SLEEP_STATES]
+    assert [s.depth for s in order] == list(range(len(PowerState)))
+    assert {s for s in PowerState if s.awake} == AWAKE_STATES == {PowerState.ACTIVE, PowerState.IDLE}
+    assert PowerState("suspended") is PowerState.SUSPENDED and not PowerState.SUSPENDED.awake
 
 
 @given(gap=st.floats(0.0, 100.0), idle=st.floats(1.5, 10.0))

@@ -219,7 +219,8 @@ class JetfleetPolicy(Policy):
 
     def limit(self, device: DeviceState) -> int:
         """Batches `device` may hold at once: `max_in_flight`, one more behind a network link when transfers may
-        overlap computing (`JetfleetConfig.overlap_transfers`)."""
+        overlap computing (`JetfleetConfig.overlap_transfers`). Asked once per group of devices (`GroupKey`, whose
+        members share their link)."""
         limit = self.config.max_in_flight
         return limit + 1 if self.config.overlap_transfers and not device.link.local else limit
 
@@ -325,7 +326,11 @@ class JetfleetPolicy(Policy):
     def tables(self, ctx: StepContext, device: DeviceState, variant: str, min_frames: int = 1) -> GridTables:
         """The planner's tables of `variant` on `device`'s kind and clocks, kept in the cost view (and here, per
         group, while the view's `generation` stands still: the look-up in the view hashes frequency lists)."""
-        key = group_key(device, variant)
+        return self._tables_of(ctx, group_key(device, variant), device, min_frames)
+
+    def _tables_of(self, ctx: StepContext, key: GroupKey, device: DeviceState, min_frames: int = 1) -> GridTables:
+        """`tables` for the group `key` that `device` belongs to (the key already in hand)."""
+        variant = key[1]
         cost = ctx.cost
         hit = self._tables.get(key)
         if hit is not None and hit[0] is cost and hit[1] == cost.generation and hit[2].max_frames >= min_frames:
@@ -451,13 +456,14 @@ class JetfleetPolicy(Policy):
         out: list[DeviceGroup] = []
         for key, members in self._members_of(family, devices, now_s).items():
             try:
-                tables = self.tables(step.ctx, members[0], key[1], min_frames)
+                tables = self._tables_of(step.ctx, key, members[0], min_frames)
             except JetfleetError:  # the cost model knows nothing of this (kind, variant)
                 continue
             group = DeviceGroup(key[0], key[1], tables, key[4])
             group.frames_per_s = len(members) * group.fps
             free: list[tuple[float, int, str, DeviceState]] = []
             append, use_of = free.append, last_use.get
+            limit = self.limit(members[0])  # the members share their link, all `limit` reads
             # Earliest ready per clock, first by clock value (few distinct ones), then by clock index.
             by_hz: dict[float, float] = {}
             if not settle and not any(d.round_trip_s or d.awake_at_s > now_s for d in members):
@@ -480,7 +486,7 @@ class JetfleetPolicy(Policy):
                 ready_s += d.round_trip_s
                 if ready_s < by_hz_get(d.freq_hz, inf):
                     by_hz[d.freq_hz] = ready_s
-                if in_flight < self.limit(d) and name not in taken:
+                if in_flight < limit and name not in taken:
                     append((ready_s, use_of(name, -1), name, d))
             by_clock, clock_index = group.ready_by_clock, tables.clock_index
             for hz, ready_s in by_hz.items():
@@ -516,7 +522,7 @@ class JetfleetPolicy(Policy):
         tables: dict[GroupKey, GridTables | None] = {}
         for key, rep in reps.items():
             try:
-                tables[key] = self.tables(ctx, rep, key[1])
+                tables[key] = self._tables_of(ctx, key, rep)
             except JetfleetError:  # the cost model knows nothing of this (kind, variant)
                 tables[key] = None
         same_view = memo is not None and memo[0] is devices and memo[1] == family and memo[4].keys() == tables.keys()

@@ -24,7 +24,7 @@ Every proposal carries its reason (the gap, the break-even, the forecast) for te
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -83,6 +83,9 @@ class Demand:
     guard_slo_s: float | None = None  # tightest SLO class to stay ready for (None: none known)
     guard_frames: int = 1
     max_utilisation: float = 0.7
+    # What the rules work out from this demand and one device group's tables, asked again for the group's twins
+    # (keyed by the tables' id: they outlive the decision this demand is for).
+    memo: dict = field(default_factory=dict)
 
 
 class PowerPlanner:
@@ -121,7 +124,7 @@ class PowerPlanner:
         awake_active: list[tuple[DeviceState, GridTables]] | None = None  # computed on first use
         # Computed on first use: with every device busy (a backlog) neither is needed.
         covered: float | None = None  # frames the awake active devices take off the queue before its first deadline
-        guard_keepers: set[str] | None = None  # awake active devices able to serve a tight-SLO arrival
+        guard_keepers: _Keepers | None = None  # awake active devices able to serve a tight-SLO arrival
         # What a rule answered for one idle device, for its twins: a nap or a sleep depends on the device only
         # through its tables, clock, change delay, round trip and sleep states (a fleet has a few such groups).
         said: dict[tuple, tuple[PowerState, str] | None] = {}
@@ -140,10 +143,9 @@ class PowerPlanner:
                     change = _for(device, said[key])
                 else:
                     if guard_keepers is None:
-                        if awake_active is None:
-                            awake_active = _awake_in(usable, active)
-                        guard_keepers = self._guard_keepers(awake_active, demand)
-                    guarded = bool(guard_keepers - {device.name})
+                        awake_in = (dt for dt in usable if dt[0].name in active and dt[0].power_state.awake)
+                        guard_keepers = _Keepers(awake_in, self._guard_server(demand))
+                    guarded = guard_keepers.other_than(device.name)
                     until_s = held.get(device.name)
                     key = ("nap", *twin, guarded, until_s)
                     if key not in said:
@@ -176,18 +178,18 @@ class PowerPlanner:
                 wake_s = now_s  # plan at once for the waking device (its batch starts once it is awake)
         return changes, wake_s, memo
 
-    def _guard_keepers(self, awake: list[tuple[DeviceState, GridTables]], demand: Demand) -> set[str]:
-        """The awake devices able to serve a tight-SLO arrival (asked once per group of twins)."""
+    def _guard_server(self, demand: Demand) -> Callable[[DeviceState, GridTables], bool]:
+        """Whether an awake device could serve a tight-SLO arrival (asked once per group of twins)."""
         serves: dict[tuple, bool] = {}
-        out = set()
-        for d, t in awake:
+
+        def serves_guard(d: DeviceState, t: GridTables) -> bool:
             key = (id(t), d.freq_hz, d.freq_change_delay_s)
             ok = serves.get(key)
             if ok is None:
                 ok = serves[key] = self._serves_guard(d, t, demand, None)
-            if ok:
-                out.add(d.name)
-        return out
+            return ok
+
+        return serves_guard
 
     def _need_frames(self, demand: Demand) -> float:
         """Frames to run before the queue's first deadline: what is queued and what arrives meanwhile."""
@@ -366,9 +368,13 @@ class PowerPlanner:
         fi = _efficient_clock(tables)
         latest = math.inf
         if len(demand.deadlines_s):
-            horizon_s = max(0.0, float(demand.deadlines_s[0]) - now_s)
-            frames = demand.cum_frames + int(math.ceil(demand.rate_fps * horizon_s))
-            latest = float((demand.deadlines_s - _run_s(tables, fi, frames)).min()) - change_delay_s
+            key = ("queue-start", id(tables))
+            start_s = demand.memo.get(key)
+            if start_s is None:
+                horizon_s = max(0.0, float(demand.deadlines_s[0]) - now_s)
+                frames = demand.cum_frames + int(math.ceil(demand.rate_fps * horizon_s))
+                start_s = demand.memo[key] = float((demand.deadlines_s - _run_s(tables, fi, frames)).min())
+            latest = start_s - change_delay_s
         if demand.guard_slo_s is not None and demand.rate_fps > 0:
             s_per_frame = _s_per_frame(tables, fi)
             room_frames = (demand.guard_slo_s - change_delay_s) / s_per_frame - demand.queued_frames
@@ -397,6 +403,31 @@ class _ActiveView:
     kept: frozenset[str]  # their names
     fewer: list[tuple[DeviceState, GridTables]]  # the set one smaller: the least efficient left out
     spare_fps: float  # its best throughput
+
+
+class _Keepers:
+    """The awake active devices able to serve a tight-SLO arrival (the guard), found in fleet order only as far as a
+    question needs: a nap asks whether one *other* than the napping device is left, which the first two answer."""
+
+    def __init__(
+        self, awake: Iterator[tuple[DeviceState, GridTables]], serves: Callable[[DeviceState, GridTables], bool]
+    ):
+        self._awake, self._serves = awake, serves
+        self._found: list[str] = []
+        self._gone: set[str] = set()  # napping in this decision: no longer keeping room
+
+    def other_than(self, name: str) -> bool:
+        if any(k != name and k not in self._gone for k in self._found):
+            return True
+        for d, t in self._awake:
+            if self._serves(d, t):
+                self._found.append(d.name)
+                if d.name != name:
+                    return True
+        return False
+
+    def discard(self, name: str) -> None:
+        self._gone.add(name)
 
 
 def _awake_in(
