@@ -20,6 +20,9 @@ class ArrivalStats:
         self._rate: dict[str, tuple[float, float]] = {}  # family -> (rate at t, t)
         self._tight: dict[str, deque[tuple[float, float, int]]] = {}  # family -> (arrival, slo, frames), slo rising
         self._requests = (0.0, 0.0)  # (request rate at t, t), all families
+        # family -> (arrival, slo, frames), each harder than every later one (a sliding-window maximum of hardness:
+        # the tighter SLO, then the more frames): what `hardest` reads.
+        self._hard: dict[str, deque[tuple[float, float, int]]] = {}
 
     def observe(self, request: Request, now_s: float) -> None:
         family = request.model
@@ -31,6 +34,12 @@ class ArrivalStats:
         tight.append((now_s, request.slo_s, request.n_frames))
         while tight[0][0] < now_s - self._window_s:  # out of the window for good: time only moves on
             tight.popleft()
+        hard = self._hard.setdefault(family, deque())
+        while hard and (-hard[-1][1], hard[-1][2]) <= (-request.slo_s, request.n_frames):
+            hard.pop()
+        hard.append((now_s, request.slo_s, request.n_frames))
+        while hard[0][0] < now_s - self._window_s:
+            hard.popleft()
 
     def last_arrival_s(self, family: str) -> float:
         """When the last request of `family` arrived (-inf before any)."""
@@ -44,6 +53,14 @@ class ArrivalStats:
         """Requests per second, all families (the same decaying estimate as `frames_per_s`)."""
         rate, t = self._requests
         return rate * math.exp(-self._decay * max(0.0, now_s - t))
+
+    def hardest(self, family: str, now_s: float) -> tuple[float, int] | None:
+        """(slo_s, n_frames) of the hardest arrival of the last `window_s`: the tightest SLO, and of those the most
+        frames; None before any. A device kept ready for tight work must be able to serve this one."""
+        for arrival_s, slo_s, n_frames in self._hard.get(family, ()):
+            if arrival_s >= now_s - self._window_s:  # a read only: the window is trimmed in `observe`
+                return (slo_s, n_frames)
+        return None
 
     @property
     def families(self) -> list[str]:

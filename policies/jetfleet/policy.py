@@ -39,7 +39,17 @@ import numpy as np
 
 from costmodel.view import CostView
 from jetfleet.errors import ConfigError, JetfleetError
-from jetfleet.types import Applied, BatchResult, Decisions, DeviceState, Dispatch, Drop, DropReason, Request
+from jetfleet.types import (
+    Applied,
+    BatchResult,
+    Decisions,
+    DeviceState,
+    Dispatch,
+    Drop,
+    DropReason,
+    Request,
+    SetFrequency,
+)
 from policies.arrivals import ArrivalStats
 from policies.base import Policy
 from policies.context import StepContext, device_grid
@@ -50,6 +60,7 @@ from policies.jetfleet.guard import Guard, ParkGuard, capable_devices, guard_bud
 from policies.jetfleet.objective import floor, plan_key
 from policies.jetfleet.parking import Parking, ParkScan
 from policies.jetfleet.power import Demand, PowerConfig, PowerMemo, PowerPlanner
+from policies.jetfleet.reserve import fastest_s, rescue_due
 from policies.jetfleet.step import Step
 from policies.planning import BatchPlan, GridTables, derive_tables, overlapped, plan_batch
 from policies.registry import register
@@ -122,14 +133,20 @@ class JetfleetPolicy(Policy):
         if len(healthy) == len(ctx.devices):
             healthy = ctx.devices  # the core's own sequence: what is derived from it is kept (`_members_of`)
         awake = self._awake(healthy)
+        workers, reserve = self._split_reserve(awake)
         if ctx.queue and awake:
             step.window, families = split_by_family(self.candidates(ctx, awake))
             for cands in families.values():
-                self._serve_family(step, cands, awake)
-            late = self.past_due(step, awake) + step.late
+                if workers:
+                    self._serve_family(step, cands, workers)
+            if reserve:
+                self._rescue(step, reserve)
+            late = self.past_due(step, workers) + step.late
             if late:
-                self.handle_late(step, late, awake)
-        park = self._park_idle(step, awake)
+                self.handle_late(step, late, workers)
+        park = self._park_idle(step, workers)
+        if reserve:
+            self._ready_reserve(step, reserve)
         step.out.memo = park
         if self.config.power.enabled:
             step.out.memo = (park, self._plan_power(step, healthy))
@@ -141,6 +158,72 @@ class JetfleetPolicy(Policy):
             step.wake(step.now_s)
         step.out.wake_at_s = step.wake_s if math.isfinite(step.wake_s) else None
         return step.out
+
+    def _split_reserve(self, awake: Sequence[DeviceState]) -> tuple[Sequence[DeviceState], list[DeviceState]]:
+        """(the awake devices that take any work, the awake ones in reserve: `policies.jetfleet.reserve`)."""
+        names = self.power.reserve if self.config.power.enabled else frozenset()
+        if not names:
+            return awake, []
+        return [d for d in awake if d.name not in names], [d for d in awake if d.name in names]
+
+    def _rescue(self, step: Step, reserve: list[DeviceState]) -> None:
+        """Give the idle reserve devices what is due for rescue (`reserve.rescue_due`): queued on-time requests no
+        worker took whose slack on a reserve device is down to `rescue_slack_s`, and the ones no worker can reach."""
+        now_s = step.now_s
+        free = [d for d in reserve if not d.in_flight and d.awake_at_s <= now_s and d.name not in step.taken]
+        if not free:
+            return
+        sent = {i for d in step.out.dispatches for i in d.request_ids}
+        window = step.window.requests if step.window is not None else []
+        in_window = {r.request_id for r in window}
+        unreachable = {r.request_id for r in step.late}
+        waiting = [r for r in window if r.request_id not in sent]
+        waiting += [r for r in step.late if r.request_id not in sent and r.request_id not in in_window]
+        serve_s: dict[int, float] = {}
+        for r in waiting:
+            best = math.inf
+            for d in free:
+                variant = self.variant_for(r.model, d, now_s)
+                if variant is None:
+                    continue
+                try:
+                    t = self.tables(step.ctx, d, variant, r.n_frames)
+                except JetfleetError:
+                    continue
+                best = min(best, fastest_s(t, r.n_frames, d.freq_change_delay_s, d.freq_hz))
+            serve_s[r.request_id] = best
+        due, next_s = rescue_due(waiting, now_s, serve_s, self.config.power.rescue_slack_s)
+        due_ids = {r.request_id for r in due}
+        due += [r for r in waiting if r.request_id in unreachable and r.request_id not in due_ids]
+        step.wake(next_s)
+        if not due:
+            return
+        before = len(step.out.dispatches)
+        for family, requests in by_family(due).items():
+            edf = sorted(requests, key=lambda r: (r.deadline_s, r.request_id))
+            self._serve_family(step, Candidates.of(edf, family), free, may_wait=False)  # at their slack limit
+            sent = {i for d in step.out.dispatches[before:] for i in d.request_ids}
+            left = [r for r in edf if r.request_id not in sent]
+            idle = [d for d in free if d.name not in step.taken]
+            if left and idle and self.config.late == "serve":
+                # Late by the padded estimate only: an idle reserve device at its top clock is their best chance (the
+                # always-awake fleet gives them an idle AGX Xavier the same way, through its late path).
+                self._serve_late(step, family, left, idle)
+        rescued = {i for d in step.out.dispatches[before:] for i in d.request_ids}
+        late: dict[int, Request] = {}  # the reserve's planning may have found some unreachable again: once each
+        for r in step.late:
+            if r.request_id not in rescued:
+                late.setdefault(r.request_id, r)
+        step.late = list(late.values())
+
+    def _ready_reserve(self, step: Step, reserve: list[DeviceState]) -> None:
+        """Keep idle reserve devices at their top clock: a tight request then pays no clock change."""
+        for d in reserve:
+            if d.in_flight or d.name in step.taken or d.freq_hz == d.max_freq_hz or d.awake_at_s > step.now_s:
+                continue
+            if d.name in self._settle:
+                continue
+            step.out.frequency_changes.append(SetFrequency(d.name, d.max_freq_hz, "jetfleet: reserve at its top clock"))
 
     def _awake(self, devices: Sequence[DeviceState]) -> Sequence[DeviceState]:
         """The awake devices (waking ones included): the only ones batches and clock changes may go to. The same
@@ -168,7 +251,9 @@ class JetfleetPolicy(Policy):
             return None
         guards = [g for f in families if (g := guard_request(self.arrivals, self.config.power.guard_slo_s, f, now_s))]
         guard = min(guards) if guards else None
+        hardest = self.arrivals.hardest(family, now_s)
         demand = Demand(
+            hardest=hardest,
             now_s=now_s,
             rate_fps=sum(self.arrivals.frames_per_s(f, now_s) for f in families),
             requests_per_s=self.arrivals.requests_per_s(now_s),
@@ -346,7 +431,9 @@ class JetfleetPolicy(Policy):
         return tables
 
     # -- on-time work -----------------------------------------------------------------------------
-    def _serve_family(self, step: Step, cands: Candidates, devices: Sequence[DeviceState]) -> None:
+    def _serve_family(
+        self, step: Step, cands: Candidates, devices: Sequence[DeviceState], may_wait: bool = True
+    ) -> None:
         family, requests = cands.family, cands.requests
         groups = self._groups(step, family, devices, int(cands.frames.max()))
         if not groups:
@@ -374,7 +461,7 @@ class JetfleetPolicy(Policy):
             left_behind = alive_frames - plan.n_frames
             alive = alive.copy()
             alive[plan.positions] = False
-            if self.should_wait(step, plan, group.tables, family, left_behind):
+            if may_wait and self.should_wait(step, plan, group.tables, family, left_behind):
                 # Hold the batch for this device. Other devices go on only for requests that come before it in
                 # deadline order (those this device cannot finish in time); the rest is planned at the next event.
                 quiet_s = self.arrivals.last_arrival_s(family) + self.config.quiet_after_s

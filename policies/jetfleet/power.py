@@ -32,7 +32,8 @@ import numpy as np
 from jetfleet.errors import ConfigError
 from jetfleet.power_states import DEFAULT_SLEEP_STATES, PowerState, PowerStateSpec
 from jetfleet.types import DeviceState, SetPowerState
-from policies.planning import GridTables
+from policies.jetfleet.reserve import choose_reserve
+from policies.planning import GridTables, efficient_clock
 
 __all__ = ["Demand", "PowerConfig", "PowerMemo", "PowerPlanner"]
 
@@ -50,9 +51,15 @@ class PowerConfig:
     shrink_after_s: float = 30.0  # and no sooner than this after its last change
     long_sleep_s: float = 60.0  # the gap an inactive device's state is chosen for
     consolidate: bool = True  # False: every device is active (naps only)
+    # The reserve (`policies.jetfleet.reserve`): this many devices kept awake, idle and at their top clock for tight
+    # work the active set cannot serve in time, while that costs at most `reserve_share` of the active set's idle
+    # power; a reserve device takes a queued request once its slack on it is down to `rescue_slack_s`.
+    reserve: int = 2
+    reserve_share: float = 0.1
+    rescue_slack_s: float = 0.5
 
     def __post_init__(self) -> None:
-        for name in ("wake_margin_s", "hysteresis", "shrink_after_s", "long_sleep_s"):
+        for name in ("wake_margin_s", "hysteresis", "shrink_after_s", "long_sleep_s", "reserve_share"):
             if not getattr(self, name) >= 0:
                 raise ConfigError(f"jetfleet power config: {name} must be >= 0, got {getattr(self, name)}")
         if any(s.awake for s in self.states):
@@ -67,6 +74,7 @@ class PowerMemo:
 
     active: frozenset[str]
     changed_s: float  # when the active set last changed
+    reserve: frozenset[str] = frozenset()  # devices kept awake for tight work (`policies.jetfleet.reserve`)
 
 
 @dataclass
@@ -83,6 +91,7 @@ class Demand:
     guard_slo_s: float | None = None  # tightest SLO class to stay ready for (None: none known)
     guard_frames: int = 1
     max_utilisation: float = 0.7
+    hardest: tuple[float, int] | None = None  # (slo_s, n_frames) of the hardest tight arrival lately
     # What the rules work out from this demand and one device group's tables, asked again for the group's twins
     # (keyed by the tables' id: they outlive the decision this demand is for).
     memo: dict = field(default_factory=dict)
@@ -94,13 +103,19 @@ class PowerPlanner:
     def __init__(self, config: PowerConfig) -> None:
         self.config = config
         self._active: frozenset[str] = frozenset()
+        self._reserve: frozenset[str] = frozenset()
         self._changed_s = -math.inf
         self._ranking: tuple[list, list] | None = None  # a memo of `_ranked`
         self._view: tuple[list, frozenset[str], _ActiveView] | None = None  # a memo of `_current`
 
     def absorb(self, memo: PowerMemo | None) -> None:
         if memo is not None:
-            self._active, self._changed_s = memo.active, memo.changed_s
+            self._active, self._changed_s, self._reserve = memo.active, memo.changed_s, memo.reserve
+
+    @property
+    def reserve(self) -> frozenset[str]:
+        """The devices kept awake for tight work, as of the last step applied."""
+        return self._reserve
 
     # -- one decision --------------------------------------------------------------------------------------
     def plan(
@@ -118,6 +133,15 @@ class PowerPlanner:
         cfg = self.config
         now_s = demand.now_s
         active, memo = self._active_set(usable, demand)
+        reserve = (
+            choose_reserve(usable, active, self._reserve, demand.hardest, cfg.reserve, cfg.reserve_share, self._keep_w)
+            if cfg.reserve
+            else frozenset()
+        )
+        if reserve != self._reserve:
+            memo = PowerMemo(active, memo.changed_s if memo is not None else self._changed_s, reserve)
+        elif memo is not None:
+            memo = PowerMemo(memo.active, memo.changed_s, reserve)
         changes: list[SetPowerState] = []
         wake_s = math.inf
         joined = active - self._active if memo is not None else frozenset()
@@ -130,6 +154,12 @@ class PowerPlanner:
         said: dict[tuple, tuple[PowerState, str] | None] = {}
         for device, tables in usable:
             if not device.power_states or device.name in cfg.never_sleep:
+                continue
+            if device.name in reserve:
+                if not device.power_state.awake:
+                    changes.append(
+                        SetPowerState(device.name, PowerState.IDLE, "jetfleet power: reserve for tight work")
+                    )
                 continue
             if device.power_state.awake:
                 if busy(device) or device.awake_at_s > now_s:
@@ -194,6 +224,12 @@ class PowerPlanner:
     def _need_frames(self, demand: Demand) -> float:
         """Frames to run before the queue's first deadline: what is queued and what arrives meanwhile."""
         return demand.queued_frames + demand.rate_fps * max(0.0, self._first_deadline_s(demand) - demand.now_s)
+
+    def _keep_w(self, device: DeviceState, tables: GridTables) -> float:
+        """Watts that keeping `device` awake and idle at its top clock costs over its long sleep."""
+        idle_w = float(tables.idle_w[-1])
+        spec = self._cheapest(device, idle_w, self.config.long_sleep_s)
+        return idle_w - (spec.board_power_w if spec is not None else idle_w)
 
     # -- consolidation ---------------------------------------------------------------------------------------
     def _active_set(
@@ -365,7 +401,7 @@ class PowerPlanner:
         now_s = demand.now_s
         if demand.late:
             return now_s  # late work: at once
-        fi = _efficient_clock(tables)
+        fi = efficient_clock(tables)
         latest = math.inf
         if len(demand.deadlines_s):
             key = ("queue-start", id(tables))
@@ -390,7 +426,7 @@ class PowerPlanner:
         at the clock the planner prefers: what it takes off the queue's most urgent part."""
         busy_s = device.busy_until_s if device.in_flight else demand.now_s
         start_s = max(demand.now_s, busy_s, ready_s) + _lead_s(device)
-        fi = _efficient_clock(tables)
+        fi = efficient_clock(tables)
         return max(0.0, self._first_deadline_s(demand) - start_s) / _s_per_frame(tables, fi)
 
 
@@ -457,15 +493,6 @@ def _cover(
         out.append((d, t))
         have += fps(t)
     return out
-
-
-def _efficient_clock(tables: GridTables) -> int:
-    """The clock index of least energy per frame above idle for a full batch: what the planner runs when it
-    is not pressed for time (pressed, it runs faster, so times estimated at this clock are on the safe side)."""
-    hit = tables.memo.get("power-efficient-clock")
-    if hit is None:
-        hit = tables.memo["power-efficient-clock"] = int(np.argmin(tables.marginal_epf_j[:, tables.cap - 1]))
-    return hit
 
 
 def _run_s(tables: GridTables, fi: int, frames: np.ndarray) -> np.ndarray:

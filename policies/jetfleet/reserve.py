@@ -1,0 +1,105 @@
+"""The reserve: a few devices kept awake, idle and at their top clock for tight work the active set cannot serve in
+time. Pure, side-effect free.
+
+Consolidation sizes the active set for the forecast *rate*; a burst (a camera's 60 frames under a 2 s SLO) asks for
+*room*: an idle device fast enough to serve it alone. The always-awake fleet has hundreds idle; a consolidated one
+has its active devices busy, and a sleeping device takes seconds to wake. The reserve keeps that room, priced:
+
+- **When.** Only while no device of the active set could serve the hardest tight arrival of the guard window
+  (`ArrivalStats.hardest`: the tightest SLO, the most frames) within its SLO after finishing a full batch: active
+  devices are busy most of the time (consolidation keeps them near `max_utilisation`), so such an arrival needs an
+  idle one. And only as many devices (up to `PowerConfig.reserve`) as `PowerConfig.reserve_share` of the active
+  set's idle power pays for: room is cheap in a large fleet and dear in a small one (one AGX Xavier kept awake for a
+  burst every 30 s cost a 4-device fleet half its frames per joule).
+- **Which.** Devices outside the active set able to serve that arrival: the members so far while they still are (a
+  reserve that moves puts one device to sleep and wakes another), then awake ones before sleeping ones, the fastest
+  first (then by name): in a Jetson fleet, AGX Xaviers.
+- **What they run.** Only rescues: a queued on-time request that no worker took in this decision and whose slack on
+  a reserve device (its deadline less the reserve's fastest time for it) is down to `PowerConfig.rescue_slack_s`,
+  and requests no worker can reach at all. The workers get every request first; a reserve device is back in the
+  pool as soon as its batch ends.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+from jetfleet.types import DeviceState, Request
+from policies.planning import GridTables, efficient_clock
+
+__all__ = ["choose_reserve", "fastest_s", "rescue_due"]
+
+
+def fastest_s(tables: GridTables, n_frames: int, change_delay_s: float, freq_hz: float) -> float:
+    """Seconds an idle device of `tables` at `freq_hz` takes to serve `n_frames` alone at its fastest clock (a clock
+    change counted when it is not there): inf when it cannot serve that many in one batch."""
+    if n_frames > tables.max_frames:
+        return math.inf
+    b = n_frames - 1
+    fi = tables.freq_index(freq_hz)
+    at_clock = float(tables.padded_s[fi, b]) if fi >= 0 else math.inf
+    return min(at_clock, change_delay_s + float(tables.fastest_padded_s[b]))
+
+
+def _full_batch_s(tables: GridTables) -> float:
+    """Padded seconds of a full batch at the clock the planner prefers: how long a busy device may take to free."""
+    return float(tables.padded_s[efficient_clock(tables), tables.cap - 1])
+
+
+def choose_reserve(
+    usable: Sequence[tuple[DeviceState, GridTables]],
+    active: frozenset[str],
+    current: frozenset[str],
+    hardest: tuple[float, int] | None,
+    size: int,
+    share: float,
+    keep_w: Callable[[DeviceState, GridTables], float],
+) -> frozenset[str]:
+    """The reserve for this decision (see the module docstring); `current`: the reserve so far. `keep_w(d, t)`: the
+    watts that keeping `d` awake and idle costs over letting it sleep."""
+    if hardest is None or size <= 0 or len(usable) <= size:
+        return frozenset()
+    slo_s, n_frames = hardest
+    able = [
+        (s, d.name, d, t)
+        for d, t in usable
+        if d.name not in active and (s := fastest_s(t, n_frames, 0.0, d.max_freq_hz)) <= slo_s
+    ]
+    # Members stay while they still serve it (a reserve that moves sends one device to sleep and wakes another), then
+    # the fastest; an awake device before a sleeping one.
+    able.sort(key=lambda a: (a[1] not in current, not a[2].power_state.awake, a[0], a[1]))
+    chosen = able[:size]
+    if not chosen:
+        return frozenset()  # nothing outside the active set serves it
+    workers = [(d, t) for d, t in usable if d.name in active]
+    if any(fastest_s(t, n_frames, 0.0, d.max_freq_hz) + _full_batch_s(t) <= slo_s for d, t in workers):
+        return frozenset()  # a worker could still serve it after the batch it is running
+    budget_w = share * sum(float(t.idle_w.min()) for _, t in workers)
+    kept: list[str] = []
+    for _, name, d, t in chosen:  # as many as the budget pays for
+        budget_w -= keep_w(d, t)
+        if budget_w < 0:
+            break
+        kept.append(name)
+    return frozenset(kept)
+
+
+def rescue_due(
+    requests: Sequence[Request], now_s: float, serve_s: dict[int, float], slack_s: float
+) -> tuple[list[Request], float]:
+    """(the requests a reserve device must take now, when to look again for the rest). `serve_s`: request id -> the
+    reserve's fastest seconds for it (inf: it cannot serve it)."""
+    due, next_s = [], math.inf
+    for r in requests:
+        alone_s = serve_s.get(r.request_id, math.inf)
+        if not math.isfinite(alone_s):
+            continue
+        latest_s = r.deadline_s - alone_s  # the latest start on an idle reserve device (padded: it may still make it)
+        if r.deadline_s <= now_s:
+            continue  # past due: the late path has it
+        if latest_s - slack_s <= now_s:
+            due.append(r)
+        else:
+            next_s = min(next_s, latest_s - slack_s)
+    return due, next_s
