@@ -106,6 +106,26 @@ def test_decide_twice_gives_the_same_power_changes():
     assert a.power_changes == b.power_changes
 
 
+def test_the_power_rules_see_the_same_fleet_whether_or_not_the_context_names_the_sleeping_devices():
+    """The planner keeps the devices it may change while the usable list, the active set and the context's asleep
+    set stay the same; a device that falls asleep or wakes (a new asleep set) is seen at once."""
+    from jetfleet.types import DeviceState
+    from policies.core import SchedulerCore
+
+    fleet = make_fleet("agx-xavier", "xavier-nx", "jetson-nano", "jetson-nano")
+    policy = make_policy("jetfleet")
+    core = SchedulerCore(policy, FakeCost(), [DeviceState(d.name, d.kind, 1e9) for d in fleet.devices])
+    core.submit(0.0, Request(1, 0.0, 1, 10.0))
+    seen = 0
+    for t_s in (0.0, 5.0, 40.0, 40.5, 80.0, 120.0):
+        ctx = core.context(t_s)
+        known, derived = policy.decide(ctx), policy.decide(ctx.replace(asleep=None))
+        assert known.power_changes == derived.power_changes and known.dispatches == derived.dispatches
+        seen += len(known.power_changes)
+        core.step(t_s)
+    assert seen and core.context(200.0).asleep  # devices did fall asleep
+
+
 def test_power_config_rejects_awake_states_and_negative_times():
     from jetfleet.errors import ConfigError
 

@@ -80,7 +80,7 @@ class JetfleetPolicy(Policy):
         self._settle: dict[str, tuple[float, float]] = {}  # device -> (settled at, clock) of an applied change
         self._tables: dict[GroupKey, tuple[CostView, int, GridTables]] = {}  # a memo of `tables`
         self._members: tuple[Sequence[DeviceState], dict[str, dict[GroupKey, list[DeviceState]]]] | None = None
-        self._awake_view: tuple[Sequence[DeviceState], tuple[str, ...], list[DeviceState]] | None = None
+        self._awake_view: tuple[Sequence[DeviceState], frozenset[str], list[DeviceState]] | None = None
         self._power_view: tuple | None = None  # a memo of `_with_tables`
 
     # -- the Policy contract ----------------------------------------------------------------------
@@ -121,7 +121,7 @@ class JetfleetPolicy(Policy):
         healthy = [d for d in ctx.devices if d.healthy]
         if len(healthy) == len(ctx.devices):
             healthy = ctx.devices  # the core's own sequence: what is derived from it is kept (`_members_of`)
-        awake = self._awake(healthy)
+        awake = self._awake(healthy, ctx.asleep)
         if ctx.queue and awake:
             step.window, families = split_by_family(self.candidates(ctx, awake))
             for cands in families.values():
@@ -142,16 +142,18 @@ class JetfleetPolicy(Policy):
         step.out.wake_at_s = step.wake_s if math.isfinite(step.wake_s) else None
         return step.out
 
-    def _awake(self, devices: Sequence[DeviceState]) -> Sequence[DeviceState]:
+    def _awake(self, devices: Sequence[DeviceState], asleep: frozenset[str] | None) -> Sequence[DeviceState]:
         """The awake devices (waking ones included): the only ones batches and clock changes may go to. The same
-        sequence object while every device is awake, and while the same ones sleep (kept for `_members_of`)."""
-        asleep = tuple(d.name for d in devices if not d.power_state.awake)
+        sequence object while every device is awake, and while the same ones sleep (kept for `_members_of`).
+        `asleep`: the context's names of the devices not awake, None when it did not say."""
+        if asleep is None:
+            asleep = frozenset(d.name for d in devices if not d.power_state.awake)
         if not asleep:
             return devices
         hit = self._awake_view
-        if hit is not None and hit[0] is devices and hit[1] == asleep:
+        if hit is not None and hit[0] is devices and (hit[1] is asleep or hit[1] == asleep):
             return hit[2]
-        awake = [d for d in devices if d.power_state.awake]
+        awake = [d for d in devices if d.name not in asleep]
         self._awake_view = (devices, asleep, awake)
         return awake
 
@@ -183,7 +185,11 @@ class JetfleetPolicy(Policy):
 
         taken = step.taken
         changes, wake_s, memo = self.power.plan(
-            self._with_tables(ctx, family, devices), demand, lambda d: d.in_flight > 0 or d.name in taken, step.held
+            self._with_tables(ctx, family, devices),
+            demand,
+            lambda d: d.in_flight > 0 or d.name in taken,
+            step.held,
+            ctx.asleep,
         )
         step.out.power_changes += changes
         sleeping = {c.device for c in changes if not c.state.awake}

@@ -97,6 +97,7 @@ class PowerPlanner:
         self._changed_s = -math.inf
         self._ranking: tuple[list, list] | None = None  # a memo of `_ranked`
         self._view: tuple[list, frozenset[str], _ActiveView] | None = None  # a memo of `_current`
+        self._considering: tuple[list, frozenset[str], frozenset[str], list] | None = None  # a memo of `_considered`
 
     def absorb(self, memo: PowerMemo | None) -> None:
         if memo is not None:
@@ -109,12 +110,14 @@ class PowerPlanner:
         demand: Demand,
         busy: Callable[[DeviceState], bool],
         held: dict[str, float],
+        asleep: frozenset[str] | None = None,
     ) -> tuple[list[SetPowerState], float, PowerMemo | None]:
         """(power changes, when to look again, the memo) for the `usable` devices (healthy, with their planner
         tables for the family in hand) facing `demand`.
 
         `busy(d)`: the device has work in flight or was given a batch in this decision. `held`: devices the
-        planner holds a batch back for, with the batch's latest dispatch (they may nap until then)."""
+        planner holds a batch back for, with the batch's latest dispatch (they may nap until then). `asleep`: the
+        names of the devices not awake (`StepContext.asleep`), None when not known."""
         cfg = self.config
         now_s = demand.now_s
         active, memo = self._active_set(usable, demand)
@@ -128,9 +131,7 @@ class PowerPlanner:
         # What a rule answered for one idle device, for its twins: a nap or a sleep depends on the device only
         # through its tables, clock, change delay, round trip and sleep states (a fleet has a few such groups).
         said: dict[tuple, tuple[PowerState, str] | None] = {}
-        for device, tables in usable:
-            if not device.power_states or device.name in cfg.never_sleep:
-                continue
+        for device, tables in self._considered(usable, active, asleep):
             if device.power_state.awake:
                 if busy(device) or device.awake_at_s > now_s:
                     continue
@@ -177,6 +178,25 @@ class PowerPlanner:
                 covered += self._capacity_frames(device, tables, demand, now_s + exit_s)
                 wake_s = now_s  # plan at once for the waking device (its batch starts once it is awake)
         return changes, wake_s, memo
+
+    def _considered(
+        self, usable: list[tuple[DeviceState, GridTables]], active: frozenset[str], asleep: frozenset[str] | None
+    ) -> list[tuple[DeviceState, GridTables]]:
+        """The devices of `usable` the rules may change, in usable order: able to sleep, and awake or in the active
+        set (neither rule touches a sleeping device outside it; most of a fleet under light load). Kept while the
+        usable list, the active set and the asleep set stay the same: a decision then skips a pass over the fleet."""
+        hit = self._considering
+        if asleep is not None and hit is not None and hit[0] is usable and hit[1] is asleep and hit[2] == active:
+            return hit[3]
+        never = self.config.never_sleep
+        considered = [
+            (d, t)
+            for d, t in usable
+            if d.power_states and d.name not in never and (d.power_state.awake or d.name in active)
+        ]
+        if asleep is not None:
+            self._considering = (usable, asleep, active, considered)
+        return considered
 
     def _guard_server(self, demand: Demand) -> Callable[[DeviceState, GridTables], bool]:
         """Whether an awake device could serve a tight-SLO arrival (asked once per group of twins)."""
