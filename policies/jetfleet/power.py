@@ -325,14 +325,13 @@ class PowerPlanner:
             until_s = self._needed_at_s(tables, demand, _lead_s(device))
             if held_until_s is not None:
                 until_s = min(until_s, held_until_s)
-            basis = f"queued work needs it by {until_s:.2f} s"
+            arrival_gap_s = None
         else:
             if demand.rate_fps <= 0 or demand.guard_slo_s is None:
                 return None
-            gap_s = max(1, n_active) / max(demand.requests_per_s, 1e-9)
-            until_s = now_s + gap_s + demand.guard_slo_s - _guard_serve_s(device, tables, demand)
+            arrival_gap_s = max(1, n_active) / max(demand.requests_per_s, 1e-9)
+            until_s = now_s + arrival_gap_s + demand.guard_slo_s - _guard_serve_s(device, tables, demand)
             until_s = min(until_s, self._needed_at_s(tables, demand, _lead_s(device)))
-            basis = f"next arrival expected in {gap_s:.2f} s"
         gap_s = until_s - self.config.wake_margin_s - now_s
         idle_w = _idle_w(device, tables)
         spec = self._cheapest(device, idle_w, gap_s)
@@ -340,6 +339,10 @@ class PowerPlanner:
             spec = self._cheapest(device, idle_w, gap_s, shallower_than=spec)
         if spec is None:
             return None
+        if arrival_gap_s is None:
+            basis = f"queued work needs it by {until_s:.2f} s"
+        else:
+            basis = f"next arrival expected in {arrival_gap_s:.2f} s"
         why = (
             f"nap: {basis}, gap {gap_s:.2f} s >= break-even {spec.break_even_s(idle_w):.2f} s of "
             f"{spec.state.value} (wake {spec.exit_s:.2f} s)"
@@ -437,6 +440,8 @@ class _Keepers:
         self._gone: set[str] = set()  # napping in this decision: no longer keeping room
 
     def other_than(self, name: str) -> bool:
+        if len(self._found) > 1 and not self._gone:  # two keepers, none napping: one of them is another
+            return True
         if any(k != name and k not in self._gone for k in self._found):
             return True
         for d, t in self._awake:
