@@ -126,6 +126,31 @@ def test_the_power_rules_see_the_same_fleet_whether_or_not_the_context_names_the
     assert seen and core.context(200.0).asleep  # devices did fall asleep
 
 
+def test_the_active_set_shrinks_by_its_least_efficient_device_only_once_settled_and_with_room_to_spare():
+    from jetfleet.types import DeviceState
+    from policies.core import SchedulerCore
+    from policies.jetfleet.power import Demand, PowerMemo, PowerPlanner
+
+    fleet = make_fleet("agx-xavier", "xavier-nx", "jetson-nano")
+    policy = make_policy("jetfleet")
+    core = SchedulerCore(policy, FakeCost(), [DeviceState(d.name, d.kind, 1e9) for d in fleet.devices])
+    ctx = core.context(100.0)
+    usable = policy._with_tables(ctx, "inceptionv3", ctx.devices)
+    assert len(usable) == 3
+    planner = PowerPlanner(PowerConfig())
+    everyone = frozenset(d.name for d, _ in usable)
+    least = max(usable, key=lambda dt: planner._efficiency(dt[1]))[0].name
+    idle = Demand(now_s=100.0, rate_fps=0.0, requests_per_s=0.0, queued_frames=0)
+    planner.absorb(PowerMemo(everyone, 90.0))  # changed 10 s ago: not settled
+    assert planner._active_set(usable, idle) == (everyone, None)
+    planner.absorb(PowerMemo(everyone, 0.0))  # changed 100 s ago: settled, and one fewer covers nothing needed
+    for _ in range(2):  # the set one smaller is worked out once per view, the same answer when asked again
+        active, memo = planner._active_set(usable, idle)
+        assert active == everyone - {least} and memo == PowerMemo(active, 100.0)
+    busy = Demand(now_s=100.0, rate_fps=1e6, requests_per_s=1e3, queued_frames=0)
+    assert planner._active_set(usable, busy)[0] == everyone  # no room to spare: kept (and growing adds nobody)
+
+
 def test_power_config_rejects_awake_states_and_negative_times():
     from jetfleet.errors import ConfigError
 

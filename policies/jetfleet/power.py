@@ -97,6 +97,7 @@ class PowerPlanner:
         self._changed_s = -math.inf
         self._ranking: tuple[list, list] | None = None  # a memo of `_ranked`
         self._view: tuple[list, frozenset[str], _ActiveView] | None = None  # a memo of `_current`
+        self._fewer: tuple[_ActiveView, list, float] | None = None  # a memo of `_one_fewer`
         self._considering: tuple[list, frozenset[str], frozenset[str], list] | None = None  # a memo of `_considered`
 
     def absorb(self, memo: PowerMemo | None) -> None:
@@ -223,10 +224,10 @@ class PowerPlanner:
         if not cfg.consolidate or not usable:
             return frozenset(d.name for d, _ in usable), None
         need_fps = max(demand.rate_fps / demand.max_utilisation, self._backlog_fps(demand))
-        ranked = self._ranked(usable)
         view = self._current(usable)
         current, have_fps = view.current, view.have_fps
         if not current or have_fps < need_fps:  # grow now: wake ahead of the load
+            ranked = self._ranked(usable)
             keep = {d.name for d, _ in current}
             extra = [dt for dt in ranked if dt[0].name not in keep]
             grown = (
@@ -237,31 +238,40 @@ class PowerPlanner:
             active = frozenset(d.name for d, _ in grown)
         else:
             active = view.kept
-            settled = demand.now_s - self._changed_s >= cfg.shrink_after_s
-            if view.fewer and settled and view.spare_fps >= need_fps * (1.0 + cfg.hysteresis):
-                active = frozenset(d.name for d, _ in view.fewer)
+            if demand.now_s - self._changed_s >= cfg.shrink_after_s:  # settled: may it shrink?
+                fewer, spare_fps = self._one_fewer(view)
+                if fewer and spare_fps >= need_fps * (1.0 + cfg.hysteresis):
+                    active = frozenset(d.name for d, _ in fewer)
         if active == self._active:
             return active, None
         return active, PowerMemo(active, demand.now_s)
 
     def _current(self, usable: list[tuple[DeviceState, GridTables]]) -> _ActiveView:
-        """The active set as it stands among `usable`, with its throughput and the set one smaller (its least efficient
-        device left out): kept while the caller hands the same list object and the active set has not changed (most
-        decisions change neither; working it out costs several passes over the fleet)."""
+        """The active set as it stands among `usable`, with its throughput: kept while the caller hands the same list
+        object and the active set has not changed (most decisions change neither; working it out costs passes over
+        the fleet)."""
         hit = self._view
         if hit is not None and hit[0] is usable and hit[1] is self._active:
             return hit[2]
         current = [dt for dt in usable if dt[0].name in self._active]
-        fewer = sorted(current, key=lambda dt: self._efficiency(dt[1]))[:-1]
         view = _ActiveView(
             current,
             sum(self._fps(t) for _, t in current),
             self._active & {d.name for d, _ in usable},
-            fewer,
-            sum(self._fps(t) for _, t in fewer),
         )
         self._view = (usable, self._active, view)
         return view
+
+    def _one_fewer(self, view: _ActiveView) -> tuple[list[tuple[DeviceState, GridTables]], float]:
+        """(the active set one smaller: its least efficient device left out, that set's best throughput), worked out
+        once per view and only when the set may shrink (the growing and the unsettled decisions never ask)."""
+        hit = self._fewer
+        if hit is not None and hit[0] is view:
+            return hit[1], hit[2]
+        fewer = sorted(view.current, key=lambda dt: self._efficiency(dt[1]))[:-1]
+        spare_fps = sum(self._fps(t) for _, t in fewer)
+        self._fewer = (view, fewer, spare_fps)
+        return fewer, spare_fps
 
     def _ranked(self, usable: list[tuple[DeviceState, GridTables]]) -> list[tuple[DeviceState, GridTables]]:
         """`usable` most efficient first (then by name); kept while the caller hands the same list object (the
@@ -424,8 +434,6 @@ class _ActiveView:
     current: list[tuple[DeviceState, GridTables]]  # the active devices, in usable order
     have_fps: float  # their best throughput together
     kept: frozenset[str]  # their names
-    fewer: list[tuple[DeviceState, GridTables]]  # the set one smaller: the least efficient left out
-    spare_fps: float  # its best throughput
 
 
 class _Keepers:
