@@ -5,14 +5,19 @@
     devices   one `DeviceState` per device, carrying the device's *own* facts (its frequency list, clock
               change delay, max batch) beside its state (clock, busy-until, batches in flight, health)
     cost      the core's `CostView`: cached cost grids, idle power, the learned latency correction
+    asleep    the names of the devices not awake (asleep or entering sleep), when the builder knows them; None:
+              a policy derives them from `devices` (`DeviceState.power_state`)
 
 A policy never changes what it is given: the core owns the queue and the device states. The core hands the
 same `devices` sequence object for as long as no device's facts (frequency list, change delay, max batch,
 models) or health changed, and a new one when any did: a policy may keep what it derives from those facts
 (which devices are interchangeable, say) keyed on the sequence's identity, holding a reference to it so the
-identity is never reused. Device *state* (clock, busy-until, in flight) changes in place between calls. A wrapper policy
-(overload control) hands its inner policy a narrower context (`replace`) — fewer requests, devices as they
-would be after its own choices — and the inner cannot tell the difference.
+identity is never reused. Device *state* (clock, busy-until, in flight) changes in place between calls. The core
+hands the same `asleep` set object for as long as no device's power state changed, and a new one when any did: a
+policy may key what it derives from power states on its identity (and on the device sequence's) the same way. A
+wrapper policy (overload control) hands its inner policy a narrower context (`replace`) — fewer requests, devices
+as they would be after its own choices — and the inner cannot tell the difference; replacing `devices` without
+saying `asleep` resets it to None, so an index never describes devices it was not built for.
 """
 
 from __future__ import annotations
@@ -54,9 +59,13 @@ class StepContext:
     queue: QueueView
     devices: Sequence[DeviceState]
     cost: CostView
+    asleep: frozenset[str] | None = None
 
     def replace(self, **changes: object) -> StepContext:
-        """A copy with some fields replaced (a wrapper's narrower view for its inner policy)."""
+        """A copy with some fields replaced (a wrapper's narrower view for its inner policy); new `devices` without
+        a new `asleep` leave `asleep` unknown (None)."""
+        if "devices" in changes and "asleep" not in changes:
+            changes["asleep"] = None
         return _replace(self, **changes)  # type: ignore[arg-type]
 
 

@@ -99,10 +99,12 @@ class SchedulerCore:
         self._chains: dict[str, deque[tuple[int, float]]] = {}
         self._next_batch_id = 0
         self._asleep_since: dict[str, float] = {}  # sleeping device -> when its entry began
+        # The devices not awake, for `StepContext.asleep`: a new set whenever a power state changes (`_apply_power`).
+        self._asleep = frozenset(name for name, d in self.devices.items() if not d.power_state.awake)
 
     def context(self, now_s: float) -> StepContext:
         """The read-only view a policy gets at `now_s`."""
-        return StepContext(now_s, self.queue, self._device_list, self.cost_view)
+        return StepContext(now_s, self.queue, self._device_list, self.cost_view, self._asleep)
 
     # -- arrivals -----------------------------------------------------------------------------
     def submit(self, now_s: float, request: Request) -> list[Outcome]:
@@ -235,6 +237,7 @@ class SchedulerCore:
             since_s = self._asleep_since.pop(device.name)
             settled_s = awake_at_s(spec, since_s, now_s) if spec is not None else now_s
             device.power_state, device.awake_at_s = PowerState.IDLE, settled_s
+            self._asleep = self._asleep - {device.name}
         else:
             spec = device.power_spec(change.state)
             problem = ""
@@ -255,6 +258,7 @@ class SchedulerCore:
             since_s = max(now_s, device.busy_until_s)
             self._asleep_since[device.name] = since_s
             device.power_state = change.state
+            self._asleep = self._asleep | {device.name}
             settled_s = since_s + spec.entry_s
         self._emit(
             now_s,

@@ -140,7 +140,20 @@ def overlapped(tables: GridTables, lead_s: float) -> GridTables:
     Without a link (or a lead) the tables themselves."""
     if tables.transfer_s is None or not lead_s > 0 or not tables.transfer_s.any():
         return tables
-    latency = tables.latency_s - np.minimum(tables.transfer_s, lead_s)[None, :]
+    # A lead past the longest transfer hides every transfer whole: the same tables for all such leads (most of those
+    # asked for on a loaded fleet), kept with the tables, and so is what callers derive from them (guard budgets).
+    hidden = tables.memo.get("overlapped-hidden")
+    if hidden is None:
+        hidden = tables.memo["overlapped-hidden"] = (
+            float(tables.transfer_s.max()),
+            _overlapped(tables, tables.transfer_s),
+        )
+    return hidden[1] if lead_s >= hidden[0] else _overlapped(tables, np.minimum(tables.transfer_s, lead_s))
+
+
+def _overlapped(tables: GridTables, hidden_s: np.ndarray) -> GridTables:
+    """`tables` with `hidden_s` (B,) of each batch's transfer taken off its latency."""
+    latency = tables.latency_s - hidden_s[None, :]
     padded = tables.margins.padded(latency)
     fastest = padded.min(axis=0)
     for a in (latency, padded, fastest):

@@ -193,6 +193,19 @@ def test_overlapped_tables_charge_only_the_transfer_that_outlasts_the_lead():
     assert overlapped(local, 1.0) is local
 
 
+def test_a_lead_that_hides_every_transfer_gets_the_same_overlapped_tables_each_time():
+    view = CostView(_Cost())
+    linked = view.grid("k", "inceptionv3", FREQS, 4, link=SLOW)
+    tables = derive_tables(linked, view.idle_w("k", FREQS), Margins(), 4)
+    longest_s = float(linked.transfer_s.max())
+    hidden = overlapped(tables, longest_s)
+    assert overlapped(tables, longest_s + 5.0) is hidden  # kept with the tables: so is what is derived from them
+    assert np.array_equal(hidden.latency_s, tables.latency_s - linked.transfer_s[None, :])
+    shorter = overlapped(tables, 0.15)  # a lead some transfer outlasts: worked out for that lead
+    assert shorter is not hidden and overlapped(tables, 0.15) is not shorter
+    assert np.array_equal(shorter.latency_s, tables.latency_s - np.minimum(linked.transfer_s, 0.15)[None, :])
+
+
 def test_a_device_behind_a_link_may_take_one_batch_more_than_a_local_one():
     policy = JetfleetPolicy()
     far = DeviceState("a", "agx-xavier", 1e9, link=GBE)

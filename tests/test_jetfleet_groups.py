@@ -65,3 +65,24 @@ def test_groups_match_the_per_device_rule(devices, max_in_flight, settle):
         by_clock, free = _expected(policy, step, same)
         assert group.ready_by_clock == by_clock
         assert [d.name for d in group.free] == free
+
+
+def test_the_power_view_is_kept_until_a_groups_tables_change():
+    """`_with_tables` hands the same list while no table changed, and one with the new tables once a learned
+    correction changed them (the look-ups are skipped only while the cost view's generation stands still)."""
+    states = [DeviceState(f"d{i}", kind, get_kind(kind).max_freq_hz) for i, kind in enumerate(KINDS * 2)]
+    policy = JetfleetPolicy()
+    core = SchedulerCore(policy, FakeCost(), states)
+    ctx = core.context(NOW_S)
+    usable = policy._with_tables(ctx, "m", ctx.devices)
+    assert [d.name for d, _ in usable] == [d.name for d in ctx.devices]
+    assert all(t is policy.tables(ctx, d, "m") for d, t in usable)
+    assert policy._with_tables(core.context(NOW_S + 1.0), "m", ctx.devices) is usable
+    nano = ctx.devices[2]
+    t = usable[2][1]
+    ctx.cost.observe(nano.kind, "m", nano.freqs_hz, nano.freq_hz, 1, 3.0 * float(t.latency_s[-1, 0]))
+    changed = policy._with_tables(core.context(NOW_S + 2.0), "m", ctx.devices)
+    assert changed is not usable
+    assert all(t is policy.tables(ctx, d, "m") for d, t in changed)
+    assert changed[2][1] is not t and changed[0][1] is usable[0][1]  # only the nanos' tables changed
+    assert policy._with_tables(core.context(NOW_S + 3.0), "m", ctx.devices) is changed

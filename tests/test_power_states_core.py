@@ -190,6 +190,31 @@ def test_a_woken_device_starts_its_first_batch_only_once_awake():
     assert outcome.status is OutcomeStatus.COMPLETED and core.open_requests == 0
 
 
+def test_the_context_names_the_sleeping_devices_in_a_new_set_on_each_power_change_only():
+    wake = SetPowerState("agx0", PowerState.IDLE, "work")
+    core = _core(Scripted(Decisions(), _sleep(), Decisions(), Decisions(power_changes=[wake])))
+    first = core.context(0.0).asleep
+    assert first == frozenset() and core.context(0.5).asleep is first
+    core.step(0.0)
+    assert core.context(1.0).asleep is first  # nothing changed: the same set object
+    core.step(1.0)
+    asleep = core.context(2.0).asleep
+    assert asleep == {"agx0"} and core.context(3.0).asleep is asleep
+    core.step(2.0)
+    assert core.context(4.0).asleep is asleep
+    core.step(20.0)
+    assert core.context(21.0).asleep == frozenset() and core.context(21.0).asleep is not first
+
+
+def test_a_context_with_other_devices_does_not_keep_the_cores_sleeping_devices():
+    core = _core(Scripted(_sleep()))
+    core.step(0.0)
+    ctx = core.context(1.0)
+    assert ctx.asleep == {"agx0"}
+    assert ctx.replace(devices=[]).asleep is None and ctx.replace(now_s=2.0).asleep is ctx.asleep
+    assert ctx.replace(devices=[], asleep=frozenset()).asleep == frozenset()
+
+
 # -- the simulator, end to end ---------------------------------------------------------------------------------
 def _sparse(n=6, gap_s=30.0, slo_s=10.0):
     return [Request(i, 1.0 + i * gap_s, 4, slo_s) for i in range(n)]

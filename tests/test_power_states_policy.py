@@ -107,6 +107,51 @@ def test_decide_twice_gives_the_same_power_changes():
     assert a.power_changes == b.power_changes
 
 
+def test_the_power_rules_see_the_same_fleet_whether_or_not_the_context_names_the_sleeping_devices():
+    """The planner keeps the devices it may change while the usable list, the active set and the context's asleep
+    set stay the same; a device that falls asleep or wakes (a new asleep set) is seen at once."""
+    from jetfleet.types import DeviceState
+    from policies.core import SchedulerCore
+
+    fleet = make_fleet("agx-xavier", "xavier-nx", "jetson-nano", "jetson-nano")
+    policy = make_policy("jetfleet")
+    core = SchedulerCore(policy, FakeCost(), [DeviceState(d.name, d.kind, 1e9) for d in fleet.devices])
+    core.submit(0.0, Request(1, 0.0, 1, 10.0))
+    seen = 0
+    for t_s in (0.0, 5.0, 40.0, 40.5, 80.0, 120.0):
+        ctx = core.context(t_s)
+        known, derived = policy.decide(ctx), policy.decide(ctx.replace(asleep=None))
+        assert known.power_changes == derived.power_changes and known.dispatches == derived.dispatches
+        seen += len(known.power_changes)
+        core.step(t_s)
+    assert seen and core.context(200.0).asleep  # devices did fall asleep
+
+
+def test_the_active_set_shrinks_by_its_least_efficient_device_only_once_settled_and_with_room_to_spare():
+    from jetfleet.types import DeviceState
+    from policies.core import SchedulerCore
+    from policies.jetfleet.power import Demand, PowerMemo, PowerPlanner
+
+    fleet = make_fleet("agx-xavier", "xavier-nx", "jetson-nano")
+    policy = make_policy("jetfleet")
+    core = SchedulerCore(policy, FakeCost(), [DeviceState(d.name, d.kind, 1e9) for d in fleet.devices])
+    ctx = core.context(100.0)
+    usable = policy._with_tables(ctx, "inceptionv3", ctx.devices)
+    assert len(usable) == 3
+    planner = PowerPlanner(PowerConfig())
+    everyone = frozenset(d.name for d, _ in usable)
+    least = max(usable, key=lambda dt: planner._efficiency(dt[1]))[0].name
+    idle = Demand(now_s=100.0, rate_fps=0.0, requests_per_s=0.0, queued_frames=0)
+    planner.absorb(PowerMemo(everyone, 90.0))  # changed 10 s ago: not settled
+    assert planner._active_set(usable, idle) == (everyone, None)
+    planner.absorb(PowerMemo(everyone, 0.0))  # changed 100 s ago: settled, and one fewer covers nothing needed
+    for _ in range(2):  # the set one smaller is worked out once per view, the same answer when asked again
+        active, memo = planner._active_set(usable, idle)
+        assert active == everyone - {least} and memo == PowerMemo(active, 100.0)
+    busy = Demand(now_s=100.0, rate_fps=1e6, requests_per_s=1e3, queued_frames=0)
+    assert planner._active_set(usable, busy)[0] == everyone  # no room to spare: kept (and growing adds nobody)
+
+
 def test_power_config_rejects_awake_states_and_negative_times():
     from jetfleet.errors import ConfigError
 
@@ -154,3 +199,16 @@ def test_a_large_fleet_keeps_a_reserve_that_serves_the_bursts_its_busy_workers_c
     assert all(o.device in reserve and o.time_s <= r.deadline_s for o, r in zip(kept[1:], bursts[1:], strict=True))
     none, _ = burst_outcomes(0)
     assert all(o.time_s > r.deadline_s for o, r in zip(none, bursts, strict=True))
+
+
+def test_a_keeper_that_napped_in_this_decision_keeps_no_room_even_if_found_later():
+    """The guard's keepers are found lazily (`_Keepers`); one that napped before the scan reached it is gone too."""
+    from jetfleet.types import DeviceState
+    from policies.jetfleet.power import _Keepers
+
+    devices = [(DeviceState(name, "agx-xavier", 1e9), None) for name in ("a", "b", "c")]
+    keepers = _Keepers(iter(devices), lambda d, t: True)
+    assert keepers.other_than("a")  # b keeps room for a
+    for name in ("a", "b", "c"):  # all three nap; c before the scan reached it
+        keepers.discard(name)
+    assert not keepers.other_than("x")

@@ -33,6 +33,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from itertools import islice
 
 import numpy as np
@@ -91,8 +92,10 @@ class JetfleetPolicy(Policy):
         self._settle: dict[str, tuple[float, float]] = {}  # device -> (settled at, clock) of an applied change
         self._tables: dict[GroupKey, tuple[CostView, int, GridTables]] = {}  # a memo of `tables`
         self._members: tuple[Sequence[DeviceState], dict[str, dict[GroupKey, list[DeviceState]]]] | None = None
-        self._awake_view: tuple[Sequence[DeviceState], tuple[str, ...], list[DeviceState]] | None = None
-        self._power_view: tuple | None = None  # a memo of `_with_tables`
+        self._awake_view: tuple[Sequence[DeviceState], frozenset[str], list[DeviceState]] | None = None
+        self._power_view: _PowerView | None = None  # a memo of `_with_tables`
+        self._reserve_view: tuple | None = None  # a memo of `_split_reserve`
+        self._tables_stored = 0  # tables `_tables_of` stored so far: `_with_tables` knows that none changed
 
     # -- the Policy contract ----------------------------------------------------------------------
     def absorb(self, applied: Applied) -> None:
@@ -132,7 +135,7 @@ class JetfleetPolicy(Policy):
         healthy = [d for d in ctx.devices if d.healthy]
         if len(healthy) == len(ctx.devices):
             healthy = ctx.devices  # the core's own sequence: what is derived from it is kept (`_members_of`)
-        awake = self._awake(healthy)
+        awake = self._awake(healthy, ctx.asleep)
         workers, reserve = self._split_reserve(awake)
         if ctx.queue and awake:
             step.window, families = split_by_family(self.candidates(ctx, awake))
@@ -164,7 +167,11 @@ class JetfleetPolicy(Policy):
         names = self.power.reserve if self.config.power.enabled else frozenset()
         if not names:
             return awake, []
-        return [d for d in awake if d.name not in names], [d for d in awake if d.name in names]
+        hit = self._reserve_view  # the same lists while neither changes (`_members_of` keys on the sequence)
+        if hit is None or hit[0] is not awake or hit[1] is not names:
+            split = ([d for d in awake if d.name not in names], [d for d in awake if d.name in names])
+            hit = self._reserve_view = (awake, names, *split)
+        return hit[2], hit[3]
 
     def _rescue(self, step: Step, reserve: list[DeviceState]) -> None:
         """Give the idle reserve devices what is due for rescue (`reserve.rescue_due`): queued on-time requests no
@@ -225,16 +232,18 @@ class JetfleetPolicy(Policy):
                 continue
             step.out.frequency_changes.append(SetFrequency(d.name, d.max_freq_hz, "jetfleet: reserve at its top clock"))
 
-    def _awake(self, devices: Sequence[DeviceState]) -> Sequence[DeviceState]:
+    def _awake(self, devices: Sequence[DeviceState], asleep: frozenset[str] | None) -> Sequence[DeviceState]:
         """The awake devices (waking ones included): the only ones batches and clock changes may go to. The same
-        sequence object while every device is awake, and while the same ones sleep (kept for `_members_of`)."""
-        asleep = tuple(d.name for d in devices if not d.power_state.awake)
+        sequence object while every device is awake, and while the same ones sleep (kept for `_members_of`).
+        `asleep`: the context's names of the devices not awake, None when it did not say."""
+        if asleep is None:
+            asleep = frozenset(d.name for d in devices if not d.power_state.awake)
         if not asleep:
             return devices
         hit = self._awake_view
-        if hit is not None and hit[0] is devices and hit[1] == asleep:
+        if hit is not None and hit[0] is devices and (hit[1] is asleep or hit[1] == asleep):
             return hit[2]
-        awake = [d for d in devices if d.power_state.awake]
+        awake = [d for d in devices if d.name not in asleep]
         self._awake_view = (devices, asleep, awake)
         return awake
 
@@ -268,7 +277,11 @@ class JetfleetPolicy(Policy):
 
         taken = step.taken
         changes, wake_s, memo = self.power.plan(
-            self._with_tables(ctx, family, devices), demand, lambda d: d.in_flight > 0 or d.name in taken, step.held
+            self._with_tables(ctx, family, devices),
+            demand,
+            lambda d: d.in_flight > 0 or d.name in taken,
+            step.held,
+            ctx.asleep,
         )
         step.out.power_changes += changes
         sleeping = {c.device for c in changes if not c.state.awake}
@@ -428,6 +441,7 @@ class JetfleetPolicy(Policy):
             lambda: derive_tables(grid, idle_w, self.config.margins, device.max_batch),
         )
         self._tables[key] = (cost, cost.generation, tables)
+        self._tables_stored += 1
         return tables
 
     # -- on-time work -----------------------------------------------------------------------------
@@ -594,31 +608,51 @@ class JetfleetPolicy(Policy):
         planner's view of the fleet. The same list object while the device sequence, the family and every group's
         tables stay the same (a fleet of 100 devices has a handful of groups; asking per device cost more than the
         rest of a decision)."""
-        now_s, memo = ctx.now_s, self._power_view
+        memo = self._power_view
         cacheable = type(self).variant_for is JetfleetPolicy.variant_for
-        if cacheable and memo is not None and memo[0] is devices and memo[1] == family:
-            keyed, reps = memo[2], memo[3]
+        if cacheable and memo is not None and memo.devices is devices and memo.family == family:
+            if memo.stamp == (ctx.cost, ctx.cost.generation, self._tables_stored):
+                return memo.usable  # no table can have changed: skip the look-ups
+            members, reps = memo.members, memo.reps
         else:
-            keyed, reps = [], {}
-            for d in devices:
-                variant = self.variant_for(family, d, now_s)
-                if variant is not None:
-                    key = group_key(d, variant)
-                    keyed.append((d, key))
-                    reps.setdefault(key, d)
-        tables: dict[GroupKey, GridTables | None] = {}
-        for key, rep in reps.items():
+            members, reps = self._power_members(family, devices, ctx.now_s)
+        tables: list[GridTables | None] = []
+        for key, rep in reps:
             try:
-                tables[key] = self._tables_of(ctx, key, rep)
+                tables.append(self._tables_of(ctx, key, rep))
             except JetfleetError:  # the cost model knows nothing of this (kind, variant)
-                tables[key] = None
-        same_view = memo is not None and memo[0] is devices and memo[1] == family and memo[4].keys() == tables.keys()
-        if same_view and all(memo[4][k] is t for k, t in tables.items()):
-            return memo[5]
-        usable = [(d, t) for d, key in keyed if (t := tables[key]) is not None]
+                tables.append(None)
+        if (
+            memo is not None
+            and memo.members is members
+            and all(a is b for a, b in zip(memo.tables, tables, strict=True))
+        ):
+            usable = memo.usable
+        else:
+            usable = [(d, t) for d, gi in members if (t := tables[gi]) is not None]
         if cacheable:
-            self._power_view = (devices, family, keyed, reps, tables, usable)
+            stamp = (ctx.cost, ctx.cost.generation, self._tables_stored)
+            self._power_view = _PowerView(devices, family, members, reps, tables, usable, stamp)
         return usable
+
+    def _power_members(
+        self, family: str, devices: Sequence[DeviceState], now_s: float
+    ) -> tuple[list[tuple[DeviceState, int]], list[tuple[GroupKey, DeviceState]]]:
+        """(each device able to serve `family` with the index of its group, in device order; each group's key and
+        first device): `_with_tables`' view of the fleet before the tables are looked up."""
+        members: list[tuple[DeviceState, int]] = []
+        index: dict[GroupKey, int] = {}
+        reps: list[tuple[GroupKey, DeviceState]] = []
+        for d in devices:
+            variant = self.variant_for(family, d, now_s)
+            if variant is not None:
+                key = group_key(d, variant)
+                gi = index.get(key)
+                if gi is None:
+                    gi = index[key] = len(reps)
+                    reps.append((key, d))
+                members.append((d, gi))
+        return members, reps
 
     def _members_of(
         self, family: str, devices: Sequence[DeviceState], now_s: float
@@ -748,6 +782,20 @@ class JetfleetPolicy(Policy):
                 return None
 
         return ParkGuard(step.now_s, guard, idle, tables_for, self.ready_s)
+
+
+@dataclass(frozen=True, slots=True)
+class _PowerView:
+    """`JetfleetPolicy._with_tables`' memo: the power planner's view of the fleet for one device sequence and family.
+    `stamp` (cost view, its generation, tables stored) says when the tables were last looked up."""
+
+    devices: Sequence[DeviceState]
+    family: str
+    members: list[tuple[DeviceState, int]]  # (device, index of its group in `reps`), in device order
+    reps: list[tuple[GroupKey, DeviceState]]  # each group's key and first device
+    tables: list[GridTables | None]  # each group's tables (None: the cost model does not know the group)
+    usable: list[tuple[DeviceState, GridTables]]
+    stamp: tuple[CostView, int, int]
 
 
 def _wake_before(plan: BatchPlan) -> float:

@@ -107,6 +107,8 @@ class PowerPlanner:
         self._changed_s = -math.inf
         self._ranking: tuple[list, list] | None = None  # a memo of `_ranked`
         self._view: tuple[list, frozenset[str], _ActiveView] | None = None  # a memo of `_current`
+        self._fewer: tuple[_ActiveView, list, float] | None = None  # a memo of `_one_fewer`
+        self._considering: tuple[list, frozenset[str], frozenset[str], list] | None = None  # a memo of `_considered`
 
     def absorb(self, memo: PowerMemo | None) -> None:
         if memo is not None:
@@ -124,12 +126,14 @@ class PowerPlanner:
         demand: Demand,
         busy: Callable[[DeviceState], bool],
         held: dict[str, float],
+        asleep: frozenset[str] | None = None,
     ) -> tuple[list[SetPowerState], float, PowerMemo | None]:
         """(power changes, when to look again, the memo) for the `usable` devices (healthy, with their planner
         tables for the family in hand) facing `demand`.
 
         `busy(d)`: the device has work in flight or was given a batch in this decision. `held`: devices the
-        planner holds a batch back for, with the batch's latest dispatch (they may nap until then)."""
+        planner holds a batch back for, with the batch's latest dispatch (they may nap until then). `asleep`: the
+        names of the devices not awake (`StepContext.asleep`), None when not known."""
         cfg = self.config
         now_s = demand.now_s
         active, memo = self._active_set(usable, demand)
@@ -152,9 +156,7 @@ class PowerPlanner:
         # What a rule answered for one idle device, for its twins: a nap or a sleep depends on the device only
         # through its tables, clock, change delay, round trip and sleep states (a fleet has a few such groups).
         said: dict[tuple, tuple[PowerState, str] | None] = {}
-        for device, tables in usable:
-            if not device.power_states or device.name in cfg.never_sleep:
-                continue
+        for device, tables in self._considered(usable, active | reserve if reserve else active, asleep):
             if device.name in reserve:
                 if not device.power_state.awake:
                     changes.append(
@@ -208,6 +210,25 @@ class PowerPlanner:
                 wake_s = now_s  # plan at once for the waking device (its batch starts once it is awake)
         return changes, wake_s, memo
 
+    def _considered(
+        self, usable: list[tuple[DeviceState, GridTables]], active: frozenset[str], asleep: frozenset[str] | None
+    ) -> list[tuple[DeviceState, GridTables]]:
+        """The devices of `usable` the rules may change, in usable order: able to sleep, and awake or in the active
+        set (neither rule touches a sleeping device outside it; most of a fleet under light load). Kept while the
+        usable list, the active set and the asleep set stay the same: a decision then skips a pass over the fleet."""
+        hit = self._considering
+        if asleep is not None and hit is not None and hit[0] is usable and hit[1] is asleep and hit[2] == active:
+            return hit[3]
+        never = self.config.never_sleep
+        considered = [
+            (d, t)
+            for d, t in usable
+            if d.power_states and d.name not in never and (d.power_state.awake or d.name in active)
+        ]
+        if asleep is not None:
+            self._considering = (usable, asleep, active, considered)
+        return considered
+
     def _guard_server(self, demand: Demand) -> Callable[[DeviceState, GridTables], bool]:
         """Whether an awake device could serve a tight-SLO arrival (asked once per group of twins)."""
         serves: dict[tuple, bool] = {}
@@ -239,10 +260,10 @@ class PowerPlanner:
         if not cfg.consolidate or not usable:
             return frozenset(d.name for d, _ in usable), None
         need_fps = max(demand.rate_fps / demand.max_utilisation, self._backlog_fps(demand))
-        ranked = self._ranked(usable)
         view = self._current(usable)
         current, have_fps = view.current, view.have_fps
         if not current or have_fps < need_fps:  # grow now: wake ahead of the load
+            ranked = self._ranked(usable)
             keep = {d.name for d, _ in current}
             extra = [dt for dt in ranked if dt[0].name not in keep]
             grown = (
@@ -253,31 +274,40 @@ class PowerPlanner:
             active = frozenset(d.name for d, _ in grown)
         else:
             active = view.kept
-            settled = demand.now_s - self._changed_s >= cfg.shrink_after_s
-            if view.fewer and settled and view.spare_fps >= need_fps * (1.0 + cfg.hysteresis):
-                active = frozenset(d.name for d, _ in view.fewer)
+            if demand.now_s - self._changed_s >= cfg.shrink_after_s:  # settled: may it shrink?
+                fewer, spare_fps = self._one_fewer(view)
+                if fewer and spare_fps >= need_fps * (1.0 + cfg.hysteresis):
+                    active = frozenset(d.name for d, _ in fewer)
         if active == self._active:
             return active, None
         return active, PowerMemo(active, demand.now_s)
 
     def _current(self, usable: list[tuple[DeviceState, GridTables]]) -> _ActiveView:
-        """The active set as it stands among `usable`, with its throughput and the set one smaller (its least efficient
-        device left out): kept while the caller hands the same list object and the active set has not changed (most
-        decisions change neither; working it out costs several passes over the fleet)."""
+        """The active set as it stands among `usable`, with its throughput: kept while the caller hands the same list
+        object and the active set has not changed (most decisions change neither; working it out costs passes over
+        the fleet)."""
         hit = self._view
         if hit is not None and hit[0] is usable and hit[1] is self._active:
             return hit[2]
         current = [dt for dt in usable if dt[0].name in self._active]
-        fewer = sorted(current, key=lambda dt: self._efficiency(dt[1]))[:-1]
         view = _ActiveView(
             current,
             sum(self._fps(t) for _, t in current),
             self._active & {d.name for d, _ in usable},
-            fewer,
-            sum(self._fps(t) for _, t in fewer),
         )
         self._view = (usable, self._active, view)
         return view
+
+    def _one_fewer(self, view: _ActiveView) -> tuple[list[tuple[DeviceState, GridTables]], float]:
+        """(the active set one smaller: its least efficient device left out, that set's best throughput), worked out
+        once per view and only when the set may shrink (the growing and the unsettled decisions never ask)."""
+        hit = self._fewer
+        if hit is not None and hit[0] is view:
+            return hit[1], hit[2]
+        fewer = sorted(view.current, key=lambda dt: self._efficiency(dt[1]))[:-1]
+        spare_fps = sum(self._fps(t) for _, t in fewer)
+        self._fewer = (view, fewer, spare_fps)
+        return fewer, spare_fps
 
     def _ranked(self, usable: list[tuple[DeviceState, GridTables]]) -> list[tuple[DeviceState, GridTables]]:
         """`usable` most efficient first (then by name); kept while the caller hands the same list object (the
@@ -341,14 +371,13 @@ class PowerPlanner:
             until_s = self._needed_at_s(tables, demand, _lead_s(device))
             if held_until_s is not None:
                 until_s = min(until_s, held_until_s)
-            basis = f"queued work needs it by {until_s:.2f} s"
+            arrival_gap_s = None
         else:
             if demand.rate_fps <= 0 or demand.guard_slo_s is None:
                 return None
-            gap_s = max(1, n_active) / max(demand.requests_per_s, 1e-9)
-            until_s = now_s + gap_s + demand.guard_slo_s - _guard_serve_s(device, tables, demand)
+            arrival_gap_s = max(1, n_active) / max(demand.requests_per_s, 1e-9)
+            until_s = now_s + arrival_gap_s + demand.guard_slo_s - _guard_serve_s(device, tables, demand)
             until_s = min(until_s, self._needed_at_s(tables, demand, _lead_s(device)))
-            basis = f"next arrival expected in {gap_s:.2f} s"
         gap_s = until_s - self.config.wake_margin_s - now_s
         idle_w = _idle_w(device, tables)
         spec = self._cheapest(device, idle_w, gap_s)
@@ -356,6 +385,10 @@ class PowerPlanner:
             spec = self._cheapest(device, idle_w, gap_s, shallower_than=spec)
         if spec is None:
             return None
+        if arrival_gap_s is None:
+            basis = f"queued work needs it by {until_s:.2f} s"
+        else:
+            basis = f"next arrival expected in {arrival_gap_s:.2f} s"
         why = (
             f"nap: {basis}, gap {gap_s:.2f} s >= break-even {spec.break_even_s(idle_w):.2f} s of "
             f"{spec.state.value} (wake {spec.exit_s:.2f} s)"
@@ -437,8 +470,6 @@ class _ActiveView:
     current: list[tuple[DeviceState, GridTables]]  # the active devices, in usable order
     have_fps: float  # their best throughput together
     kept: frozenset[str]  # their names
-    fewer: list[tuple[DeviceState, GridTables]]  # the set one smaller: the least efficient left out
-    spare_fps: float  # its best throughput
 
 
 class _Keepers:
@@ -453,12 +484,14 @@ class _Keepers:
         self._gone: set[str] = set()  # napping in this decision: no longer keeping room
 
     def other_than(self, name: str) -> bool:
+        if len(self._found) > 1 and not self._gone:  # two keepers, none napping: one of them is another
+            return True
         if any(k != name and k not in self._gone for k in self._found):
             return True
         for d, t in self._awake:
             if self._serves(d, t):
                 self._found.append(d.name)
-                if d.name != name:
+                if d.name != name and d.name not in self._gone:  # a device that napped before it was reached
                     return True
         return False
 
