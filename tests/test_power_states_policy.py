@@ -212,3 +212,19 @@ def test_a_keeper_that_napped_in_this_decision_keeps_no_room_even_if_found_later
     for name in ("a", "b", "c"):  # all three nap; c before the scan reached it
         keepers.discard(name)
     assert not keepers.other_than("x")
+
+
+def test_an_awake_device_outside_the_active_set_gets_no_new_work():
+    """It finishes what it runs and sleeps; given work it would stay busy, and awake, for good."""
+    from jetfleet.types import DeviceState
+    from policies.core import SchedulerCore
+    from policies.jetfleet.power import PowerMemo
+
+    fleet = make_fleet("xavier-nx", "xavier-nx", "xavier-nx")
+    policy = make_policy("jetfleet")
+    core = SchedulerCore(policy, FakeCost(), [DeviceState(d.name, d.kind, 1e9) for d in fleet.devices])
+    policy.power.absorb(PowerMemo(frozenset({"d1"}), 0.0))  # as if consolidation had kept d1 only
+    for i in range(6):
+        core.submit(0.0, Request(i, 0.0, 4, 0.5, stream=f"cam{i}"))
+    out = core.step(0.0)
+    assert out.batches and {b.dispatch.device for b in out.batches} == {"d1"}

@@ -121,3 +121,10 @@ def test_hardest_is_the_tightest_slo_with_the_most_frames_in_the_window():
     assert stats.hardest("inceptionv3", 63.5) == (2.0, 2)  # it left; the 2-frame one (t = 4) is the hardest left
     assert stats.hardest("inceptionv3", 64.5) is None
     assert stats.hardest("other", 4.0) is None
+
+
+def test_the_rescue_slack_counts_in_whether_a_worker_could_wait_for_it():
+    """12 frames: a worker takes 1.3 s alone, 1.8 s after a full batch: with 0.5 s of rescue slack to spare, 2.3 s."""
+    usable = _fleet(40, [("f0", False), ("f1", False)])
+    active = frozenset(d.name for d, _ in usable if d.kind == "worker")
+    assert choose_reserve(usable, active, frozenset(), (2.0, 12), 2, 0.1, lambda d, t: 4.0, 0.5) == {"f0", "f1"}

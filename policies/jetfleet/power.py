@@ -119,6 +119,11 @@ class PowerPlanner:
         """The devices kept awake for tight work, as of the last step applied."""
         return self._reserve
 
+    @property
+    def active(self) -> frozenset[str]:
+        """The active set as of the last step applied (empty before the first, and with consolidation off)."""
+        return self._active
+
     # -- one decision --------------------------------------------------------------------------------------
     def plan(
         self,
@@ -138,7 +143,16 @@ class PowerPlanner:
         now_s = demand.now_s
         active, memo = self._active_set(usable, demand)
         reserve = (
-            choose_reserve(usable, active, self._reserve, demand.hardest, cfg.reserve, cfg.reserve_share, self._keep_w)
+            choose_reserve(
+                usable,
+                active,
+                self._reserve,
+                demand.hardest,
+                cfg.reserve,
+                cfg.reserve_share,
+                self._keep_w,
+                cfg.rescue_slack_s,
+            )
             if cfg.reserve
             else frozenset()
         )

@@ -6,14 +6,15 @@ Consolidation sizes the active set for the forecast *rate*; a burst (a camera's 
 has its active devices busy, and a sleeping device takes seconds to wake. The reserve keeps that room, priced:
 
 - **When.** Only while no device of the active set could serve the hardest tight arrival of the guard window
-  (`ArrivalStats.hardest`: the tightest SLO, the most frames) within its SLO after finishing a full batch: active
-  devices are busy most of the time (consolidation keeps them near `max_utilisation`), so such an arrival needs an
-  idle one. And only as many devices (up to `PowerConfig.reserve`) as `PowerConfig.reserve_share` of the active
-  set's idle power pays for: room is cheap in a large fleet and dear in a small one (one AGX Xavier kept awake for a
-  burst every 30 s cost a 4-device fleet half its frames per joule).
+  (`ArrivalStats.hardest`: the tightest SLO, the most frames) within its SLO after finishing a full batch, with the
+  rescue slack (`PowerConfig.rescue_slack_s`) to spare: active devices are busy most of the time (consolidation
+  keeps them near `max_utilisation`), so such an arrival needs an idle one. And only as many devices (up to
+  `PowerConfig.reserve`) as `PowerConfig.reserve_share` of the active set's idle power pays for: room is cheap in a
+  large fleet and dear in a small one (one AGX Xavier kept awake for a burst every 30 s cost a 4-device fleet half its
+  frames per joule).
 - **Which.** Devices outside the active set able to serve that arrival: the members so far while they still are (a
-  reserve that moves puts one device to sleep and wakes another), then awake ones before sleeping ones, the fastest
-  first (then by name): in a Jetson fleet, AGX Xaviers.
+  reserve that moves puts one device to sleep and wakes another), then the fastest, awake ones before sleeping ones
+  of the same speed (then by name): in a Jetson fleet, AGX Xaviers.
 - **What they run.** Only rescues: a queued on-time request that no worker took in this decision and whose slack on
   a reserve device (its deadline less the reserve's fastest time for it) is down to `PowerConfig.rescue_slack_s`,
   and requests no worker can reach at all. The workers get every request first; a reserve device is back in the
@@ -55,9 +56,10 @@ def choose_reserve(
     size: int,
     share: float,
     keep_w: Callable[[DeviceState, GridTables], float],
+    slack_s: float = 0.0,
 ) -> frozenset[str]:
     """The reserve for this decision (see the module docstring); `current`: the reserve so far. `keep_w(d, t)`: the
-    watts that keeping `d` awake and idle costs over letting it sleep."""
+    watts that keeping `d` awake and idle costs over letting it sleep; `slack_s`: the rescue slack."""
     if hardest is None or size <= 0 or len(usable) <= size:
         return frozenset()
     slo_s, n_frames = hardest
@@ -67,14 +69,14 @@ def choose_reserve(
         if d.name not in active and (s := fastest_s(t, n_frames, 0.0, d.max_freq_hz)) <= slo_s
     ]
     # Members stay while they still serve it (a reserve that moves sends one device to sleep and wakes another), then
-    # the fastest; an awake device before a sleeping one.
-    able.sort(key=lambda a: (a[1] not in current, not a[2].power_state.awake, a[0], a[1]))
+    # the fastest; of equally fast ones, an awake device before a sleeping one.
+    able.sort(key=lambda a: (a[1] not in current, a[0], not a[2].power_state.awake, a[1]))
     chosen = able[:size]
     if not chosen:
         return frozenset()  # nothing outside the active set serves it
     workers = [(d, t) for d, t in usable if d.name in active]
-    if any(fastest_s(t, n_frames, 0.0, d.max_freq_hz) + _full_batch_s(t) <= slo_s for d, t in workers):
-        return frozenset()  # a worker could still serve it after the batch it is running
+    if any(fastest_s(t, n_frames, 0.0, d.max_freq_hz) + _full_batch_s(t) + slack_s <= slo_s for d, t in workers):
+        return frozenset()  # a worker could still serve it after the batch it is running, with slack to spare
     budget_w = share * sum(float(t.idle_w.min()) for _, t in workers)
     kept: list[str] = []
     for _, name, d, t in chosen:  # as many as the budget pays for
