@@ -18,7 +18,7 @@ from costmodel.view import RawGrid
 from jetfleet.power_states import PowerState
 from jetfleet.types import DeviceState, Request
 from policies.arrivals import ArrivalStats
-from policies.jetfleet.reserve import choose_reserve, fastest_s, rescue_due
+from policies.jetfleet.reserve import choose_reserve, fastest_s, rescue_due, twin_groups
 from policies.planning import GridTables, Margins, derive_tables
 
 FREQ_HZ = 1e9
@@ -48,7 +48,7 @@ def _fleet(n_workers: int, fast: list[tuple[str, bool]]) -> list[tuple[DeviceSta
 
 def _choose(usable, hardest, *, current=frozenset(), size=2, share=0.1, keep_w=4.0):
     active = frozenset(d.name for d, _ in usable if d.kind == "worker")
-    return choose_reserve(usable, active, current, hardest, size, share, lambda d, t: keep_w)
+    return choose_reserve(twin_groups(usable), active, current, hardest, size, share, lambda d, t: keep_w)
 
 
 def test_the_hand_built_tables_are_what_the_cases_assume():
@@ -127,4 +127,29 @@ def test_the_rescue_slack_counts_in_whether_a_worker_could_wait_for_it():
     """12 frames: a worker takes 1.3 s alone, 1.8 s after a full batch: with 0.5 s of rescue slack to spare, 2.3 s."""
     usable = _fleet(40, [("f0", False), ("f1", False)])
     active = frozenset(d.name for d, _ in usable if d.kind == "worker")
-    assert choose_reserve(usable, active, frozenset(), (2.0, 12), 2, 0.1, lambda d, t: 4.0, 0.5) == {"f0", "f1"}
+    groups = twin_groups(usable)
+    assert choose_reserve(groups, active, frozenset(), (2.0, 12), 2, 0.1, lambda d, t: 4.0, 0.5) == {"f0", "f1"}
+
+
+def _reference_choice(usable, active, current, hardest, size):
+    """The reserve's order worked out over every device (what `choose_reserve` does per group of twins)."""
+    slo_s, n_frames = hardest
+    able = [
+        (s, d.name, d)
+        for d, t in usable
+        if d.name not in active and (s := fastest_s(t, n_frames, 0.0, d.max_freq_hz)) <= slo_s
+    ]
+    able.sort(key=lambda a: (a[1] not in current, a[0], not a[2].power_state.awake, a[1]))
+    return [name for _, name, _ in able[:size]]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_the_choice_per_group_of_twins_is_the_choice_over_every_device(seed):
+    rng = np.random.default_rng(seed)
+    fast = [(f"f{i:02d}", bool(rng.integers(2))) for i in rng.permutation(12)]
+    usable = _fleet(40, fast)
+    active = frozenset(d.name for d, _ in usable if d.kind == "worker" or rng.random() < 0.2)
+    current = frozenset(name for name, _ in fast if rng.random() < 0.15)
+    size = int(rng.integers(1, 4))
+    chosen = choose_reserve(twin_groups(usable), active, current, (2.0, 16), size, 1.0, lambda d, t: 0.0)
+    assert chosen == frozenset(_reference_choice(usable, active, current, (2.0, 16), size))

@@ -61,7 +61,7 @@ from policies.jetfleet.guard import Guard, ParkGuard, capable_devices, guard_bud
 from policies.jetfleet.objective import floor, plan_key
 from policies.jetfleet.parking import Parking, ParkScan
 from policies.jetfleet.power import Demand, PowerConfig, PowerMemo, PowerPlanner
-from policies.jetfleet.reserve import fastest_s, rescue_due
+from policies.jetfleet.reserve import fastest_many_s, rescue_due
 from policies.jetfleet.step import Step
 from policies.planning import BatchPlan, GridTables, derive_tables, overlapped, plan_batch
 from policies.registry import register
@@ -191,19 +191,7 @@ class JetfleetPolicy(Policy):
         unreachable = {r.request_id for r in step.late}
         waiting = [r for r in window if r.request_id not in sent]
         waiting += [r for r in step.late if r.request_id not in sent and r.request_id not in in_window]
-        serve_s: dict[int, float] = {}
-        for r in waiting:
-            best = math.inf
-            for d in free:
-                variant = self.variant_for(r.model, d, now_s)
-                if variant is None:
-                    continue
-                try:
-                    t = self.tables(step.ctx, d, variant, r.n_frames)
-                except JetfleetError:
-                    continue
-                best = min(best, fastest_s(t, r.n_frames, d.freq_change_delay_s, d.freq_hz))
-            serve_s[r.request_id] = best
+        serve_s = self._reserve_serve_s(step, waiting, free)
         due, next_s = rescue_due(waiting, now_s, serve_s, self.config.power.rescue_slack_s)
         due_ids = {r.request_id for r in due}
         due += [r for r in waiting if r.request_id in unreachable and r.request_id not in due_ids]
@@ -227,6 +215,25 @@ class JetfleetPolicy(Policy):
             if r.request_id not in rescued:
                 late.setdefault(r.request_id, r)
         step.late = list(late.values())
+
+    def _reserve_serve_s(self, step: Step, waiting: list[Request], free: list[DeviceState]) -> dict[int, float]:
+        """Request id -> the fastest seconds an idle reserve device of `free` serves it in alone (inf: none can); one
+        tables look-up per device and family, not per request (a window holds up to `window` requests)."""
+        serve_s: dict[int, float] = {}
+        for family, requests in by_family(waiting).items():
+            frames = np.fromiter((r.n_frames for r in requests), dtype=int, count=len(requests))
+            best = np.full(len(requests), math.inf)
+            for d in free:
+                variant = self.variant_for(family, d, step.now_s)
+                if variant is None:
+                    continue
+                try:
+                    t = self.tables(step.ctx, d, variant, int(frames.max()))
+                except JetfleetError:
+                    continue
+                best = np.minimum(best, fastest_many_s(t, frames, d.freq_change_delay_s, d.freq_hz))
+            serve_s.update(zip((r.request_id for r in requests), best.tolist(), strict=True))
+        return serve_s
 
     def _ready_reserve(self, step: Step, reserve: list[DeviceState]) -> None:
         """Keep idle reserve devices at their top clock: a tight request then pays no clock change."""

@@ -25,14 +25,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from jetfleet.errors import ConfigError
 from jetfleet.power_states import DEFAULT_SLEEP_STATES, PowerState, PowerStateSpec
 from jetfleet.types import DeviceState, SetPowerState
-from policies.jetfleet.reserve import choose_reserve
+from policies.jetfleet.reserve import TwinGroup, choose_reserve, twin_groups
 from policies.planning import GridTables, efficient_clock
 
 __all__ = ["Demand", "PowerConfig", "PowerMemo", "PowerPlanner"]
@@ -104,6 +104,8 @@ class PowerPlanner:
         self.config = config
         self._active: frozenset[str] = frozenset()
         self._reserve: frozenset[str] = frozenset()
+        self._reserving: tuple | None = None  # a memo of `_reserve_for`
+        self._twins: tuple[list, list[tuple[int, TwinGroup]]] | None = None  # a memo of `_twin_groups`
         self._changed_s = -math.inf
         self._ranking: tuple[list, list] | None = None  # a memo of `_ranked`
         self._view: tuple[list, frozenset[str], _ActiveView] | None = None  # a memo of `_current`
@@ -142,20 +144,7 @@ class PowerPlanner:
         cfg = self.config
         now_s = demand.now_s
         active, memo = self._active_set(usable, demand)
-        reserve = (
-            choose_reserve(
-                usable,
-                active,
-                self._reserve,
-                demand.hardest,
-                cfg.reserve,
-                cfg.reserve_share,
-                self._keep_w,
-                cfg.rescue_slack_s,
-            )
-            if cfg.reserve
-            else frozenset()
-        )
+        reserve = self._reserve_for(usable, active, demand, asleep) if cfg.reserve else frozenset()
         if reserve != self._reserve:
             memo = PowerMemo(active, memo.changed_s if memo is not None else self._changed_s, reserve)
         elif memo is not None:
@@ -259,6 +248,48 @@ class PowerPlanner:
     def _need_frames(self, demand: Demand) -> float:
         """Frames to run before the queue's first deadline: what is queued and what arrives meanwhile."""
         return demand.queued_frames + demand.rate_fps * max(0.0, self._first_deadline_s(demand) - demand.now_s)
+
+    def _reserve_for(
+        self,
+        usable: list[tuple[DeviceState, GridTables]],
+        active: frozenset[str],
+        demand: Demand,
+        asleep: frozenset[str] | None,
+    ) -> frozenset[str]:
+        """`reserve.choose_reserve` for this decision; kept while the fleet list, the active set, the reserve, the
+        hardest arrival and the sleeping devices stay the same (it looks at every device: most decisions change
+        none of them)."""
+        cfg = self.config
+        key = (active, self._reserve, demand.hardest)
+        hit = self._reserving
+        if asleep is not None and hit is not None and hit[0] is usable and hit[1] is asleep and hit[2] == key:
+            return hit[3]
+        reserve = choose_reserve(
+            self._twin_groups(usable),
+            active,
+            self._reserve,
+            demand.hardest,
+            cfg.reserve,
+            cfg.reserve_share,
+            self._keep_w,
+            cfg.rescue_slack_s,
+        )
+        self._reserving = (usable, asleep, key, reserve)
+        return reserve
+
+    def _twin_groups(self, usable: list[tuple[DeviceState, GridTables]]) -> list[TwinGroup]:
+        """`reserve.twin_groups(usable)`, regrouped only when the devices change: a learned latency correction hands
+        new tables (and a new list) for the same devices in the same groups, so only each group's tables are read."""
+        hit = self._twins
+        same = hit is not None and (
+            hit[0] is usable
+            or (len(hit[0]) == len(usable) and all(a[0] is b[0] for a, b in zip(hit[0], usable, strict=True)))
+        )
+        if not same:
+            groups = twin_groups(usable)
+            first = {d.name: i for i, (d, _) in enumerate(usable)}
+            self._twins = hit = (usable, [(first[g.members[0].name], g) for g in groups])
+        return [replace(g, tables=usable[i][1]) if usable[i][1] is not g.tables else g for i, g in hit[1]]
 
     def _keep_w(self, device: DeviceState, tables: GridTables) -> float:
         """Watts that keeping `device` awake and idle at its top clock costs over its long sleep."""

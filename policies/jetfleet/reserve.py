@@ -23,13 +23,17 @@ has its active devices busy, and a sleeping device takes seconds to wake. The re
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
 
 from jetfleet.types import DeviceState, Request
 from policies.planning import GridTables, efficient_clock
 
-__all__ = ["choose_reserve", "fastest_s", "rescue_due"]
+__all__ = ["TwinGroup", "choose_reserve", "fastest_many_s", "fastest_s", "rescue_due", "twin_groups"]
 
 
 def fastest_s(tables: GridTables, n_frames: int, change_delay_s: float, freq_hz: float) -> float:
@@ -43,13 +47,58 @@ def fastest_s(tables: GridTables, n_frames: int, change_delay_s: float, freq_hz:
     return min(at_clock, change_delay_s + float(tables.fastest_padded_s[b]))
 
 
+def fastest_many_s(tables: GridTables, frames: np.ndarray, change_delay_s: float, freq_hz: float) -> np.ndarray:
+    """`fastest_s` for each of `frames` at once."""
+    fits = frames <= tables.max_frames
+    b = np.where(fits, frames, 1) - 1
+    fi = tables.freq_index(freq_hz)
+    at_clock = tables.padded_s[fi, b] if fi >= 0 else np.inf
+    return np.where(fits, np.minimum(at_clock, change_delay_s + tables.fastest_padded_s[b]), np.inf)
+
+
 def _full_batch_s(tables: GridTables) -> float:
     """Padded seconds of a full batch at the clock the planner prefers: how long a busy device may take to free."""
     return float(tables.padded_s[efficient_clock(tables), tables.cap - 1])
 
 
+@dataclass(frozen=True)
+class TwinGroup:
+    """Usable devices that answer alike here: the same tables and top clock (a fleet has a few such groups)."""
+
+    tables: GridTables
+    max_freq_hz: float
+    members: tuple[DeviceState, ...]  # in usable order
+    names: frozenset[str]
+
+
+def twin_groups(usable: Sequence[tuple[DeviceState, GridTables]]) -> list[TwinGroup]:
+    """`usable` grouped into `TwinGroup`s, in order of first appearance."""
+    by_key: dict[tuple[int, float], tuple[GridTables, list[DeviceState]]] = {}
+    for d, t in usable:
+        by_key.setdefault((id(t), d.max_freq_hz), (t, []))[1].append(d)
+    return [
+        TwinGroup(t, freq_hz, tuple(members), frozenset(d.name for d in members))
+        for (_, freq_hz), (t, members) in by_key.items()
+    ]
+
+
+def _first_outside(g: TwinGroup, active: frozenset[str], current: frozenset[str], size: int) -> list[DeviceState]:
+    """The members of `g` outside `active` that could take one of the first `size` places of the reserve's order:
+    those in `current`, and the first `size` awake and `size` asleep ones by name (one pass over the group)."""
+    kept, awake, asleep = [], [], []
+    for d in g.members:
+        if d.name in active:
+            continue
+        if d.name in current:
+            kept.append(d)
+        else:
+            (awake if d.power_state.awake else asleep).append(d)
+    by_name = lambda d: d.name  # noqa: E731
+    return kept + heapq.nsmallest(size, awake, key=by_name) + heapq.nsmallest(size, asleep, key=by_name)
+
+
 def choose_reserve(
-    usable: Sequence[tuple[DeviceState, GridTables]],
+    groups: Sequence[TwinGroup],
     active: frozenset[str],
     current: frozenset[str],
     hardest: tuple[float, int] | None,
@@ -58,26 +107,27 @@ def choose_reserve(
     keep_w: Callable[[DeviceState, GridTables], float],
     slack_s: float = 0.0,
 ) -> frozenset[str]:
-    """The reserve for this decision (see the module docstring); `current`: the reserve so far. `keep_w(d, t)`: the
-    watts that keeping `d` awake and idle costs over letting it sleep; `slack_s`: the rescue slack."""
-    if hardest is None or size <= 0 or len(usable) <= size:
+    """The reserve for this decision (see the module docstring) among the usable devices, as `twin_groups`;
+    `current`: the reserve so far. `keep_w(d, t)`: the watts that keeping `d` awake and idle costs over letting it
+    sleep; `slack_s`: the rescue slack. Work per group, and per device only for a few candidates of each."""
+    if hardest is None or size <= 0 or sum(len(g.members) for g in groups) <= size:
         return frozenset()
     slo_s, n_frames = hardest
-    able = [
-        (s, d.name, d, t)
-        for d, t in usable
-        if d.name not in active and (s := fastest_s(t, n_frames, 0.0, d.max_freq_hz)) <= slo_s
-    ]
+    alone = [fastest_s(g.tables, n_frames, 0.0, g.max_freq_hz) for g in groups]
+    candidates = []
+    for g, s in zip(groups, alone, strict=True):
+        if s <= slo_s:
+            candidates += [(s, d.name, d, g.tables) for d in _first_outside(g, active, current, size)]
     # Members stay while they still serve it (a reserve that moves sends one device to sleep and wakes another), then
     # the fastest; of equally fast ones, an awake device before a sleeping one.
-    able.sort(key=lambda a: (a[1] not in current, a[0], not a[2].power_state.awake, a[1]))
-    chosen = able[:size]
+    candidates.sort(key=lambda a: (a[1] not in current, a[0], not a[2].power_state.awake, a[1]))
+    chosen = candidates[:size]
     if not chosen:
         return frozenset()  # nothing outside the active set serves it
-    workers = [(d, t) for d, t in usable if d.name in active]
-    if any(fastest_s(t, n_frames, 0.0, d.max_freq_hz) + _full_batch_s(t) + slack_s <= slo_s for d, t in workers):
+    working = [(g, s, len(g.names & active)) for g, s in zip(groups, alone, strict=True)]
+    if any(n and s + _full_batch_s(g.tables) + slack_s <= slo_s for g, s, n in working):
         return frozenset()  # a worker could still serve it after the batch it is running, with slack to spare
-    budget_w = share * sum(float(t.idle_w.min()) for _, t in workers)
+    budget_w = share * sum(n * float(g.tables.idle_w.min()) for g, _, n in working)
     kept: list[str] = []
     for _, name, d, t in chosen:  # as many as the budget pays for
         budget_w -= keep_w(d, t)
