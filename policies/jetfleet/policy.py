@@ -162,6 +162,7 @@ class JetfleetPolicy(Policy):
         step.out.wake_at_s = step.wake_s if math.isfinite(step.wake_s) else None
         return step.out
 
+    # -- workers and the reserve (policies.jetfleet.reserve) ----------------------------------------
     def _split_reserve(self, awake: Sequence[DeviceState]) -> tuple[Sequence[DeviceState], list[DeviceState]]:
         """(the workers: awake devices of the active set, which take any work; the awake ones in reserve, which take
         rescues: `policies.jetfleet.reserve`). An awake device outside both takes no new work: it finishes what it
@@ -244,6 +245,7 @@ class JetfleetPolicy(Policy):
                 continue
             step.out.frequency_changes.append(SetFrequency(d.name, d.max_freq_hz, "jetfleet: reserve at its top clock"))
 
+    # -- power states -------------------------------------------------------------------------------
     def _awake(self, devices: Sequence[DeviceState], asleep: frozenset[str] | None) -> Sequence[DeviceState]:
         """The awake devices (waking ones included): the only ones batches and clock changes may go to. The same
         sequence object while every device is awake, and while the same ones sleep (kept for `_members_of`).
