@@ -162,9 +162,7 @@ class PowerPlanner:
         for device, tables in self._considered(usable, active | reserve if reserve else active, asleep):
             if device.name in reserve:
                 if not device.power_state.awake:
-                    changes.append(
-                        SetPowerState(device.name, PowerState.IDLE, "jetfleet power: reserve for tight work")
-                    )
+                    changes.append(SetPowerState(device.name, PowerState.IDLE, _reserve_reason(demand)))
                 continue
             if device.power_state.awake:
                 if busy(device) or device.awake_at_s > now_s:
@@ -515,6 +513,14 @@ class _ActiveView:
     current: list[tuple[DeviceState, GridTables]]  # the active devices, in usable order
     have_fps: float  # their best throughput together
     kept: frozenset[str]  # their names
+
+
+def _reserve_reason(demand: Demand) -> str:
+    slo_s, n_frames = demand.hardest or (math.nan, 0)
+    return (
+        f"jetfleet power: reserve for tight work: {n_frames} frames under a {slo_s:g} s SLO arrived lately, and no "
+        "active device could serve them after its running batch"
+    )
 
 
 class _Keepers:
