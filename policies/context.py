@@ -7,6 +7,9 @@
     cost      the core's `CostView`: cached cost grids, idle power, the learned latency correction
     asleep    the names of the devices not awake (asleep or entering sleep), when the builder knows them; None:
               a policy derives them from `devices` (`DeviceState.power_state`)
+    power_control  False when power-state changes this decision proposes will not be applied (a wrapper that plans
+              on every device, as overload control does, drops them): the policy then plans as if power states were
+              off, on every awake device, instead of holding work back from devices it expects to sleep
 
 A policy never changes what it is given: the core owns the queue and the device states. The core hands the
 same `devices` sequence object for as long as no device's facts (frequency list, change delay, max batch,
@@ -60,6 +63,7 @@ class StepContext:
     devices: Sequence[DeviceState]
     cost: CostView
     asleep: frozenset[str] | None = None
+    power_control: bool = True
 
     def replace(self, **changes: object) -> StepContext:
         """A copy with some fields replaced (a wrapper's narrower view for its inner policy); new `devices` without

@@ -312,7 +312,7 @@ class OverloadControl(Policy):
     def decide(self, ctx: StepContext) -> Decisions:
         now_s, queue = ctx.now_s, ctx.queue
         if not queue:
-            out = self.inner.decide(ctx)
+            out = self.inner.decide(ctx.replace(power_control=False))
             out.power_changes = []  # overload control plans on every device: its inner keeps them awake
             out.memo = _Memo((), dict(self._due_since), out.memo)
             return out
@@ -359,7 +359,9 @@ class OverloadControl(Policy):
         if not requests or not devices:
             return 0
         ids = {r.request_id for r in requests}
-        decisions = self.inner.decide(step.ctx.replace(queue=RequestQueue(requests), devices=devices))
+        decisions = self.inner.decide(
+            step.ctx.replace(queue=RequestQueue(requests), devices=devices, power_control=False)
+        )
         step.drop(d for d in decisions.drops if set(d.request_ids) <= ids)
         changes = [c for c in decisions.frequency_changes if c.device not in step.used]
         step.out.frequency_changes.extend(changes)

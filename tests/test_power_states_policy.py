@@ -228,3 +228,20 @@ def test_an_awake_device_outside_the_active_set_gets_no_new_work():
         core.submit(0.0, Request(i, 0.0, 4, 0.5, stream=f"cam{i}"))
     out = core.step(0.0)
     assert out.batches and {b.dispatch.device for b in out.batches} == {"d1"}
+
+
+def test_without_power_control_every_awake_device_works_and_no_power_change_is_proposed():
+    """A wrapper that drops power changes (overload control) says so in the context: held back from work, the devices
+    it keeps awake would only idle (overload-fleet dropped 62 camera frames that way)."""
+    from jetfleet.types import DeviceState
+    from policies.core import SchedulerCore
+    from policies.jetfleet.power import PowerMemo
+
+    fleet = make_fleet("xavier-nx", "xavier-nx", "xavier-nx")
+    policy = make_policy("jetfleet")
+    core = SchedulerCore(policy, FakeCost(), [DeviceState(d.name, d.kind, 1e9) for d in fleet.devices])
+    policy.power.absorb(PowerMemo(frozenset({"d1"}), 0.0))
+    for i in range(6):
+        core.submit(0.0, Request(i, 0.0, 4, 0.5, stream=f"cam{i}"))
+    out = policy.decide(core.context(0.0).replace(power_control=False))
+    assert len({d.device for d in out.dispatches}) > 1 and not out.power_changes

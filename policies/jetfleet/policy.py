@@ -136,7 +136,9 @@ class JetfleetPolicy(Policy):
         if len(healthy) == len(ctx.devices):
             healthy = ctx.devices  # the core's own sequence: what is derived from it is kept (`_members_of`)
         awake = self._awake(healthy, ctx.asleep)
-        workers, reserve = self._split_reserve(awake)
+        # Power changes a wrapper drops (`StepContext.power_control`) would leave devices held back from work awake.
+        power_on = self.config.power.enabled and ctx.power_control
+        workers, reserve = self._split_reserve(awake) if power_on else (awake, [])
         if ctx.queue and awake:
             step.window, families = split_by_family(self.candidates(ctx, awake))
             for cands in families.values():
@@ -151,7 +153,7 @@ class JetfleetPolicy(Policy):
         if reserve:
             self._ready_reserve(step, reserve)
         step.out.memo = park
-        if self.config.power.enabled:
+        if power_on:
             step.out.memo = (park, self._plan_power(step, healthy))
         if step.relook and step.out.dispatches:
             # Only when this decision took work: a window that ran dry of requests no device can reach in time
