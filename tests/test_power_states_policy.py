@@ -245,3 +245,27 @@ def test_without_power_control_every_awake_device_works_and_no_power_change_is_p
         core.submit(0.0, Request(i, 0.0, 4, 0.5, stream=f"cam{i}"))
     out = policy.decide(core.context(0.0).replace(power_control=False))
     assert len({d.device for d in out.dispatches}) > 1 and not out.power_changes
+
+
+def test_the_keepers_answer_as_an_eager_scan_whoever_asked_before():
+    """The nap rule asks the keepers only for devices that could nap (`PowerPlanner.plan`): skipping a question must
+    change no later answer. Every order of questions and naps gets what a scan of the whole fleet would say."""
+    from itertools import permutations
+
+    from jetfleet.types import DeviceState
+    from policies.jetfleet.power import _Keepers
+
+    names = ("a", "b", "c", "d")
+    serves = {"a": True, "b": False, "c": True, "d": True}
+    devices = [(DeviceState(name, "agx-xavier", 1e9), None) for name in names]
+    for order in permutations(names):
+        for skipped in names:
+            keepers, gone = _Keepers(iter(devices), lambda d, t: serves[d.name]), set()
+            for name in order:
+                if name == skipped:
+                    continue
+                eager = any(serves[k] and k != name and k not in gone for k in names)
+                assert keepers.other_than(name) == eager
+                if name in ("a", "d"):  # these two nap once asked
+                    keepers.discard(name)
+                    gone.add(name)

@@ -160,6 +160,8 @@ class PowerPlanner:
         # through its tables, clock, change delay, round trip and sleep states (a fleet has a few such groups).
         said: dict[tuple, tuple[PowerState, str] | None] = {}
         for device, tables in self._considered(usable, active | reserve if reserve else active, asleep):
+            if device.in_flight and device.power_state.awake:
+                continue  # busy (most awake devices under load): no rule touches it
             if device.name in reserve:
                 if not device.power_state.awake:
                     changes.append(SetPowerState(device.name, PowerState.IDLE, _reserve_reason(demand)))
@@ -175,17 +177,24 @@ class PowerPlanner:
                         said[key] = _said(self._sleep_inactive(device, tables, demand, len(active)))
                     change = _for(device, said[key])
                 else:
-                    if guard_keepers is None:
-                        awake_in = (dt for dt in usable if dt[0].name in active and dt[0].power_state.awake)
-                        guard_keepers = _Keepers(awake_in, self._guard_server(demand))
-                    guarded = guard_keepers.other_than(device.name)
                     until_s = held.get(device.name)
-                    key = ("nap", *twin, guarded, until_s)
+                    # A device that may not nap even with another keeping room may not nap at all: no need to ask
+                    # the keepers (their answers do not depend on which devices asked before).
+                    key = ("nap", *twin, True, until_s)
                     if key not in said:
-                        said[key] = _said(self._nap(device, tables, demand, len(active), guarded, until_s))
-                    change = _for(device, said[key])
-                    if change is not None:
-                        guard_keepers.discard(device.name)
+                        said[key] = _said(self._nap(device, tables, demand, len(active), True, until_s))
+                    change = None
+                    if said[key] is not None:
+                        if guard_keepers is None:
+                            awake_in = (dt for dt in usable if dt[0].name in active and dt[0].power_state.awake)
+                            guard_keepers = _Keepers(awake_in, self._guard_server(demand))
+                        if not guard_keepers.other_than(device.name):
+                            key = ("nap", *twin, False, until_s)
+                            if key not in said:
+                                said[key] = _said(self._nap(device, tables, demand, len(active), False, until_s))
+                        change = _for(device, said[key])
+                        if change is not None:
+                            guard_keepers.discard(device.name)
                 if change is not None:
                     changes.append(change)
             elif device.name in active:
@@ -525,7 +534,9 @@ def _reserve_reason(demand: Demand) -> str:
 
 class _Keepers:
     """The awake active devices able to serve a tight-SLO arrival (the guard), found in fleet order only as far as a
-    question needs: a nap asks whether one *other* than the napping device is left, which the first two answer."""
+    question needs: a nap asks whether one *other* than the napping device is left, which the first two answer. Each
+    answer is what a scan of the whole set (less the devices that napped) would give, whoever asked before: a caller
+    may leave questions out."""
 
     def __init__(
         self, awake: Iterator[tuple[DeviceState, GridTables]], serves: Callable[[DeviceState, GridTables], bool]
