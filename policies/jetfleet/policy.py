@@ -161,6 +161,7 @@ class JetfleetPolicy(Policy):
             # simulator through 658,397 decisions for 3,022 requests on a 1,000-device fleet (and would spin the
             # live scheduler's loop); the next arrival, completion or timer looks again instead.
             step.wake(step.now_s)
+        step.run_deferred()
         step.out.wake_at_s = step.wake_s if math.isfinite(step.wake_s) else None
         return step.out
 
@@ -358,6 +359,39 @@ class JetfleetPolicy(Policy):
         request that may arrive any moment with nothing else free to take it: the batch then must end early
         enough for the device to serve that request in time as well.
         """
+        if device.in_flight and not device.link.local:
+            longest_s = self._longest_lead_s(group.tables, cands, alive)
+            if device.busy_until_s - step.now_s > longest_s + _LEAD_SLACK_S:
+                # Too early to queue behind the running batch whatever batch it finds (`_batch_for`): only the wake
+                # that batch asks for counts, and only if it is the decision's earliest (`Step.defer`). A third of
+                # the plans on the 100-device workload.
+                earliest_s = device.busy_until_s - longest_s
+                step.defer(earliest_s, lambda: self._batch_for(step, group, device, cands, alive, fleet_fps, guard))
+                return None
+        return self._batch_for(step, group, device, cands, alive, fleet_fps, guard)
+
+    def _longest_lead_s(self, tables: GridTables, cands: Candidates, alive: np.ndarray) -> float:
+        """The longest transfer of a batch `choose_batch` may plan (transfers grow with frames): a prefix of the alive
+        candidates it looks at, no larger than the tables' cap unless its first request alone is; inf with no link."""
+        if tables.transfer_s is None:
+            return math.inf
+        frames = cands.frames[cands.alive_positions(alive)[: tables.cap + self.config.lookahead]]
+        if not len(frames):
+            return math.inf
+        largest = min(int(frames.sum()), max(tables.cap, int(frames.max())), tables.max_frames)
+        return float(tables.transfer_s[largest - 1])
+
+    def _batch_for(
+        self,
+        step: Step,
+        group: DeviceGroup,
+        device: DeviceState,
+        cands: Candidates,
+        alive: np.ndarray,
+        fleet_fps: float,
+        guard: Guard | None,
+    ) -> BatchPlan | None:
+        """`choose_batch`'s plan, planned now; it changes nothing in the decision but its wake time."""
         t = group.tables
         pos = cands.alive_positions(alive)[: t.cap + self.config.lookahead]
         ready_s = self.ready_s(step.now_s, device)

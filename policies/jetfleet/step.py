@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from jetfleet.types import Decisions, Request
@@ -24,6 +25,8 @@ class Step:
     window: Candidates | None = None  # the on-time window `candidates` returned, as arrays, once it was asked
     wake_s: float = math.inf
     relook: bool = False  # a family's window ran dry with devices still free: look again at once if work was taken
+    # Work whose only effect is a `wake` no earlier than the time beside it (`defer`), not done yet.
+    deferred: list[tuple[float, Callable[[], object]]] = field(default_factory=list)
 
     @property
     def now_s(self) -> float:
@@ -31,3 +34,16 @@ class Step:
 
     def wake(self, t_s: float) -> None:
         self.wake_s = min(self.wake_s, t_s)
+
+    def defer(self, earliest_s: float, work: Callable[[], object]) -> None:
+        """Do `work` at the end of the decision (`run_deferred`), and only if the wake time it may set, no earlier
+        than `earliest_s`, could still be the earliest: `work` must depend on nothing the decision changes."""
+        self.deferred.append((earliest_s, work))
+
+    def run_deferred(self) -> None:
+        """Do the deferred work that may lower the wake time, earliest first; the rest cannot (so it is skipped)."""
+        for earliest_s, work in sorted(self.deferred, key=lambda e: e[0]):
+            if earliest_s >= self.wake_s:
+                break
+            work()
+        self.deferred.clear()
