@@ -269,3 +269,41 @@ def test_the_keepers_answer_as_an_eager_scan_whoever_asked_before():
                 if name in ("a", "d"):  # these two nap once asked
                     keepers.discard(name)
                     gone.add(name)
+
+
+def test_a_nap_ruled_out_by_the_room_a_tight_arrival_needs_is_the_nap_the_full_rule_finds():
+    """`_nap` answers None without the queue's latest start when the backlog outgrows a tight arrival's room before
+    any sleep state fits: on a grid of demands it answers what the whole rule does, and naps where that finds some."""
+    import math
+
+    import numpy as np
+
+    from jetfleet.types import DeviceState
+    from policies.core import SchedulerCore
+    from policies.jetfleet.power import Demand, PowerPlanner
+
+    fleet = make_fleet("agx-xavier", "xavier-nx", "jetson-nano")
+    policy = make_policy("jetfleet")
+    core = SchedulerCore(policy, FakeCost(), [DeviceState(d.name, d.kind, 1e9) for d in fleet.devices])
+    usable = policy._with_tables(core.context(100.0), "inceptionv3", core.context(100.0).devices)
+    shortcut, full = PowerPlanner(PowerConfig()), PowerPlanner(PowerConfig())
+    full._shortest_sleep_s = lambda device: -math.inf  # never rules a nap out early
+    answers = []
+    for queued, rate_fps, guard_slo_s, first_deadline_s in [
+        (q, r, g, d) for q in (1, 8, 200) for r in (0.01, 1.0, 40.0) for g in (None, 1.5, 6.0) for d in (101.0, 160.0)
+    ]:
+        demand = Demand(
+            now_s=100.0,
+            rate_fps=rate_fps,
+            requests_per_s=rate_fps / 2,
+            queued_frames=queued,
+            deadlines_s=np.array([first_deadline_s]),
+            cum_frames=np.array([queued]),
+            guard_slo_s=guard_slo_s,
+        )
+        for device, tables in usable:
+            for until_s in (None, 130.0):
+                nap = shortcut._nap(device, tables, demand, 3, True, until_s)
+                assert nap == full._nap(device, tables, demand, 3, True, until_s)
+                answers.append(nap)
+    assert any(a is None for a in answers) and any(a is not None for a in answers)

@@ -111,6 +111,7 @@ class PowerPlanner:
         self._view: tuple[list, frozenset[str], _ActiveView] | None = None  # a memo of `_current`
         self._fewer: tuple[_ActiveView, list, float] | None = None  # a memo of `_one_fewer`
         self._considering: tuple[list, frozenset[str], frozenset[str], list] | None = None  # a memo of `_considered`
+        self._shortest: dict[int, tuple[object, float]] = {}  # a memo of `_shortest_sleep_s`
 
     def absorb(self, memo: PowerMemo | None) -> None:
         if memo is not None:
@@ -420,6 +421,12 @@ class PowerPlanner:
         """A nap for an idle active device (`guarded`: another awake device serves a tight arrival), or None."""
         now_s = demand.now_s
         if demand.queued_frames > 0:
+            if not demand.late:
+                # What is queued soon outgrows the room a tight arrival needs (under load, nearly always): `until_s`
+                # comes no later, and a gap shorter than any sleep state's entry and wake gets none (`_cheapest`).
+                room_gap_s = self._room_until_s(tables, demand, _lead_s(device)) - self.config.wake_margin_s - now_s
+                if room_gap_s < self._shortest_sleep_s(device):
+                    return None
             until_s = self._needed_at_s(tables, demand, _lead_s(device))
             if held_until_s is not None:
                 until_s = min(until_s, held_until_s)
@@ -496,11 +503,27 @@ class PowerPlanner:
                 frames = demand.cum_frames + int(math.ceil(demand.rate_fps * horizon_s))
                 start_s = demand.memo[key] = float((demand.deadlines_s - _run_s(tables, fi, frames)).min())
             latest = start_s - change_delay_s
-        if demand.guard_slo_s is not None and demand.rate_fps > 0:
-            s_per_frame = _s_per_frame(tables, fi)
-            room_frames = (demand.guard_slo_s - change_delay_s) / s_per_frame - demand.queued_frames
-            latest = min(latest, now_s + room_frames / demand.rate_fps)
-        return latest
+        return min(latest, self._room_until_s(tables, demand, change_delay_s))
+
+    @staticmethod
+    def _room_until_s(tables: GridTables, demand: Demand, change_delay_s: float) -> float:
+        """When the backlog (queued frames plus the forecast rate times the wait) outgrows what a device of `tables`
+        runs within the tightest SLO class (`_needed_at_s`' second bound); inf with no such class or no rate."""
+        if demand.guard_slo_s is None or not demand.rate_fps > 0:
+            return math.inf
+        s_per_frame = _s_per_frame(tables, efficient_clock(tables))
+        room_frames = (demand.guard_slo_s - change_delay_s) / s_per_frame - demand.queued_frames
+        return demand.now_s + room_frames / demand.rate_fps
+
+    def _shortest_sleep_s(self, device: DeviceState) -> float:
+        """The shortest gap an allowed sleep state of `device` fits in (its entry and wake): `_cheapest` finds none in
+        less. Kept per list of states (devices of a kind share theirs)."""
+        states = device.power_states
+        hit = self._shortest.get(id(states))
+        if hit is None or hit[0] is not states:
+            allowed = [s.entry_s + s.exit_s for s in states or () if s.state in self.config.states]
+            hit = self._shortest[id(states)] = (states, min(allowed, default=math.inf))
+        return hit[1]
 
     @staticmethod
     def _first_deadline_s(demand: Demand) -> float:
