@@ -17,12 +17,15 @@ Policies consult the oracle cost model (noiseless device models), so the figures
 engine, not LightGBM inference.
 
 Last measured on the shared 2-core machine (full run, three side-by-side runs, numba kernel installed, 2026-12-02,
-evening): jetfleet 2,364 against transparent 22,378 simulated requests per wall second at 100 devices, ratio 0.105;
-the goal, 10,000, is not met. Most of a decision is O(devices) Python: the power planner's pass over the fleet and
-the grouping of free devices. Scaling 10 -> 1000 devices: 168 -> 875 us per decision in the run (x5.2), 334 ->
-3,101 us per idle-fleet decide (x9.3), against x100 devices. Before that evening the 1,000-device run made 658,397
-decisions for 3,022 requests (759 s): the policy looked again at once whenever its window ran dry, also when the
-window held only requests no device could reach yet (`JetfleetPolicy.decide`, `Step.relook`).
+late): jetfleet 3,498 against transparent 23,741 simulated requests per wall second at 100 devices, ratio 0.147;
+the goal, 10,000, is not met. Alternated with the code of that morning (bb89016) on the same machine: 2,460 -> 3,420
+(decisions identical but for devices outside the active set no longer taking work). Scaling 10 -> 1000 devices:
+143 -> 649 us per decision in the run (x4.6), 320 -> 2,770 us per idle-fleet decide (x8.7), against x100 devices.
+What is left is Python work per awake device and per plan in every decision (`_groups`' ready lists,
+`choose_batch`/`plan_batch` about 2.5 times a decision, the nap loop); a further 2x needs per-device ready state kept
+incrementally by the core, so that a decision touches only the devices that changed. The 1,000-device scaling run is
+1.5 s of load on a cold fleet: consolidation on the first arrivals sends most devices into SC7 just before the load
+needs them, and 55 % of frames meet their SLO (57.5 % that morning); it measures speed, not attainment.
 """
 
 from __future__ import annotations
