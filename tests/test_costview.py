@@ -89,6 +89,31 @@ def test_derived_tables_are_rebuilt_exactly_when_their_grid_changes():
     assert derived() == 2
 
 
+def test_an_observation_that_changes_no_factor_changes_no_grid():
+    """A batch that ran exactly as predicted, after one that already taught that batch size 1, leaves the corrected
+    grid, its derived tables and the view's generation as they were; a different ratio changes all three."""
+    view = CostView(CountingCost())
+    raw = view.grid("k", "m", FREQS, 4)
+    builds: list[int] = []
+
+    def derived():
+        grid = view.grid("k", "m", FREQS, 4, corrected=True)
+        return grid, view.derived(("test", "k", "m"), grid, lambda: builds.append(1) or len(builds))
+
+    view.observe("k", "m", FREQS, 400e6, 2, latency_s=float(raw.latency_s[2, 1]))  # ratio 1: learns the cell
+    grid, first = derived()
+    generation = view.generation
+    for _ in range(3):
+        view.observe("k", "m", FREQS, 400e6, 2, latency_s=float(raw.latency_s[2, 1]))
+    assert view.generation == generation
+    assert derived() == (grid, first)
+    view.observe("k", "m", FREQS, 400e6, 2, latency_s=1.2 * float(raw.latency_s[2, 1]))
+    assert view.generation > generation
+    regrown, second = derived()
+    assert second == first + 1
+    assert regrown.latency_s[2, 1] > grid.latency_s[2, 1]
+
+
 def test_idle_power_is_asked_once_per_kind_and_frequency_list():
     cost = CountingCost()
     view = CostView(cost)
