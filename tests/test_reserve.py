@@ -18,7 +18,7 @@ from costmodel.view import RawGrid
 from jetfleet.power_states import PowerState
 from jetfleet.types import DeviceState, Request
 from policies.arrivals import ArrivalStats
-from policies.jetfleet.reserve import choose_reserve, fastest_s, rescue_due, twin_groups
+from policies.jetfleet.reserve import choose_reserve, fastest_many_s, fastest_s, rescue_due, twin_groups
 from policies.planning import GridTables, Margins, derive_tables
 
 FREQ_HZ = 1e9
@@ -58,6 +58,24 @@ def test_the_hand_built_tables_are_what_the_cases_assume():
     assert float(WORKER.padded_s[0, WORKER.cap - 1]) == pytest.approx(0.5)
     assert fastest_s(FAST, 16, 0.0, FREQ_HZ) == pytest.approx(0.85)
     assert fastest_s(WORKER, 40, 0.0, device.freq_hz) == math.inf  # more than the tables hold
+
+
+def test_fastest_many_is_fastest_for_each_request_at_any_clock_and_delay():
+    """The rescue's array form answers what `fastest_s` answers one request at a time: at a listed clock, at an
+    unlisted one (a clock change is then the only way), and beyond the tables' largest batch (inf)."""
+    batches = np.arange(1, 9)
+    freqs = np.array([0.5e9, 1e9])
+    latency = np.stack([0.2 + 0.2 * batches, 0.1 + 0.1 * batches])
+    grid = RawGrid("two-clock", "m", freqs, latency, latency * 7.0, (1, -1))
+    tables = derive_tables(grid, np.array([2.0, 3.0]), Margins(0.01, 0.05), max_batch=4)
+    frames = np.array([1, 3, 8, 9, 40, 2])
+    for freq_hz in (0.5e9, 1e9, 0.7e9):
+        for delay_s in (0.0, 0.3):
+            for _ in range(2):  # the second time from the tables' memo
+                got = fastest_many_s(tables, frames, delay_s, freq_hz)
+                want = [fastest_s(tables, int(n), delay_s, freq_hz) for n in frames]
+                np.testing.assert_allclose(got, want, rtol=1e-12)
+    assert math.isinf(fastest_many_s(tables, np.array([9]), 0.0, 1e9)[0])
 
 
 def test_no_reserve_while_a_worker_could_serve_the_hardest_arrival_after_its_batch():

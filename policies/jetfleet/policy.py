@@ -92,6 +92,7 @@ class JetfleetPolicy(Policy):
         self._settle: dict[str, tuple[float, float]] = {}  # device -> (settled at, clock) of an applied change
         self._tables: dict[GroupKey, tuple[CostView, int, GridTables]] = {}  # a memo of `tables`
         self._members: tuple[Sequence[DeviceState], dict[str, dict[GroupKey, list[DeviceState]]]] | None = None
+        self._healthy_view: tuple[Sequence[DeviceState], Sequence[DeviceState]] | None = None
         self._awake_view: tuple[Sequence[DeviceState], frozenset[str], list[DeviceState]] | None = None
         self._power_view: _PowerView | None = None  # a memo of `_with_tables`
         self._reserve_view: tuple | None = None  # a memo of `_split_reserve`
@@ -132,9 +133,7 @@ class JetfleetPolicy(Policy):
 
     def decide(self, ctx: StepContext) -> Decisions:
         step = Step(ctx, Decisions())
-        healthy = [d for d in ctx.devices if d.healthy]
-        if len(healthy) == len(ctx.devices):
-            healthy = ctx.devices  # the core's own sequence: what is derived from it is kept (`_members_of`)
+        healthy = self._healthy(ctx.devices)
         awake = self._awake(healthy, ctx.asleep)
         # Power changes a wrapper drops (`StepContext.power_control`) would leave devices held back from work awake.
         power_on = self.config.power.enabled and ctx.power_control
@@ -164,6 +163,17 @@ class JetfleetPolicy(Policy):
         step.run_deferred()
         step.out.wake_at_s = step.wake_s if math.isfinite(step.wake_s) else None
         return step.out
+
+    def _healthy(self, devices: Sequence[DeviceState]) -> Sequence[DeviceState]:
+        """The healthy devices: the core's own sequence when all are (what is derived from it is kept:
+        `_members_of`), the same list while the core hands the same sequence (`StepContext`: a new one whenever a
+        device's health changed)."""
+        hit = self._healthy_view
+        if hit is not None and hit[0] is devices:
+            return hit[1]
+        healthy = [d for d in devices if d.healthy]
+        self._healthy_view = (devices, devices if len(healthy) == len(devices) else healthy)
+        return self._healthy_view[1]
 
     # -- workers and the reserve (policies.jetfleet.reserve) ----------------------------------------
     def _split_reserve(self, awake: Sequence[DeviceState]) -> tuple[Sequence[DeviceState], list[DeviceState]]:

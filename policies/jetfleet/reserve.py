@@ -48,12 +48,17 @@ def fastest_s(tables: GridTables, n_frames: int, change_delay_s: float, freq_hz:
 
 
 def fastest_many_s(tables: GridTables, frames: np.ndarray, change_delay_s: float, freq_hz: float) -> np.ndarray:
-    """`fastest_s` for each of `frames` at once."""
-    fits = frames <= tables.max_frames
-    b = np.where(fits, frames, 1) - 1
-    fi = tables.freq_index(freq_hz)
-    at_clock = tables.padded_s[fi, b] if fi >= 0 else np.inf
-    return np.where(fits, np.minimum(at_clock, change_delay_s + tables.fastest_padded_s[b]), np.inf)
+    """`fastest_s` for each of `frames` at once: one look-up in the tables' row for (`freq_hz`, `change_delay_s`),
+    worked out once per tables (the rescue asks it in most decisions, for one or two reserve devices)."""
+    key = ("reserve-fastest", freq_hz, change_delay_s)
+    row = tables.memo.get(key)
+    if row is None:
+        fi = tables.freq_index(freq_hz)
+        row = np.full(tables.max_frames + 1, np.inf)  # the last cell: more frames than one batch can hold
+        switch = change_delay_s + tables.fastest_padded_s[: tables.max_frames]
+        row[:-1] = np.minimum(tables.padded_s[fi, : tables.max_frames], switch) if fi >= 0 else switch
+        tables.memo[key] = row
+    return row[np.minimum(frames, tables.max_frames + 1) - 1]
 
 
 def _full_batch_s(tables: GridTables) -> float:
