@@ -97,21 +97,23 @@ class LatencyCorrection:
         b = batch - 1
         if not 0 <= b < len(self.column):
             return False
-        before = self._factors_of(b)
+        old_column = float(self.column[b])
+        old_cell = old_column  # the factor at the observed clock before
+        if freq_index >= 0 and self.cell_seen[freq_index, b]:
+            old_cell = float(self.cell[freq_index, b])
         for seen, values, idx in ((self.column_seen, self.column, b), (self.cell_seen, self.cell, (freq_index, b))):
             if freq_index < 0 and values is self.cell:
                 continue
             values[idx] = ratio if not seen[idx] else (1 - self.alpha) * values[idx] + self.alpha * ratio
             seen[idx] = True
         self.observations += 1
-        changed = not np.array_equal(before, self._factors_of(b))
+        # The factor at the observed clock is its cell's now; the column's is the factor at every clock of that batch
+        # size not seen on its own (those were unseen before as well: cells are only ever learned).
+        changed = freq_index >= 0 and float(self.cell[freq_index, b]) != old_cell
+        if not changed and float(self.column[b]) != old_column:
+            changed = not bool(self.cell_seen[:, b].all())
         self.revision += changed
         return changed
-
-    def _factors_of(self, b: int) -> np.ndarray:
-        """(F,) the multipliers of batch size `b` + 1 at each clock: `factors()[:, b]`, the only column an update of
-        that batch size touches."""
-        return np.where(self.cell_seen[:, b], self.cell[:, b], self.column[b])
 
     def factors(self) -> np.ndarray:
         """(F, B) multipliers for the predicted latency."""

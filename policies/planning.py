@@ -443,10 +443,19 @@ def plan_batch_compiled(
 
 
 def _vector(x: Any, dtype: type, n: int = 0) -> np.ndarray:
-    """`x` as a 1-D array of `dtype` (a scalar repeated `n` times, or once), copied only when it must be."""
-    if type(x) is np.ndarray and x.ndim == 1 and (x.dtype is _DTYPES.get(dtype) or x.dtype == dtype):
+    """`x` as a writable, contiguous 1-D array of `dtype` (a scalar repeated `n` times, or once), copied only when it
+    must be. One array type per argument keeps the kernel at one compiled signature: numba types a read-only or
+    strided array apart and compiles (or loads from its cache) once more the first time one comes, which cost the
+    first late batch of a simulation about 0.8 s (`_serve_late` passes a column of the tables)."""
+    if (
+        type(x) is np.ndarray
+        and x.ndim == 1
+        and (x.dtype is _DTYPES.get(dtype) or x.dtype == dtype)
+        and x.flags.c_contiguous
+        and x.flags.writeable
+    ):
         return x
-    a = np.asarray(x, dtype=dtype)
+    a = np.array(x, dtype=dtype)  # a copy: writable and contiguous
     return a if a.ndim == 1 else np.full(max(n, 1), a, dtype=dtype)
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from costmodel.base import CostGrid
-from costmodel.view import CostView
+from costmodel.view import CostView, LatencyCorrection
 from jetfleet.errors import UnknownNameError
 
 FREQS = (100e6, 200e6, 400e6)
@@ -112,6 +114,27 @@ def test_an_observation_that_changes_no_factor_changes_no_grid():
     regrown, second = derived()
     assert second == first + 1
     assert regrown.latency_s[2, 1] > grid.latency_s[2, 1]
+
+
+_OBSERVATIONS = st.lists(
+    st.tuples(
+        st.integers(-1, 2),  # clock index (-1: unlisted)
+        st.integers(1, 4),  # batch size
+        st.sampled_from([1.0, 1.0, 0.5, 1.25, 2.0, 3.0, 1.0 + 2**-52]),  # ratios repeat: most change nothing
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_OBSERVATIONS)
+def test_a_correction_says_changed_exactly_when_a_factor_changed(observations):
+    """`LatencyCorrection.update`'s answer is what comparing every factor before and after says, bit for bit."""
+    correction = LatencyCorrection(3, 4)
+    for freq_index, batch, ratio in observations:
+        before = correction.factors().copy()
+        changed = correction.update(freq_index, batch, ratio)
+        assert changed == (not np.array_equal(before, correction.factors()))
 
 
 def test_idle_power_is_asked_once_per_kind_and_frequency_list():
