@@ -298,7 +298,7 @@ def test_a_nap_ruled_out_by_the_room_a_tight_arrival_needs_is_the_nap_the_full_r
             requests_per_s=rate_fps / 2,
             queued_frames=queued,
             deadlines_s=np.array([first_deadline_s]),
-            cum_frames=np.array([queued]),
+            frames=np.array([queued]),
             guard_slo_s=guard_slo_s,
         )
         for device, tables in usable:

@@ -18,7 +18,7 @@ from costmodel.view import RawGrid
 from jetfleet.power_states import PowerState
 from jetfleet.types import DeviceState, Request
 from policies.arrivals import ArrivalStats
-from policies.jetfleet.reserve import choose_reserve, fastest_many_s, fastest_s, rescue_due, twin_groups
+from policies.jetfleet.reserve import choose_reserve, fastest_row_s, fastest_s, rescue_due, twin_groups
 from policies.planning import GridTables, Margins, derive_tables
 
 FREQ_HZ = 1e9
@@ -60,8 +60,8 @@ def test_the_hand_built_tables_are_what_the_cases_assume():
     assert fastest_s(WORKER, 40, 0.0, device.freq_hz) == math.inf  # more than the tables hold
 
 
-def test_fastest_many_is_fastest_for_each_request_at_any_clock_and_delay():
-    """The rescue's array form answers what `fastest_s` answers one request at a time: at a listed clock, at an
+def test_the_fastest_row_is_fastest_for_each_request_at_any_clock_and_delay():
+    """The rescue's row answers what `fastest_s` answers one request at a time: at a listed clock, at an
     unlisted one (a clock change is then the only way), and beyond the tables' largest batch (inf)."""
     batches = np.arange(1, 9)
     freqs = np.array([0.5e9, 1e9])
@@ -72,10 +72,11 @@ def test_fastest_many_is_fastest_for_each_request_at_any_clock_and_delay():
     for freq_hz in (0.5e9, 1e9, 0.7e9):
         for delay_s in (0.0, 0.3):
             for _ in range(2):  # the second time from the tables' memo
-                got = fastest_many_s(tables, frames, delay_s, freq_hz)
+                row = fastest_row_s(tables, delay_s, freq_hz)
+                got = [row[min(int(n), len(row)) - 1] for n in frames]
                 want = [fastest_s(tables, int(n), delay_s, freq_hz) for n in frames]
                 np.testing.assert_allclose(got, want, rtol=1e-12)
-    assert math.isinf(fastest_many_s(tables, np.array([9]), 0.0, 1e9)[0])
+    assert len(fastest_row_s(tables, 0.0, 1e9)) == 9 and math.isinf(fastest_row_s(tables, 0.0, 1e9)[-1])
 
 
 def test_no_reserve_while_a_worker_could_serve_the_hardest_arrival_after_its_batch():

@@ -61,7 +61,7 @@ from policies.jetfleet.guard import Guard, ParkGuard, capable_devices, guard_bud
 from policies.jetfleet.objective import floor, plan_key
 from policies.jetfleet.parking import Parking, ParkScan
 from policies.jetfleet.power import Demand, PowerConfig, PowerMemo, PowerPlanner
-from policies.jetfleet.reserve import fastest_many_s, rescue_due
+from policies.jetfleet.reserve import fastest_row_s, rescue_due
 from policies.jetfleet.step import Step
 from policies.planning import BatchPlan, GridTables, derive_tables, overlapped, plan_batch
 from policies.registry import register
@@ -235,18 +235,19 @@ class JetfleetPolicy(Policy):
         tables look-up per device and family, not per request (a window holds up to `window` requests)."""
         serve_s: dict[int, float] = {}
         for family, requests in by_family(waiting).items():
-            frames = np.fromiter((r.n_frames for r in requests), dtype=int, count=len(requests))
-            best = np.full(len(requests), math.inf)
+            most = max(r.n_frames for r in requests)
+            rows = []
             for d in free:
                 variant = self.variant_for(family, d, step.now_s)
                 if variant is None:
                     continue
                 try:
-                    t = self.tables(step.ctx, d, variant, int(frames.max()))
+                    t = self.tables(step.ctx, d, variant, most)
                 except JetfleetError:
                     continue
-                best = np.minimum(best, fastest_many_s(t, frames, d.freq_change_delay_s, d.freq_hz))
-            serve_s.update(zip((r.request_id for r in requests), best.tolist(), strict=True))
+                rows.append(fastest_row_s(t, d.freq_change_delay_s, d.freq_hz))
+            for r in requests:
+                serve_s[r.request_id] = min((row[min(r.n_frames, len(row)) - 1] for row in rows), default=math.inf)
         return serve_s
 
     def _ready_reserve(self, step: Step, reserve: list[DeviceState]) -> None:
@@ -296,7 +297,7 @@ class JetfleetPolicy(Policy):
             queued_frames=ctx.queue.frames,
             late=ctx.queue.count_due_before(now_s) > 0,
             deadlines_s=window.deadlines_s,
-            cum_frames=np.cumsum(window.frames),
+            frames=window.frames,
             guard_slo_s=guard[0] if guard is not None else None,
             guard_frames=guard[1] if guard is not None else 1,
             max_utilisation=self.config.max_utilisation,

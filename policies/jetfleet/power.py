@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 import numpy as np
 
@@ -87,7 +88,7 @@ class Demand:
     queued_frames: int  # all queued frames, late ones included
     late: bool = False  # some queued request is past its deadline
     deadlines_s: np.ndarray = field(default_factory=lambda: np.zeros(0))  # on-time queued work, EDF order
-    cum_frames: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))  # frames up to each of those
+    frames: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))  # the frames of each of those
     guard_slo_s: float | None = None  # tightest SLO class to stay ready for (None: none known)
     guard_frames: int = 1
     max_utilisation: float = 0.7
@@ -95,6 +96,12 @@ class Demand:
     # What the rules work out from this demand and one device group's tables, asked again for the group's twins
     # (keyed by the tables' id: they outlive the decision this demand is for).
     memo: dict = field(default_factory=dict)
+
+    @cached_property
+    def cum_frames(self) -> np.ndarray:
+        """Frames up to each on-time queued request, EDF order (summed once, and only when a rule asks: most
+        decisions answer from `memo` or need no queue start)."""
+        return np.cumsum(self.frames)
 
 
 class PowerPlanner:

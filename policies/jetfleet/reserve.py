@@ -33,7 +33,7 @@ import numpy as np
 from jetfleet.types import DeviceState, Request
 from policies.planning import GridTables, efficient_clock
 
-__all__ = ["TwinGroup", "choose_reserve", "fastest_many_s", "fastest_s", "rescue_due", "twin_groups"]
+__all__ = ["TwinGroup", "choose_reserve", "fastest_row_s", "fastest_s", "rescue_due", "twin_groups"]
 
 
 def fastest_s(tables: GridTables, n_frames: int, change_delay_s: float, freq_hz: float) -> float:
@@ -47,18 +47,18 @@ def fastest_s(tables: GridTables, n_frames: int, change_delay_s: float, freq_hz:
     return min(at_clock, change_delay_s + float(tables.fastest_padded_s[b]))
 
 
-def fastest_many_s(tables: GridTables, frames: np.ndarray, change_delay_s: float, freq_hz: float) -> np.ndarray:
-    """`fastest_s` for each of `frames` at once: one look-up in the tables' row for (`freq_hz`, `change_delay_s`),
-    worked out once per tables (the rescue asks it in most decisions, for one or two reserve devices)."""
+def fastest_row_s(tables: GridTables, change_delay_s: float, freq_hz: float) -> list[float]:
+    """`fastest_s` for 1, 2, ... frames (index n - 1), then inf (more frames than one batch holds): the row for n
+    frames is `row[min(n, len(row)) - 1]`. Worked out once per (tables, clock, change delay): the rescue asks it in
+    most decisions, for one or two reserve devices and a few requests, where list look-ups beat array calls."""
     key = ("reserve-fastest", freq_hz, change_delay_s)
     row = tables.memo.get(key)
     if row is None:
         fi = tables.freq_index(freq_hz)
-        row = np.full(tables.max_frames + 1, np.inf)  # the last cell: more frames than one batch can hold
         switch = change_delay_s + tables.fastest_padded_s[: tables.max_frames]
-        row[:-1] = np.minimum(tables.padded_s[fi, : tables.max_frames], switch) if fi >= 0 else switch
-        tables.memo[key] = row
-    return row[np.minimum(frames, tables.max_frames + 1) - 1]
+        alone = np.minimum(tables.padded_s[fi, : tables.max_frames], switch) if fi >= 0 else switch
+        row = tables.memo[key] = [*alone.tolist(), math.inf]
+    return row
 
 
 def _full_batch_s(tables: GridTables) -> float:
