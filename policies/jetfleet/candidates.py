@@ -25,6 +25,7 @@ class Candidates:
     deadlines_s: np.ndarray  # (n,) absolute deadlines
     family: str
     _alive_key: tuple | None = None
+    _alive_head: tuple | None = None
 
     @classmethod
     def of(cls, requests: list[Request], family: str) -> Candidates:
@@ -53,6 +54,17 @@ class Candidates:
         pos = alive.nonzero()[0]
         self._alive_key = (alive, pos)
         return pos
+
+    def alive_head(self, alive: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(positions, frames, deadlines) of the first `limit` alive candidates: what a plan looks at, cut once per
+        mask and limit (a decision plans the same mask on each group's representatives)."""
+        hit = self._alive_head
+        if hit is not None and hit[0] is alive and hit[1] == limit:
+            return hit[2]
+        pos = self.alive_positions(alive)[:limit]
+        head = (pos, self.frames[pos], self.deadlines_s[pos])
+        self._alive_head = (alive, limit, head)
+        return head
 
 
 def split_by_family(window: list[Request]) -> tuple[Candidates, dict[str, Candidates]]:

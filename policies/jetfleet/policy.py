@@ -386,7 +386,7 @@ class JetfleetPolicy(Policy):
         candidates it looks at, no larger than the tables' cap unless its first request alone is; inf with no link."""
         if tables.transfer_s is None:
             return math.inf
-        frames = cands.frames[cands.alive_positions(alive)[: tables.cap + self.config.lookahead]]
+        frames = cands.alive_head(alive, tables.cap + self.config.lookahead)[1]
         if not len(frames):
             return math.inf
         largest = min(int(frames.sum()), max(tables.cap, int(frames.max())), tables.max_frames)
@@ -404,7 +404,7 @@ class JetfleetPolicy(Policy):
     ) -> BatchPlan | None:
         """`choose_batch`'s plan, planned now; it changes nothing in the decision but its wake time."""
         t = group.tables
-        pos = cands.alive_positions(alive)[: t.cap + self.config.lookahead]
+        pos, frames, deadlines_s = cands.alive_head(alive, t.cap + self.config.lookahead)
         ready_s = self.ready_s(step.now_s, device)
         remaining_s = -1.0  # >= 0: planning a batch to queue behind the running one
         if device.in_flight and not device.link.local:  # its input crosses while the batch before it runs
@@ -423,8 +423,8 @@ class JetfleetPolicy(Policy):
             ready_s=ready_s,
             freq_index=t.freq_index(device.freq_hz),
             change_delay_s=group.change_delay_s,
-            frames=cands.frames[pos],
-            deadlines_s=cands.deadlines_s[pos],
+            frames=frames,
+            deadlines_s=deadlines_s,
             positions=pos,
             behind_s_per_frame=1.0 / drain_fps,
             behind_overhead_s=overhead_s,
