@@ -13,9 +13,10 @@ not cheaply. The view asks each (kind, model, frequency list) once, keeps the an
   LoudVA's energy-per-frame arrays) is kept here under the policy's key and recomputed when the grid it
   came from changed (a larger batch asked for, or a new correction) — one invalidation rule for all.
 
-`generation` counts changes of any kind (a grid predicted or grown, a correction learned): while it stands
-still, every `grid` and `derived` answer stays what it was, so a caller may keep what it looked up (the
-jetfleet planner keeps its tables per device group) and skip the look-ups, which hash frequency tuples.
+`generation` counts changes of any kind (a grid predicted or grown, a correction that changed a factor; a batch that
+ran as predicted changes none, bit for bit, and counts nothing): while it stands still, every `grid` and `derived`
+answer stays what it was, so a caller may keep what it looked up (the jetfleet planner keeps its tables per device
+group) and skip the look-ups, which hash frequency tuples.
 
 Keys are values (kind, model, the frequency tuple, ...), never `id()`s: a view belongs to one cost model,
 and a core builds a new view for a new model. Frequencies are the *device's own* list (its DVFS table), so a
