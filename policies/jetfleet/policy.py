@@ -589,7 +589,7 @@ class JetfleetPolicy(Policy):
 
     def _reachable(self, now_s: float, cands: Candidates, groups: list[DeviceGroup]) -> np.ndarray:
         """Which candidates some healthy device (busy ones included, at their real free time) can finish in time."""
-        ok = np.zeros(len(cands.ids), dtype=bool)
+        ok: np.ndarray | None = None  # the first group's test is the first answer (no all-False array to `or` into)
         b = cands.frames - 1
         limit_s = cands.deadlines_s + 1e-6
         for g in groups:
@@ -597,7 +597,8 @@ class JetfleetPolicy(Policy):
             ready_min = min(g.ready_by_clock.values())
             # A candidate is reachable when any way of serving it finishes in time: test the ways one after the
             # other (switching clocks, then each clock as it is) and stop once every candidate is.
-            ok |= ready_min + g.change_delay_s + t.fastest_padded_s[b] <= limit_s
+            switched = ready_min + g.change_delay_s + t.fastest_padded_s[b] <= limit_s
+            ok = switched if ok is None else ok | switched
             if ok.all():
                 break
             clocks = [fi for fi in g.ready_by_clock if fi >= 0]
@@ -608,7 +609,7 @@ class JetfleetPolicy(Policy):
                 ok |= (ready[:, None] + t.padded_s[clocks][:, b] <= limit_s).any(axis=0)
             if clocks and ok.all():
                 break
-        return ok
+        return ok if ok is not None else np.zeros(len(cands.ids), dtype=bool)
 
     def _groups(self, step: Step, family: str, devices: Sequence[DeviceState], min_frames: int) -> list[DeviceGroup]:
         """Healthy devices able to serve `family`, grouped by `GroupKey`; free ones earliest-ready first, then least

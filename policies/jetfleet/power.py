@@ -168,19 +168,25 @@ class PowerPlanner:
         # through its tables, clock, change delay, round trip and sleep states (a fleet has a few such groups).
         said: dict[tuple, tuple[PowerState, str] | None] = {}
         for device, tables in self._considered(usable, active | reserve if reserve else active, asleep):
-            if device.in_flight and device.power_state.awake:
+            awake = device.power_state.awake
+            if awake and device.in_flight:
                 continue  # busy (most awake devices under load): no rule touches it
             if device.name in reserve:
-                if not device.power_state.awake:
+                if not awake:
                     changes.append(SetPowerState(device.name, PowerState.IDLE, _reserve_reason(demand)))
                 continue
-            if device.power_state.awake:
-                if busy(device) or device.awake_at_s > now_s:
+            if awake:
+                if device.awake_at_s > now_s or busy(device):
                     continue
-                twin = (id(tables), device.freq_hz, device.freq_change_delay_s, device.round_trip_s)
-                twin += (id(device.power_states),)
+                twin = (
+                    id(tables),
+                    device.freq_hz,
+                    device.freq_change_delay_s,
+                    device.round_trip_s,
+                    id(device.power_states),
+                )
                 if device.name not in active:
-                    key = ("sleep", *twin)
+                    key = ("sleep", twin)
                     if key not in said:
                         said[key] = _said(self._sleep_inactive(device, tables, demand, len(active)))
                     change = _for(device, said[key])
@@ -188,7 +194,7 @@ class PowerPlanner:
                     until_s = held.get(device.name)
                     # A device that may not nap even with another keeping room may not nap at all: no need to ask
                     # the keepers (their answers do not depend on which devices asked before).
-                    key = ("nap", *twin, True, until_s)
+                    key = ("nap", twin, True, until_s)
                     if key not in said:
                         said[key] = _said(self._nap(device, tables, demand, len(active), True, until_s))
                     change = None
@@ -197,7 +203,7 @@ class PowerPlanner:
                             awake_in = (dt for dt in usable if dt[0].name in active and dt[0].power_state.awake)
                             guard_keepers = _Keepers(awake_in, self._guard_server(demand))
                         if not guard_keepers.other_than(device.name):
-                            key = ("nap", *twin, False, until_s)
+                            key = ("nap", twin, False, until_s)
                             if key not in said:
                                 said[key] = _said(self._nap(device, tables, demand, len(active), False, until_s))
                         change = _for(device, said[key])
