@@ -64,6 +64,7 @@ from jetfleet.telemetry import EventSink
 from jetfleet.types import Batch, BatchResult, DeviceState, DropReason, Outcome, OutcomeStatus, Request, SetPowerState
 from policies.base import Policy
 from policies.core import SchedulerCore, StepOutput
+from policies.planning import warm_planner
 
 log = logging.getLogger(__name__)
 MIN_WAKE_WALL_S = 0.001  # the soonest a policy's "wake me at t <= now" is honoured again
@@ -138,6 +139,7 @@ class LiveScheduler:
         self.answers_by_reason: dict[str, int] = {}
         self.recent_latency_s: deque[float] = deque(maxlen=2000)  # wall seconds of recent completions
         self.last_error = ""
+        warm_planner()  # numba's first use costs ~0.5 s: here, not in the first request's decision
         self._new_run(policy)
 
     # -- time ------------------------------------------------------------------------------------------

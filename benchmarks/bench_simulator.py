@@ -44,6 +44,7 @@ from costmodel.device_models import OracleCostModel
 from jetfleet.errors import UnknownNameError
 from jetfleet.types import DeviceState
 from policies.base import Policy
+from policies.planning import warm_planner
 from policies.registry import make_policy
 from simulator.engine import simulate
 from workloads.arrivals import poisson
@@ -148,6 +149,7 @@ def growth(rows: list[dict[str, Any]], spec: str) -> dict[str, Any]:
 
 
 def run(quick: bool = False) -> dict[str, Any]:
+    warm_planner()  # numba's first load (about 0.5 s) would land in the first timed run
     spec = policy_spec()
     duration_s = 20.0 if quick else 60.0
     side = throughput_side_by_side(spec, duration_s, 1 if quick else 3)

@@ -467,6 +467,33 @@ _NO_BOOLS = np.empty(0, dtype=np.bool_)
 plan_batch = plan_batch_compiled if KERNEL is not None else plan_batch_reference
 
 
+def warm_planner() -> None:
+    """Compile the planner kernel, or load it from numba's cache, now rather than in the first decision: that
+    costs about 0.5 s even from the cache (numba's first use in a process imports much of itself), which the live
+    scheduler would otherwise spend holding its first request. Plans once on tiny tables of the types the policies
+    pass (read-only tables, the vectors `plan_batch_compiled` normalises), so the decisions that follow load no
+    other signature. Nothing without numba; cheap once warm."""
+    if KERNEL is None:
+        return
+    batches = np.arange(1, 5)
+    latency = np.stack([0.2 * batches, 0.1 * batches]).astype(float)
+    grid = RawGrid("warm-up", "warm-up", np.array([0.5e9, 1e9]), latency, 5.0 * latency, (0, -1))
+    tables = derive_tables(grid, np.array([1.0, 2.0]), Margins(), max_batch=4)
+    plan_batch_compiled(
+        tables,
+        ready_s=0.0,
+        freq_index=0,
+        change_delay_s=0.1,
+        frames=np.array([1, 2]),
+        deadlines_s=np.array([5.0, 6.0]),
+        positions=np.array([0, 1]),
+        behind_s_per_frame=np.array([0.1, 0.05]),
+        behind_overhead_s=np.array([0.0, 0.0]),
+        finish_limit_s=np.array([4.0, 4.0]),
+        clock_ok=np.array([True, True]),
+    )
+
+
 def warm_up() -> float:
     """Compile the planner kernel now (numba compiles on first call, or loads its on-disk cache) by planning one
     tiny batch with the dtypes the policies pass; seconds it took. A live scheduler calls this before it says

@@ -83,3 +83,23 @@ def test_compiled_planner_decides_as_the_reference_on_random_inputs() -> None:
 def test_the_planner_policies_call_is_the_compiled_one_when_numba_is_there() -> None:
     """With numba installed, `plan_batch` is the kernel (the reference stays importable for reading and tests)."""
     assert planning.plan_batch is plan_batch_compiled
+
+
+def test_a_warm_planner_loads_no_other_signature_in_a_simulation() -> None:
+    """`warm_planner` compiles (or loads) the signature the policies use: a jetfleet simulation afterwards, late
+    batches included (their look-behind is a strided column of the tables), adds none."""
+    from cluster.inventory import fleet_from_dict
+    from costmodel.device_models import OracleCostModel
+    from policies.registry import make_policy
+    from simulator.engine import simulate
+    from workloads.arrivals import poisson
+
+    planning.warm_planner()
+    before = len(planning.KERNEL.signatures)
+    # Overloaded on purpose (a Nano and an NX for 40 requests per second): late work is planned too.
+    requests = poisson(40.0, 5.0, seed=3, frames=(1, 4), slo_s=(0.3, 2.0), streams=4)
+    devices = [{"name": "nano", "kind": "jetson-nano"}, {"name": "nx", "kind": "xavier-nx"}]
+    fleet = fleet_from_dict({"name": "two", "devices": devices}, "test_planning_kernel")
+    result = simulate(requests, fleet, make_policy("jetfleet"), OracleCostModel())
+    assert result.metrics.pct_frames_within_slo < 100.0  # some work was late: the late path ran
+    assert len(planning.KERNEL.signatures) == before
