@@ -193,13 +193,16 @@ class Admission:
 
     @classmethod
     def accept(cls, drops: tuple[Drop, ...] = ()) -> Admission:
-        return cls(True, drops)
+        return cls(True, drops) if drops else _ACCEPTED  # immutable: one plain acceptance serves every arrival
 
     @classmethod
     def reject(
         cls, reason: DropReason, retry_after_s: float, detail: str = "", protected_stream: str = ""
     ) -> Admission:
         return cls(False, (), reason, retry_after_s, detail, protected_stream)
+
+
+_ACCEPTED = Admission()
 
 
 @dataclass(frozen=True, slots=True)

@@ -112,13 +112,14 @@ class SchedulerCore:
         Returns the outcomes answered now (drops, or the request's own rejection)."""
         if request.request_id in self._open:
             raise PolicyContractError(f"request {request.request_id} submitted twice")
-        self._emit(
-            now_s,
-            "arrival",
-            "",
-            (request,),
-            detail={"arrival_s": request.arrival_s, "slo_s": request.slo_s, "priority": request.priority},
-        )
+        if self._sink is not None:  # (the detail is built only for a sink: the simulator runs without one)
+            self._emit(
+                now_s,
+                "arrival",
+                "",
+                (request,),
+                detail={"arrival_s": request.arrival_s, "slo_s": request.slo_s, "priority": request.priority},
+            )
         admission = self.policy.admit(self.context(now_s), request)
         self._open[request.request_id] = request
         if not admission.accepted:
@@ -199,20 +200,21 @@ class SchedulerCore:
         self._chains.setdefault(device.name, deque()).append((batch.batch_id, run_s))
         device.freq_hz = freq_hz
         device.in_flight += 1
-        self._emit(
-            now_s,
-            "dispatch",
-            d.reason,
-            requests,
-            device=d.device,
-            freq_hz=freq_hz,
-            detail={
-                "batch_id": batch.batch_id,
-                "model": d.model,
-                "predicted_latency_s": _finite(d.predicted_latency_s),
-                "predicted_energy_j": _finite(d.predicted_energy_j),
-            },
-        )
+        if self._sink is not None:
+            self._emit(
+                now_s,
+                "dispatch",
+                d.reason,
+                requests,
+                device=d.device,
+                freq_hz=freq_hz,
+                detail={
+                    "batch_id": batch.batch_id,
+                    "model": d.model,
+                    "predicted_latency_s": _finite(d.predicted_latency_s),
+                    "predicted_energy_j": _finite(d.predicted_energy_j),
+                },
+            )
         return batch
 
     def _apply_frequency(self, now_s: float, change: SetFrequency) -> SetFrequency:
@@ -305,17 +307,18 @@ class SchedulerCore:
         self.policy.observe(result)
         if not result.ok:
             return self._requeue(now_s, batch, f"batch failed on {result.device}: {result.error}")
-        self._emit(
-            now_s,
-            "complete",
-            "",
-            batch.requests,
-            device=result.device,
-            freq_hz=result.freq_hz,
-            latency_s=result.latency_s,
-            energy_j=result.energy_j,
-            detail={"batch_id": batch_id},
-        )
+        if self._sink is not None:
+            self._emit(
+                now_s,
+                "complete",
+                "",
+                batch.requests,
+                device=result.device,
+                freq_hz=result.freq_hz,
+                latency_s=result.latency_s,
+                energy_j=result.energy_j,
+                detail={"batch_id": batch_id},
+            )
         frames = max(result.n_frames, 1)
         return [
             self._answer(

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -81,8 +82,9 @@ class GridTables:
     # (the slower of the two sets the pace): `s_per_frame` without a network link.
     overlapped_s_per_frame: float = field(default=math.nan, compare=False, repr=False)
 
-    @property
+    @cached_property
     def max_frames(self) -> int:
+        """The largest batch the tables cover (read for every group in every decision: kept once worked out)."""
         return int(self.latency_s.shape[1])
 
     def freq_index(self, freq_hz: float) -> int:
@@ -138,16 +140,19 @@ def overlapped(tables: GridTables, lead_s: float) -> GridTables:
     """The tables of a batch dispatched `lead_s` before its device is free: its input crosses the link while the
     device finishes the batch before it, so only the part of each transfer that outlasts `lead_s` still delays it.
     Without a link (or a lead) the tables themselves."""
-    if tables.transfer_s is None or not lead_s > 0 or not tables.transfer_s.any():
+    if tables.transfer_s is None or not lead_s > 0:
         return tables
     # A lead past the longest transfer hides every transfer whole: the same tables for all such leads (most of those
     # asked for on a loaded fleet), kept with the tables, and so is what callers derive from them (guard budgets).
     hidden = tables.memo.get("overlapped-hidden")
     if hidden is None:
+        longest_s = float(tables.transfer_s.max())
         hidden = tables.memo["overlapped-hidden"] = (
-            float(tables.transfer_s.max()),
-            _overlapped(tables, tables.transfer_s),
+            longest_s,
+            _overlapped(tables, tables.transfer_s) if longest_s > 0 else tables,
         )
+    if hidden[0] <= 0:
+        return tables  # nothing crosses a link
     return hidden[1] if lead_s >= hidden[0] else _overlapped(tables, np.minimum(tables.transfer_s, lead_s))
 
 
@@ -446,20 +451,20 @@ def _vector(x: Any, dtype: type, n: int = 0) -> np.ndarray:
     """`x` as a writable, contiguous 1-D array of `dtype` (a scalar repeated `n` times, or once), copied only when it
     must be. One array type per argument keeps the kernel at one compiled signature: numba types a read-only or
     strided array apart and compiles (or loads from its cache) once more the first time one comes, which cost the
-    first late batch of a simulation about 0.8 s (`_serve_late` passes a column of the tables)."""
-    if (
-        type(x) is np.ndarray
-        and x.ndim == 1
-        and (x.dtype is _DTYPES.get(dtype) or x.dtype == dtype)
-        and x.flags.c_contiguous
-        and x.flags.writeable
-    ):
-        return x
+    first late batch of a simulation about 0.8 s (`_serve_late` passes a column of the tables). Called six times per
+    plan, so the common cases go first: an array already fit (`dtype.type`, one `flags` read), a Python scalar."""
+    if type(x) is np.ndarray:
+        if x.dtype.type is dtype and x.ndim == 1:
+            flags = x.flags
+            if flags.c_contiguous and flags.writeable:
+                return x
+    elif type(x) in _PY_SCALARS:
+        return np.array([x] * max(n, 1), dtype=dtype)
     a = np.array(x, dtype=dtype)  # a copy: writable and contiguous
     return a if a.ndim == 1 else np.full(max(n, 1), a, dtype=dtype)
 
 
-_DTYPES = {t: np.dtype(t) for t in (np.int64, np.float64, np.bool_)}  # an identity test is cheaper than `==`
+_PY_SCALARS = frozenset((float, int, bool))
 _NO_FLOATS = np.empty(0, dtype=np.float64)
 _NO_BOOLS = np.empty(0, dtype=np.bool_)
 

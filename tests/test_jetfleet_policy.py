@@ -381,3 +381,29 @@ def test_the_guard_counts_a_wake_under_way_against_the_room_it_keeps():
     assert frames == sorted(frames, reverse=True) and frames[-1] < frames[0]
     awake_end_s = plans[0][1]
     assert all(end_s <= awake_end_s + 0.05 for _, end_s in plans)
+
+
+class _PlansEveryDevice(JetfleetPolicy):
+    """jetfleet with its own `choose_batch` (the same one): the policy then plans every representative of every
+    group, pruning none (`_best_plan` prunes only its own planner's plans)."""
+
+    def choose_batch(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        return super().choose_batch(*args, **kwargs)
+
+
+@pytest.mark.parametrize("power", [True, False])
+def test_pruning_plans_that_cannot_win_changes_no_decision(power):
+    """Skipping the groups and devices whose best possible plan already loses picks what planning all of them picks,
+    on a mixed fleet with twins at different clocks, links, power states on and off."""
+    from benchmarks.bench_simulator import mixed_fleet
+    from costmodel.device_models import OracleCostModel
+    from workloads.arrivals import poisson
+
+    fleet = mixed_fleet(20)
+    requests = poisson(40.0, 20.0, seed=5, frames=(1, 4), slo_s=(0.5, 5.0), streams=4)
+    config = JetfleetConfig(power=PowerConfig(enabled=power))
+    runs = [simulate(requests, fleet, cls(config), OracleCostModel()) for cls in (JetfleetPolicy, _PlansEveryDevice)]
+    pruned, every = ([(b.device, b.request_ids, b.freq_hz, b.started_s) for b in r.batches] for r in runs)
+    assert len(pruned) > 100
+    assert pruned == every
+    assert runs[0].outcomes == runs[1].outcomes

@@ -59,13 +59,18 @@ def serves_guard(
 ) -> bool:
     """Could a device of tables `t`, free (and settled) at `free_s` at clock `freq_hz`, serve the guard request in
     time if it arrived at `now_s`? It may keep its clock or switch to its fastest, paying the change delay."""
-    slo_s, n = guard
-    b = min(n, t.max_frames) - 1
+    return free_s + guard_serve_s(t, change_delay_s, guard, freq_hz) <= now_s + guard[0]
+
+
+def guard_serve_s(t: GridTables, change_delay_s: float, guard: Guard, freq_hz: float) -> float:
+    """Seconds a device of tables `t` at clock `freq_hz` takes to serve the guard request once free: at its clock,
+    or switching to its fastest and paying the change delay."""
+    b = min(guard[1], t.max_frames) - 1
     fi = t.freq_index(freq_hz)
     serve_s = change_delay_s + float(t.fastest_padded_s[b])
     if fi >= 0:
         serve_s = min(serve_s, float(t.padded_s[fi, b]))
-    return free_s + serve_s <= now_s + slo_s
+    return serve_s
 
 
 def capable_devices(now_s: float, groups: list[DeviceGroup], guard: Guard | None, ready_s: ReadyFn) -> set[str]:
@@ -74,9 +79,14 @@ def capable_devices(now_s: float, groups: list[DeviceGroup], guard: Guard | None
     out: set[str] = set()
     if guard is None:
         return out
+    limit_s = now_s + guard[0]
     for g in groups:
+        serve_by_hz: dict[float, float] = {}  # the group's devices at one clock take the same time (most share a few)
         for d in g.free:
-            if serves_guard(g.tables, g.change_delay_s, guard, d.freq_hz, ready_s(now_s, d), now_s):
+            serve_s = serve_by_hz.get(d.freq_hz)
+            if serve_s is None:
+                serve_s = serve_by_hz[d.freq_hz] = guard_serve_s(g.tables, g.change_delay_s, guard, d.freq_hz)
+            if ready_s(now_s, d) + serve_s <= limit_s:
                 out.add(d.name)
                 if len(out) >= 2:
                     return out

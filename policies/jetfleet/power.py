@@ -166,14 +166,17 @@ class PowerPlanner:
         guard_keepers: _Keepers | None = None  # awake active devices able to serve a tight-SLO arrival
         # What a rule answered for one idle device, for its twins: a nap or a sleep depends on the device only
         # through its tables, clock, change delay, round trip and sleep states (a fleet has a few such groups).
+        # Keys are flat tuples, each answer looked up once: this loop visits every awake device in every decision.
         said: dict[tuple, tuple[PowerState, str] | None] = {}
+        n_active = len(active)
         for device, tables in self._considered(usable, active | reserve if reserve else active, asleep):
-            awake = device.power_state.awake
-            if awake and device.in_flight:
+            if device.in_flight and device.power_state.awake:
                 continue  # busy (most awake devices under load): no rule touches it
-            if device.name in reserve:
+            name = device.name
+            awake = device.power_state.awake
+            if name in reserve:
                 if not awake:
-                    changes.append(SetPowerState(device.name, PowerState.IDLE, _reserve_reason(demand)))
+                    changes.append(SetPowerState(name, PowerState.IDLE, _reserve_reason(demand)))
                 continue
             if awake:
                 if device.awake_at_s > now_s or busy(device):
@@ -185,30 +188,33 @@ class PowerPlanner:
                     device.round_trip_s,
                     id(device.power_states),
                 )
-                if device.name not in active:
-                    key = ("sleep", twin)
-                    if key not in said:
-                        said[key] = _said(self._sleep_inactive(device, tables, demand, len(active)))
-                    change = _for(device, said[key])
+                if name not in active:
+                    key = ("sleep", *twin)
+                    answer = said.get(key, _UNASKED)
+                    if answer is _UNASKED:
+                        answer = said[key] = _said(self._sleep_inactive(device, tables, demand, n_active))
+                    change = _for(device, answer)
                 else:
-                    until_s = held.get(device.name)
+                    until_s = held.get(name)
                     # A device that may not nap even with another keeping room may not nap at all: no need to ask
                     # the keepers (their answers do not depend on which devices asked before).
-                    key = ("nap", twin, True, until_s)
-                    if key not in said:
-                        said[key] = _said(self._nap(device, tables, demand, len(active), True, until_s))
+                    key = ("nap", True, until_s, *twin)
+                    answer = said.get(key, _UNASKED)
+                    if answer is _UNASKED:
+                        answer = said[key] = _said(self._nap(device, tables, demand, n_active, True, until_s))
                     change = None
-                    if said[key] is not None:
+                    if answer is not None:
                         if guard_keepers is None:
                             awake_in = (dt for dt in usable if dt[0].name in active and dt[0].power_state.awake)
                             guard_keepers = _Keepers(awake_in, self._guard_server(demand))
-                        if not guard_keepers.other_than(device.name):
-                            key = ("nap", twin, False, until_s)
-                            if key not in said:
-                                said[key] = _said(self._nap(device, tables, demand, len(active), False, until_s))
-                        change = _for(device, said[key])
+                        if not guard_keepers.other_than(name):
+                            key = ("nap", False, until_s, *twin)
+                            answer = said.get(key, _UNASKED)
+                            if answer is _UNASKED:
+                                answer = said[key] = _said(self._nap(device, tables, demand, n_active, False, until_s))
+                        change = _for(device, answer)
                         if change is not None:
-                            guard_keepers.discard(device.name)
+                            guard_keepers.discard(name)
                 if change is not None:
                     changes.append(change)
             elif device.name in active:
@@ -602,6 +608,9 @@ def _awake_in(
 ) -> list[tuple[DeviceState, GridTables]]:
     """The awake devices of `active`, in usable order."""
     return [(d, t) for d, t in usable if d.name in active and d.power_state.awake]
+
+
+_UNASKED = object()  # `PowerPlanner.plan`: no twin of this device was asked yet (None is an answer: no change)
 
 
 def _said(change: SetPowerState | None) -> tuple[PowerState, str] | None:
