@@ -101,10 +101,16 @@ class SchedulerCore:
         self._asleep_since: dict[str, float] = {}  # sleeping device -> when its entry began
         # The devices not awake, for `StepContext.asleep`: a new set whenever a power state changes (`_apply_power`).
         self._asleep = frozenset(name for name, d in self.devices.items() if not d.power_state.awake)
+        self._context: StepContext | None = None  # the last one `context` built
 
     def context(self, now_s: float) -> StepContext:
         """The read-only view a policy gets at `now_s`."""
-        return StepContext(now_s, self.queue, self._device_list, self.cost_view, self._asleep)
+        ctx = self._context
+        # The same context while nothing it holds was replaced (an arrival and the step after it, say): it is
+        # immutable, and what it refers to (the queue, the device states) is read live.
+        if ctx is None or ctx.now_s != now_s or ctx.devices is not self._device_list or ctx.asleep is not self._asleep:
+            ctx = self._context = StepContext(now_s, self.queue, self._device_list, self.cost_view, self._asleep)
+        return ctx
 
     # -- arrivals -----------------------------------------------------------------------------
     def submit(self, now_s: float, request: Request) -> list[Outcome]:
