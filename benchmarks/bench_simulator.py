@@ -16,21 +16,22 @@
 Policies consult the oracle cost model (noiseless device models), so the figures measure the scheduler and
 engine, not LightGBM inference.
 
-Last measured on the shared 2-core machine (full run, three side-by-side runs, numba kernel installed, 2026-12-02,
-evening; the machine ran the transparent engine at 12,700-16,500 requests per wall second, against 23,741 the day before
-and about 46,000 where the goal was set): jetfleet 2,462 against transparent 12,858 at 100 devices, median ratio 0.185
-(0.147 the day before). The goal, 10,000, is not met. Alternated with the code of the day before (a862be4) in CPU
-seconds, three pairs per round: 1,749 -> 2,732 and 2,082 -> 2,828 (ratio to transparent 0.11-0.125 -> 0.175-0.188), with
-identical decisions (`benchmarks.fingerprint --quick`). Most of that came from the cost view: the oracle's predictions
-are exact, so a finished batch changes no latency factor, but each had bumped the view's generation and re-derived every
-planner table and the power planner's views (3,259 times in the 60 s run). Scaling 10 -> 1000 devices: x4.3 per decision
-in the run, x10 per idle-fleet decide (a mean over 50 calls that this machine's load spikes inflate: x16 in another run;
-6-7 ms, x8.5, in quiet repeats), against x100 devices. What is left is Python work per awake device and per plan in
-every decision, spread thin: the compiled planner with its call about 13 %, `_groups`' ready lists 9 %, the power rules'
-device loop 9 %, `_reachable` 7 %, no other part above 5 %; a further 2x needs per-device ready state kept incrementally
-by the core, so that a decision touches only the devices that changed. The 1,000-device scaling run is 1.5 s of load on
-a cold fleet: consolidation on the first arrivals sends most devices into SC7 just before the load needs them, and 55 %
-of frames meet their SLO; it measures speed, not attainment.
+Last measured on the shared 2-core machine (full run, three side-by-side runs, numba kernel installed, 2026-12-03, after
+midnight; the machine ran the transparent engine at 17,700-26,800 requests per wall second, against about 46,000 where
+the goal was set): jetfleet 4,718 against transparent 23,904 at 100 devices, median ratio 0.200 (0.185 the evening
+before). The goal, 10,000, is not met: scaled to the reference engine that is about 9,200. Alternated with the code of
+the evening before (656141a) in CPU seconds on the same 30 s workload, eight rounds: 1.12-1.14x (min / median of pair
+ratios; 1.16-1.21x in an earlier round of six), decisions identical (`benchmarks.fingerprint --quick`). Most of it came
+from skipping a group's representative whose best possible key (the group's objective floor, its last use) already loses
+to the best plan so far, as whole groups were skipped: a quarter of the plans on this workload (`_best_plan`; a test
+compares against planning every device). Scaling 10 -> 1000 devices: x3.3 per decision in the run, x22 per idle-fleet
+decide in that run (a mean over 50 calls that load spikes inflate; three repeats right after: 350-380 us at 10 devices,
+4.3-4.4 ms at 1,000, x11-12), against x100 devices. What is left is Python work per awake device and per plan in every
+decision, spread thin: the batch planner with its call about 15 %, the power rules about 15 %, `_groups`' ready lists
+about 10 %, no other part above 5 %; a further 2x needs per-device ready state kept incrementally by the core, so that a
+decision touches only the devices that changed. The 1,000-device scaling run is 1.5 s of load on a cold fleet:
+consolidation on the first arrivals sends most devices into SC7 just before the load needs them, and 55 % of frames meet
+their SLO; it measures speed, not attainment.
 """
 
 from __future__ import annotations
