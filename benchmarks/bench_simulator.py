@@ -16,11 +16,11 @@
 Policies consult the oracle cost model (noiseless device models), so the figures measure the scheduler and
 engine, not LightGBM inference.
 
-Last measured on the shared 2-core machine (full run, three side-by-side runs, numba kernel installed, 2026-12-03, after
-midnight; the machine ran the transparent engine at 17,700-26,800 requests per wall second, against about 46,000 where
-the goal was set): jetfleet 4,718 against transparent 23,904 at 100 devices, median ratio 0.200 (0.185 the evening
-before). The goal, 10,000, is not met: scaled to the reference engine that is about 9,200. Alternated with the code of
-the evening before (656141a) in CPU seconds on the same 30 s workload, eight rounds: 1.12-1.14x (min / median of pair
+Last measured on the shared 2-core machine (full run, three side-by-side runs, numba kernel installed, 2026-12-02, late
+evening; the machine ran the transparent engine at 17,700-26,800 requests per wall second, against about 46,000 where
+the goal was set): jetfleet 4,718 against transparent 23,904 at 100 devices, median ratio 0.200 (0.185 earlier that
+evening). The goal, 10,000, is not met: scaled to the reference engine that is about 9,200. Alternated with the code of
+earlier that evening (656141a) in CPU seconds on the same 30 s workload, eight rounds: 1.12-1.14x (min / median of pair
 ratios; 1.16-1.21x in an earlier round of six), decisions identical (`benchmarks.fingerprint --quick`). Most of it came
 from skipping a group's representative whose best possible key (the group's objective floor, its last use) already loses
 to the best plan so far, as whole groups were skipped: a quarter of the plans on this workload (`_best_plan`; a test
