@@ -23,10 +23,12 @@ class ArrivalStats:
         # family -> (arrival, slo, frames), each harder than every later one (a sliding-window maximum of hardness:
         # the tighter SLO, then the more frames): what `hardest` reads.
         self._hard: dict[str, deque[tuple[float, float, int]]] = {}
+        self._last_fps: tuple[float, str, float] = (math.nan, "", 0.0)  # (now_s, family, frames_per_s) last asked
 
     def observe(self, request: Request, now_s: float) -> None:
         family = request.model
         self._rate[family] = (self.frames_per_s(family, now_s) + request.n_frames * self._decay, now_s)
+        self._last_fps = (math.nan, "", 0.0)  # the rate changed
         self._requests = (self.requests_per_s(now_s) + self._decay, now_s)
         tight = self._tight.setdefault(family, deque())
         while tight and tight[-1][1] >= request.slo_s:
@@ -46,8 +48,13 @@ class ArrivalStats:
         return self._rate.get(family, (0.0, -math.inf))[1]
 
     def frames_per_s(self, family: str, now_s: float) -> float:
+        last = self._last_fps  # a decision asks the same (family, time) several times: once per plan
+        if last[0] == now_s and last[1] == family:
+            return last[2]
         rate, t = self._rate.get(family, (0.0, now_s))
-        return rate * math.exp(-self._decay * max(0.0, now_s - t))
+        fps = rate * math.exp(-self._decay * max(0.0, now_s - t))
+        self._last_fps = (now_s, family, fps)
+        return fps
 
     def requests_per_s(self, now_s: float) -> float:
         """Requests per second, all families (the same decaying estimate as `frames_per_s`)."""

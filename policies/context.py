@@ -7,6 +7,8 @@
     cost      the core's `CostView`: cached cost grids, idle power, the learned latency correction
     asleep    the names of the devices not awake (asleep or entering sleep), when the builder knows them; None:
               a policy derives them from `devices` (`DeviceState.power_state`)
+    busy      the names of the devices with batches in flight, when the builder knows them; None: a policy reads
+              `DeviceState.in_flight`
     power_control  False when power-state changes this decision proposes will not be applied (a wrapper that plans
               on every device, as overload control does, drops them): the policy then plans as if power states were
               off, on every awake device, instead of holding work back from devices it expects to sleep
@@ -17,10 +19,13 @@ models) or health changed, and a new one when any did: a policy may keep what it
 (which devices are interchangeable, say) keyed on the sequence's identity, holding a reference to it so the
 identity is never reused. Device *state* (clock, busy-until, in flight) changes in place between calls. The core
 hands the same `asleep` set object for as long as no device's power state changed, and a new one when any did: a
-policy may key what it derives from power states on its identity (and on the device sequence's) the same way. A
-wrapper policy (overload control) hands its inner policy a narrower context (`replace`) — fewer requests, devices
-as they would be after its own choices — and the inner cannot tell the difference; replacing `devices` without
-saying `asleep` resets it to None, so an index never describes devices it was not built for.
+policy may key what it derives from power states on its identity (and on the device sequence's) the same way; and
+the same `busy` set object for as long as no device went from idle to busy or back (a batch dispatched to an idle
+device, a device's last batch done), so a policy can keep the idle part of a list until it changes: most decisions
+change none. A wrapper policy (overload control) hands its inner policy a narrower context (`replace`) — fewer
+requests, devices as they would be after its own choices — and the inner cannot tell the difference; replacing
+`devices` without saying `asleep` and `busy` resets them to None, so an index never describes devices it was not
+built for.
 """
 
 from __future__ import annotations
@@ -64,12 +69,14 @@ class StepContext:
     cost: CostView
     asleep: frozenset[str] | None = None
     power_control: bool = True
+    busy: frozenset[str] | None = None
 
     def replace(self, **changes: object) -> StepContext:
         """A copy with some fields replaced (a wrapper's narrower view for its inner policy); new `devices` without
-        a new `asleep` leave `asleep` unknown (None)."""
-        if "devices" in changes and "asleep" not in changes:
-            changes["asleep"] = None
+        a new `asleep` or `busy` leave that index unknown (None)."""
+        if "devices" in changes:
+            changes.setdefault("asleep", None)
+            changes.setdefault("busy", None)
         return _replace(self, **changes)  # type: ignore[arg-type]
 
 

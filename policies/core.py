@@ -102,14 +102,23 @@ class SchedulerCore:
         # The devices not awake, for `StepContext.asleep`: a new set whenever a power state changes (`_apply_power`).
         self._asleep = frozenset(name for name, d in self.devices.items() if not d.power_state.awake)
         self._context: StepContext | None = None  # the last one `context` built
+        # The devices with batches in flight, for `StepContext.busy`: a new set whenever one joins or leaves.
+        self._busy = frozenset(name for name, d in self.devices.items() if d.in_flight)
 
     def context(self, now_s: float) -> StepContext:
         """The read-only view a policy gets at `now_s`."""
         ctx = self._context
         # The same context while nothing it holds was replaced (an arrival and the step after it, say): it is
         # immutable, and what it refers to (the queue, the device states) is read live.
-        if ctx is None or ctx.now_s != now_s or ctx.devices is not self._device_list or ctx.asleep is not self._asleep:
-            ctx = self._context = StepContext(now_s, self.queue, self._device_list, self.cost_view, self._asleep)
+        if (
+            ctx is None
+            or ctx.now_s != now_s
+            or ctx.devices is not self._device_list
+            or ctx.asleep is not self._asleep
+            or ctx.busy is not self._busy
+        ):
+            ctx = StepContext(now_s, self.queue, self._device_list, self.cost_view, self._asleep, busy=self._busy)
+            self._context = ctx
         return ctx
 
     # -- arrivals -----------------------------------------------------------------------------
@@ -205,6 +214,8 @@ class SchedulerCore:
         device.busy_until_s = max(now_s, device.busy_until_s, device.awake_at_s) + device.round_trip_s + run_s
         self._chains.setdefault(device.name, deque()).append((batch.batch_id, run_s))
         device.freq_hz = freq_hz
+        if not device.in_flight:
+            self._busy = self._busy | {device.name}
         device.in_flight += 1
         if self._sink is not None:
             self._emit(
@@ -350,6 +361,8 @@ class SchedulerCore:
                 self._chains.pop(name, None)
                 requeued += self._requeue_requests(now_s, batch, reason)
         device.in_flight, device.busy_until_s = 0, now_s
+        if name in self._busy:
+            self._busy = self._busy - {name}
         self._facts_changed()
         self._emit(now_s, "fail", reason, (), device=name)
         return requeued
@@ -431,6 +444,8 @@ class SchedulerCore:
             return
         device.in_flight = max(0, device.in_flight - 1)
         if device.in_flight == 0:
+            if device.name in self._busy:
+                self._busy = self._busy - {device.name}
             device.busy_until_s = now_s
             device.last_busy_s = now_s
         elif chain:

@@ -138,3 +138,58 @@ def test_the_batch_behind_counts_no_second_round_trip_when_the_one_ahead_is_answ
     answered = BatchResult("agx0", (1,), 10, "inceptionv3", AGX_MAX, 0.5, 0.6, 0.1, 1.0)
     core.complete(0.6, answered, first.batch_id)
     assert core.devices["agx0"].busy_until_s == pytest.approx(0.6 + 0.2)
+
+
+class _ChecksBusy(Policy):
+    """Wraps a policy; at every call checks the context's busy index against the device states it describes."""
+
+    name = "checks-busy"
+
+    def __init__(self, inner: Policy) -> None:
+        self.inner, self.sets, self.kept = inner, [], 0
+
+    def _check(self, ctx):
+        assert ctx.busy == {d.name for d in ctx.devices if d.in_flight}
+        if self.sets and ctx.busy is self.sets[-1]:
+            self.kept += 1  # nothing joined or left since the call before: the same set object
+        self.sets.append(ctx.busy)
+
+    def admit(self, ctx, request):
+        self._check(ctx)
+        return self.inner.admit(ctx, request)
+
+    def decide(self, ctx):
+        self._check(ctx)
+        return self.inner.decide(ctx)
+
+    def absorb(self, applied):
+        self.inner.absorb(applied)
+
+    def observe(self, result):
+        self.inner.observe(result)
+
+
+def test_the_context_names_the_busy_devices_in_a_new_set_only_when_one_joins_or_leaves():
+    from benchmarks.bench_simulator import mixed_fleet
+    from costmodel.device_models import OracleCostModel
+    from policies.registry import make_policy
+    from simulator.engine import simulate
+    from workloads.arrivals import poisson
+
+    checker = _ChecksBusy(make_policy("jetfleet"))
+    result = simulate(poisson(30.0, 10.0, seed=2, frames=(1, 4), slo_s=(0.5, 5.0)), mixed_fleet(10), checker,
+                      OracleCostModel())  # fmt: skip
+    assert len(result.batches) > 50
+    assert any(checker.sets) and not all(checker.sets)  # devices went busy and idle again
+    assert checker.kept > len(checker.sets) // 2  # most calls see the set of the call before
+
+
+def test_a_failed_device_leaves_the_busy_set_and_other_devices_reset_it():
+    core = _core()
+    core.submit(0.0, _req(1))
+    core.step(0.0)
+    assert core.context(0.01).busy == {"agx0"}
+    core.fail_device(0.02, "agx0")
+    ctx = core.context(0.03)
+    assert ctx.busy == frozenset()
+    assert ctx.replace(devices=[]).busy is None and ctx.replace(now_s=1.0).busy is ctx.busy

@@ -42,9 +42,15 @@ def _expected(policy: JetfleetPolicy, step: Step, members: list[DeviceState]) ->
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(devices=st.lists(_device, min_size=1, max_size=12), max_in_flight=st.integers(1, 2), settle=st.booleans())
-def test_groups_match_the_per_device_rule(devices, max_in_flight, settle):
-    """Idle, busy, settling and already-taken devices: each group's free order and ready-per-clock are the rule's."""
+@given(
+    devices=st.lists(_device, min_size=1, max_size=12),
+    max_in_flight=st.integers(1, 2),
+    settle=st.booleans(),
+    busy_index=st.booleans(),
+)
+def test_groups_match_the_per_device_rule(devices, max_in_flight, settle, busy_index):
+    """Idle, busy, settling and already-taken devices: each group's free order and ready-per-clock are the rule's,
+    whether the context names the busy devices or not (`StepContext.busy`)."""
     states, settling, taken = [], [], set()
     for i, (kind, fi, busy_s, in_flight, settle_s, was_taken) in enumerate(devices):
         freqs = get_kind(kind).freqs_hz
@@ -57,6 +63,8 @@ def test_groups_match_the_per_device_rule(devices, max_in_flight, settle):
     policy = JetfleetPolicy(JetfleetConfig(max_in_flight=max_in_flight))
     policy.absorb(Applied(NOW_S - 5.0, frequency_changes=tuple(settling)))
     ctx = SchedulerCore(policy, FakeCost(), states).context(NOW_S)
+    if not busy_index:
+        ctx = ctx.replace(busy=None)
     step = Step(ctx, Decisions(), taken=taken)
     groups: list[DeviceGroup] = policy._groups(step, "m", ctx.devices, 1)
     members = policy._members_of("m", ctx.devices, NOW_S)
@@ -64,6 +72,7 @@ def test_groups_match_the_per_device_rule(devices, max_in_flight, settle):
     for group, same in zip(groups, members.values(), strict=True):
         by_clock, free = _expected(policy, step, same)
         assert group.ready_by_clock == by_clock
+        assert group.n_clocks == len({d.freq_hz for d in same})  # what `representatives` may stop at
         assert [d.name for d in group.free] == free
 
 

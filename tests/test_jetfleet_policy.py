@@ -407,3 +407,26 @@ def test_pruning_plans_that_cannot_win_changes_no_decision(power):
     assert len(pruned) > 100
     assert pruned == every
     assert runs[0].outcomes == runs[1].outcomes
+
+
+class _WithoutBusyIndex(JetfleetPolicy):
+    """jetfleet told nothing of which devices are busy (`StepContext.busy` None, as a wrapper's context is)."""
+
+    def decide(self, ctx):  # type: ignore[no-untyped-def]
+        return super().decide(ctx.replace(busy=None))
+
+
+def test_the_busy_index_changes_no_decision():
+    """The device lists jetfleet keeps per busy set (its idle devices, for grouping, parking and the power rules)
+    decide what reading every device's state decides."""
+    from benchmarks.bench_simulator import mixed_fleet
+    from costmodel.device_models import OracleCostModel
+    from workloads.arrivals import poisson
+
+    fleet = mixed_fleet(20)
+    requests = poisson(40.0, 20.0, seed=9, frames=(1, 4), slo_s=(0.5, 5.0), streams=4)
+    runs = [simulate(requests, fleet, cls(), OracleCostModel()) for cls in (JetfleetPolicy, _WithoutBusyIndex)]
+    indexed, read = ([(b.device, b.request_ids, b.freq_hz, b.started_s) for b in r.batches] for r in runs)
+    assert len(indexed) > 100
+    assert indexed == read
+    assert runs[0].outcomes == runs[1].outcomes

@@ -31,6 +31,7 @@ class DeviceGroup:
     free: list[DeviceState] = field(default_factory=list)  # may take a batch: earliest ready, then LRU, first
     ready_by_clock: dict[int, float] = field(default_factory=dict)  # clock index -> earliest ready there
     frames_per_s: float = 0.0  # the group's best sustained throughput, all devices together
+    n_clocks: int = 0  # distinct clocks its devices are at (free ones included; 0: not counted)
 
     def take(self, device: DeviceState) -> None:
         """Remove `device` from `free`, found by identity (comparing dataclasses field by field is slow)."""
@@ -50,8 +51,12 @@ def group_key(device: DeviceState, variant: str) -> GroupKey:
     return (device.kind, variant, device.freqs_hz, device.max_batch, device.freq_change_delay_s, device.link)
 
 
-def representatives(free: list[DeviceState], n_clocks: int) -> list[DeviceState]:
-    """The first free device (earliest ready, then LRU) at each of the first `n_clocks` distinct clocks."""
+def representatives(free: list[DeviceState], n_clocks: int, present: int = 0) -> list[DeviceState]:
+    """The first free device (earliest ready, then LRU) at each of the first `n_clocks` distinct clocks. `present`:
+    how many distinct clocks the devices are at, when known: the scan stops once it found them all (a group at one
+    clock, the common case, takes its first device)."""
+    if present:
+        n_clocks = min(n_clocks, present)
     reps: list[DeviceState] = []
     clocks: set[float] = set()
     for d in free:

@@ -96,6 +96,8 @@ class JetfleetPolicy(Policy):
         self._awake_view: tuple[Sequence[DeviceState], frozenset[str], list[DeviceState]] | None = None
         self._power_view: _PowerView | None = None  # a memo of `_with_tables`
         self._reserve_view: tuple | None = None  # a memo of `_split_reserve`
+        self._not_busy_view: tuple | None = None  # a memo of `_not_busy`
+        self._idle_splits: tuple[Sequence[DeviceState], dict[int, tuple]] | None = None  # a memo of `_idle_split`
         self._tables_stored = 0  # tables `_tables_of` stored so far: `_with_tables` knows that none changed
 
     # -- the Policy contract ----------------------------------------------------------------------
@@ -317,6 +319,7 @@ class JetfleetPolicy(Policy):
             lambda d: d.in_flight > 0 or d.name in taken,
             step.held,
             ctx.asleep,
+            ctx.busy,
         )
         step.out.power_changes += changes
         sleeping = {c.device for c in changes if not c.state.awake}
@@ -592,7 +595,7 @@ class JetfleetPolicy(Policy):
             group = free[gi]
             if prune and best is not None and best[0][0][0] == 0 and floors[gi] > best[0][0][1]:
                 continue
-            for ri, rep in enumerate(representatives(group.free, self.config.clocks_per_kind)):
+            for ri, rep in enumerate(representatives(group.free, self.config.clocks_per_kind, group.n_clocks)):
                 last_use = self._last_use.get(rep.name, -1)
                 # No plan of `rep` keys below ((0, the group's floor, its last use), gi, ri): skip it when that already
                 # loses to the best. Only for a device not planning behind a running batch, whose planning may ask for
@@ -644,6 +647,7 @@ class JetfleetPolicy(Policy):
         recently used."""
         now_s, taken, last_use = step.now_s, step.taken, self._last_use
         settle, inf = self._settle, math.inf
+        busy_names = step.ctx.busy
         out: list[DeviceGroup] = []
         for key, members in self._members_of(family, devices, now_s).items():
             try:
@@ -657,13 +661,18 @@ class JetfleetPolicy(Policy):
             limit = self.limit(members[0])  # the members share their link, all `limit` reads
             # Earliest ready per clock, first by clock value (few distinct ones), then by clock index.
             by_hz: dict[float, float] = {}
-            if not settle and not any(d.round_trip_s or d.awake_at_s > now_s for d in members):
+            idle, working = self._idle_split(devices, members, busy_names)
+            # Busy members, and idle ones with a clock change or a wake settling, go through the loop below.
+            if not any(d.round_trip_s or d.awake_at_s > now_s for d in idle):
+                if settle and any(d.name in settle for d in idle):
+                    working = working + [d for d in idle if d.name in settle]
+                    idle = [d for d in idle if d.name not in settle]
                 # Idle devices are ready now, the earliest possible: one entry per clock, and no settling to read.
-                idle = [d for d in members if not d.in_flight]
+                # (The loop below only lowers an entry: a device is never ready before now.)
                 by_hz = dict.fromkeys({d.freq_hz for d in idle}, now_s)
                 free = [(now_s, use_of(d.name, -1), d.name, d) for d in idle if d.name not in taken]
                 append = free.append
-                members = [d for d in members if d.in_flight]
+                members = working
             by_hz_get = by_hz.get
             for d in members:
                 in_flight, name = d.in_flight, d.name
@@ -679,6 +688,7 @@ class JetfleetPolicy(Policy):
                     by_hz[d.freq_hz] = ready_s
                 if in_flight < limit and name not in taken:
                     append((ready_s, use_of(name, -1), name, d))
+            group.n_clocks = len(by_hz)  # every member's clock (ready times are finite), the free ones' among them
             by_clock, clock_index = group.ready_by_clock, tables.clock_index
             for hz, ready_s in by_hz.items():
                 fi = clock_index.get(hz)
@@ -690,6 +700,23 @@ class JetfleetPolicy(Policy):
             group.free = [f[3] for f in free]
             out.append(group)
         return out
+
+    def _idle_split(
+        self, devices: Sequence[DeviceState], members: list[DeviceState], busy: frozenset[str] | None
+    ) -> tuple[list[DeviceState], list[DeviceState]]:
+        """(the members of a group with no batch in flight, those with some), in member order; kept per member list
+        while the core hands the same busy set (`StepContext.busy`), which most decisions do. `devices`: the sequence
+        the members were grouped from (the memo starts over when it changes)."""
+        if busy is None:
+            return [d for d in members if not d.in_flight], [d for d in members if d.in_flight]
+        memo = self._idle_splits
+        if memo is None or memo[0] is not devices:
+            memo = self._idle_splits = (devices, {})
+        hit = memo[1].get(id(members))
+        if hit is None or hit[0] is not members or hit[1] is not busy:
+            idle = [d for d in members if d.name not in busy]
+            hit = memo[1][id(members)] = (members, busy, idle, [d for d in members if d.name in busy])
+        return hit[2], hit[3]
 
     def _with_tables(
         self, ctx: StepContext, family: str, devices: Sequence[DeviceState]
@@ -842,16 +869,26 @@ class JetfleetPolicy(Policy):
             step.wake(self.parking.next_s)
             return None
         now_s, taken = step.now_s, step.taken
-        # d.idle(now_s), inlined: this scans the whole fleet.
+        # d.idle(now_s), inlined: this scans the whole fleet (its idle part, when the core names the busy devices).
         idle = [
             d
-            for d in devices
+            for d in self._not_busy(devices, step.ctx.busy)
             if d.in_flight == 0 and d.busy_until_s <= now_s and d.name not in taken and d.name not in held
         ]
         changes, next_s = self.parking.scan(now_s, idle, step.ctx.cost, self._park_guard(step, idle))
         step.out.frequency_changes += changes
         step.wake(next_s)
         return ParkScan(next_s, held)
+
+    def _not_busy(self, devices: Sequence[DeviceState], busy: frozenset[str] | None) -> Sequence[DeviceState]:
+        """`devices` less those `busy` names (`StepContext.busy`; all of them when None), the same list while neither
+        changes: most decisions change neither."""
+        if busy is None:
+            return devices
+        hit = self._not_busy_view
+        if hit is None or hit[0] is not devices or hit[1] is not busy:
+            hit = self._not_busy_view = (devices, busy, [d for d in devices if d.name not in busy])
+        return hit[2]
 
     def _park_guard(self, step: Step, idle: list[DeviceState]) -> ParkGuard:
         """The guard of the tightest family seen lately: parking must leave a device able to serve it."""

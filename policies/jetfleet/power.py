@@ -117,7 +117,8 @@ class PowerPlanner:
         self._ranking: tuple[list, list] | None = None  # a memo of `_ranked`
         self._view: tuple[list, frozenset[str], _ActiveView] | None = None  # a memo of `_current`
         self._fewer: tuple[_ActiveView, list, float] | None = None  # a memo of `_one_fewer`
-        self._considering: tuple[list, frozenset[str], frozenset[str], list] | None = None  # a memo of `_considered`
+        self._considering: tuple | None = None  # a memo of `_considered`
+        self._idle_considered: tuple | None = None  # and of its idle part
         self._shortest: dict[int, tuple[object, float]] = {}  # a memo of `_shortest_sleep_s`
 
     def absorb(self, memo: PowerMemo | None) -> None:
@@ -142,13 +143,15 @@ class PowerPlanner:
         busy: Callable[[DeviceState], bool],
         held: dict[str, float],
         asleep: frozenset[str] | None = None,
+        in_flight: frozenset[str] | None = None,
     ) -> tuple[list[SetPowerState], float, PowerMemo | None]:
         """(power changes, when to look again, the memo) for the `usable` devices (healthy, with their planner
         tables for the family in hand) facing `demand`.
 
         `busy(d)`: the device has work in flight or was given a batch in this decision. `held`: devices the
         planner holds a batch back for, with the batch's latest dispatch (they may nap until then). `asleep`: the
-        names of the devices not awake (`StepContext.asleep`), None when not known."""
+        names of the devices not awake (`StepContext.asleep`), None when not known; `in_flight`: those with batches
+        in flight (`StepContext.busy`), None when not known."""
         cfg = self.config
         now_s = demand.now_s
         active, memo = self._active_set(usable, demand)
@@ -169,7 +172,7 @@ class PowerPlanner:
         # Keys are flat tuples, each answer looked up once: this loop visits every awake device in every decision.
         said: dict[tuple, tuple[PowerState, str] | None] = {}
         n_active = len(active)
-        for device, tables in self._considered(usable, active | reserve if reserve else active, asleep):
+        for device, tables in self._considered(usable, active | reserve if reserve else active, asleep, in_flight):
             if device.in_flight and device.power_state.awake:
                 continue  # busy (most awake devices under load): no rule touches it
             name = device.name
@@ -241,23 +244,40 @@ class PowerPlanner:
         return changes, wake_s, memo
 
     def _considered(
-        self, usable: list[tuple[DeviceState, GridTables]], active: frozenset[str], asleep: frozenset[str] | None
+        self,
+        usable: list[tuple[DeviceState, GridTables]],
+        active: frozenset[str],
+        asleep: frozenset[str] | None,
+        in_flight: frozenset[str] | None = None,
     ) -> list[tuple[DeviceState, GridTables]]:
         """The devices of `usable` the rules may change, in usable order: able to sleep, and awake or in the active
-        set (neither rule touches a sleeping device outside it; most of a fleet under light load). Kept while the
-        usable list, the active set and the asleep set stay the same: a decision then skips a pass over the fleet."""
+        set (neither rule touches a sleeping device outside it; most of a fleet under light load), less those with
+        batches in flight when `in_flight` names them (no rule touches a busy device, and a busy device is awake: the
+        core neither dispatches to a sleeping device nor puts a busy one to sleep). Kept while the usable list, the
+        active set and the asleep set stay the same (a decision then skips a pass over the fleet), and its idle part
+        while the in-flight set does too (under load the rules' loop then visits the idle devices only)."""
         hit = self._considering
         if asleep is not None and hit is not None and hit[0] is usable and hit[1] is asleep and hit[2] == active:
-            return hit[3]
-        never = self.config.never_sleep
-        considered = [
-            (d, t)
-            for d, t in usable
-            if d.power_states and d.name not in never and (d.power_state.awake or d.name in active)
-        ]
-        if asleep is not None:
-            self._considering = (usable, asleep, active, considered)
-        return considered
+            considered = hit[3]
+        else:
+            never = self.config.never_sleep
+            considered = [
+                (d, t)
+                for d, t in usable
+                if d.power_states and d.name not in never and (d.power_state.awake or d.name in active)
+            ]
+            self._considering = (usable, asleep, active, considered) if asleep is not None else None
+            self._idle_considered = None
+        if not in_flight:
+            return considered
+        idle = self._idle_considered
+        if idle is None or idle[0] is not considered or idle[1] is not in_flight:
+            idle = self._idle_considered = (
+                considered,
+                in_flight,
+                [dt for dt in considered if dt[0].name not in in_flight],
+            )
+        return idle[2]
 
     def _guard_server(self, demand: Demand) -> Callable[[DeviceState, GridTables], bool]:
         """Whether an awake device could serve a tight-SLO arrival (asked once per group of twins)."""
