@@ -24,8 +24,8 @@ devices, the power planner kept its views while they stand, and plans too early 
 left out: one device free p50 152 / 156 us, p99 241 / 255 us; all five free p50 320 / 326 us, p99 427 / 442 us. The goal
 is met in both cases. In the evening (one run, a machine that then ran the transparent simulator 1.5-1.8x slower than in
 the afternoon): one free p50 310 us, p99 483 us; all free p50 508 us, p99 910 us: met, with less to spare. Late that
-evening (one run, after representatives that cannot win were no longer planned): one free p50 162 us, p99 327 us; all
-free p50 438 us, p99 801 us: met.
+evening (one run, after representatives that cannot win were no longer planned and the core began naming the busy
+devices): one free p50 163 us, p99 283 us; all free p50 338 us, p99 723 us: met.
 """
 
 from __future__ import annotations

@@ -17,21 +17,24 @@ Policies consult the oracle cost model (noiseless device models), so the figures
 engine, not LightGBM inference.
 
 Last measured on the shared 2-core machine (full run, three side-by-side runs, numba kernel installed, 2026-12-02, late
-evening; the machine ran the transparent engine at 17,700-26,800 requests per wall second, against about 46,000 where
-the goal was set): jetfleet 4,718 against transparent 23,904 at 100 devices, median ratio 0.200 (0.185 earlier that
-evening). The goal, 10,000, is not met: scaled to the reference engine that is about 9,200. Alternated with the code of
-earlier that evening (656141a) in CPU seconds on the same 30 s workload, eight rounds: 1.12-1.14x (min / median of pair
-ratios; 1.16-1.21x in an earlier round of six), decisions identical (`benchmarks.fingerprint --quick`). Most of it came
-from skipping a group's representative whose best possible key (the group's objective floor, its last use) already loses
-to the best plan so far, as whole groups were skipped: a quarter of the plans on this workload (`_best_plan`; a test
-compares against planning every device). Scaling 10 -> 1000 devices: x3.3 per decision in the run, x22 per idle-fleet
-decide in that run (a mean over 50 calls that load spikes inflate; three repeats right after: 350-380 us at 10 devices,
-4.3-4.4 ms at 1,000, x11-12), against x100 devices. What is left is Python work per awake device and per plan in every
-decision, spread thin: the batch planner with its call about 15 %, the power rules about 15 %, `_groups`' ready lists
-about 10 %, no other part above 5 %; a further 2x needs per-device ready state kept incrementally by the core, so that a
-decision touches only the devices that changed. The 1,000-device scaling run is 1.5 s of load on a cold fleet:
-consolidation on the first arrivals sends most devices into SC7 just before the load needs them, and 55 % of frames meet
-their SLO; it measures speed, not attainment.
+evening; the machine ran the transparent engine at 20,600-22,300 requests per wall second, against about 46,000 where
+the goal was set): jetfleet 4,592 against transparent 20,735 at 100 devices, median ratio 0.212 (0.185 earlier that
+evening). The goal, 10,000, is not met: scaled to the reference engine that is about 9,750. Alternated with the code of
+earlier that evening (656141a) in CPU seconds on the same 30 s workload, eight rounds: 1.17x / 1.20x (min / median of
+pair ratios), decisions identical (`benchmarks.fingerprint --quick`). What changed: a group's representative whose best
+possible key (the group's objective floor, its last use) already loses to the best plan so far is not planned, as whole
+groups were not (a quarter of the plans on this workload; `_best_plan`, and a test compares against planning every
+device); the core names the devices with batches in flight (`StepContext.busy`), so the power rules' loop visits idle
+devices only and the grouping and parking keep their idle lists while that set stands; counted, not reduced, candidates;
+and smaller things (the rescue's serve times per request size, flat twin keys in the power rules, one StepContext for an
+arrival and the step after it). Scaling 10 -> 1000 devices: x5.2 per decision in the run, x11.6 per idle-fleet decide
+(348 us -> 4.0 ms), against x100 devices. What is left is Python work per awake device and per plan in every decision,
+spread thin: the batch planner with its call about 15 %, the power rules about 15 %, `_groups`' ready lists about 10 %
+(its busy members: their ready times change only with the device states), no other part above 5 %; a further 2x needs
+per-device ready state kept incrementally by the core (a device-state version in the context), so that a decision
+touches only the devices that changed. The 1,000-device scaling run is 1.5 s of load on a cold fleet: consolidation on
+the first arrivals sends most devices into SC7 just before the load needs them, and 55 % of frames meet their SLO; it
+measures speed, not attainment.
 """
 
 from __future__ import annotations
