@@ -18,7 +18,7 @@ _ID, _FRAMES, _DEADLINE, _MODEL = (attrgetter(a) for a in ("request_id", "n_fram
 _PYTHON_REDUCE_UPTO = 48
 
 
-@dataclass
+@dataclass(slots=True)
 class Candidates:
     """Candidate requests of one model family in EDF order, as arrays (positions index all of them)."""
 

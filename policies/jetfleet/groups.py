@@ -20,7 +20,7 @@ __all__ = ["DeviceGroup", "GroupKey", "device_for", "representatives"]
 GroupKey = tuple[str, str, tuple[float, ...], int, float, Link]
 
 
-@dataclass
+@dataclass(slots=True)
 class DeviceGroup:
     """Healthy devices of one `GroupKey` able to serve one model family in this decision."""
 

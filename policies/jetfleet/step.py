@@ -13,7 +13,7 @@ from policies.jetfleet.candidates import Candidates
 __all__ = ["Step"]
 
 
-@dataclass
+@dataclass(slots=True)
 class Step:
     """The context of one decision and what the decision has committed so far."""
 
@@ -27,10 +27,10 @@ class Step:
     relook: bool = False  # a family's window ran dry with devices still free: look again at once if work was taken
     # Work whose only effect is a `wake` no earlier than the time beside it (`defer`), not done yet.
     deferred: list[tuple[float, Callable[[], object]]] = field(default_factory=list)
+    now_s: float = field(init=False)  # the context's, read dozens of times a decision
 
-    @property
-    def now_s(self) -> float:
-        return self.ctx.now_s
+    def __post_init__(self) -> None:
+        self.now_s = self.ctx.now_s
 
     def wake(self, t_s: float) -> None:
         self.wake_s = min(self.wake_s, t_s)
