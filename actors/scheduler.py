@@ -282,9 +282,7 @@ class LiveScheduler:
 
     def _start_books(self, now: float) -> None:
         """The run's first arrival: devices idle so far count as idle from now (as in the simulator)."""
-        for state in self.core.devices.values():
-            if state.in_flight == 0:
-                state.busy_until_s = state.last_busy_s = now
+        self.core.start_books(now)
 
     # -- the loop --------------------------------------------------------------------------------------
     def _touch(self) -> float:
@@ -438,7 +436,7 @@ class LiveScheduler:
             # The link model's transfer is priced by the cost view already: the round trip is what is left over.
             accounted_s = run.device_latency_s + self._transfer_s(name, run.result.model, run.result.n_frames)
             self.round_trips.batch(name, now_wall_s, elapsed_s, accounted_s, expected_wait_s)
-            self.core.devices[name].round_trip_s = self.round_trips.estimate(name, now_wall_s)
+            self.core.set_round_trip(name, self.round_trips.estimate(name, now_wall_s))
 
     def _transfer_s(self, name: str, model: str, n_frames: int) -> float:
         """What the device's link model says `n_frames` of `model` take to cross it (0 for a model unknown here)."""
@@ -510,10 +508,8 @@ class LiveScheduler:
     def _device_restored(self, name: str) -> None:
         log.warning("device %s is back", name)
         self._healthy[name] = True
-        self.core.restore_device(name)
         now = self._touch()
-        state = self.core.devices[name]
-        state.busy_until_s = state.last_busy_s = now
+        self.core.restore_device(name, now)
         ledger = self.ledgers[name]
         ledger.closed, ledger.mark_s = False, (now if ledger.mark_s is not None else None)
         self._kick()
@@ -623,7 +619,7 @@ class LiveScheduler:
         except Exception as e:  # noqa: BLE001 - a probe that cannot tell: leave the device as it is
             log.warning("probe of %s failed: %s", name, e)
             return
-        self.core.devices[name].round_trip_s = self.round_trips.estimate(name, self._clock())  # old samples expire
+        self.core.set_round_trip(name, self.round_trips.estimate(name, self._clock()))  # old samples expire
         self._statuses[name] = status
         self._away.discard(name)
         self._take_frequencies(name, status)

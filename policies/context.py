@@ -9,6 +9,8 @@
               a policy derives them from `devices` (`DeviceState.power_state`)
     busy      the names of the devices with batches in flight, when the builder knows them; None: a policy reads
               `DeviceState.in_flight`
+    state_version  a count that changes whenever any device's state changes (a dispatch, a batch done, a clock or
+              power change, a failure, a round trip re-estimated), when the builder keeps it; None: not known
     power_control  False when power-state changes this decision proposes will not be applied (a wrapper that plans
               on every device, as overload control does, drops them): the policy then plans as if power states were
               off, on every awake device, instead of holding work back from devices it expects to sleep
@@ -25,7 +27,8 @@ device, a device's last batch done), so a policy can keep the idle part of a lis
 change none. A wrapper policy (overload control) hands its inner policy a narrower context (`replace`) — fewer
 requests, devices as they would be after its own choices — and the inner cannot tell the difference; replacing
 `devices` without saying `asleep` and `busy` resets them to None, so an index never describes devices it was not
-built for.
+built for. The same holds for `state_version`: a policy may keep what it derives from device states while the count
+stands (the core changes device states only through its own methods, drivers included).
 """
 
 from __future__ import annotations
@@ -70,13 +73,15 @@ class StepContext:
     asleep: frozenset[str] | None = None
     power_control: bool = True
     busy: frozenset[str] | None = None
+    state_version: int | None = None
 
     def replace(self, **changes: object) -> StepContext:
         """A copy with some fields replaced (a wrapper's narrower view for its inner policy); new `devices` without
-        a new `asleep` or `busy` leave that index unknown (None)."""
+        a new `asleep`, `busy` or `state_version` leave that index unknown (None)."""
         if "devices" in changes:
             changes.setdefault("asleep", None)
             changes.setdefault("busy", None)
+            changes.setdefault("state_version", None)
         return _replace(self, **changes)  # type: ignore[arg-type]
 
 

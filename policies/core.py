@@ -104,6 +104,8 @@ class SchedulerCore:
         self._context: StepContext | None = None  # the last one `context` built
         # The devices with batches in flight, for `StepContext.busy`: a new set whenever one joins or leaves.
         self._busy = frozenset(name for name, d in self.devices.items() if d.in_flight)
+        # Counts changes to any device's state (`StepContext.state_version`): every change goes through this core.
+        self._state_version = 0
 
     def context(self, now_s: float) -> StepContext:
         """The read-only view a policy gets at `now_s`."""
@@ -116,8 +118,17 @@ class SchedulerCore:
             or ctx.devices is not self._device_list
             or ctx.asleep is not self._asleep
             or ctx.busy is not self._busy
+            or ctx.state_version != self._state_version
         ):
-            ctx = StepContext(now_s, self.queue, self._device_list, self.cost_view, self._asleep, busy=self._busy)
+            ctx = StepContext(
+                now_s,
+                self.queue,
+                self._device_list,
+                self.cost_view,
+                self._asleep,
+                busy=self._busy,
+                state_version=self._state_version,
+            )
             self._context = ctx
         return ctx
 
@@ -217,6 +228,7 @@ class SchedulerCore:
         if not device.in_flight:
             self._busy = self._busy | {device.name}
         device.in_flight += 1
+        self._state_version += 1
         if self._sink is not None:
             self._emit(
                 now_s,
@@ -242,6 +254,7 @@ class SchedulerCore:
             )
         freq_hz = self._check_freq(device, change.freq_hz)
         device.freq_hz = freq_hz
+        self._state_version += 1
         self._emit(now_s, "frequency", change.reason, (), device=device.name, freq_hz=freq_hz)
         return SetFrequency(device.name, freq_hz, change.reason, now_s + device.freq_change_delay_s)
 
@@ -279,6 +292,7 @@ class SchedulerCore:
             device.power_state = change.state
             self._asleep = self._asleep | {device.name}
             settled_s = since_s + spec.entry_s
+        self._state_version += 1
         self._emit(
             now_s,
             "power",
@@ -363,13 +377,34 @@ class SchedulerCore:
         device.in_flight, device.busy_until_s = 0, now_s
         if name in self._busy:
             self._busy = self._busy - {name}
+        self._state_version += 1
         self._facts_changed()
         self._emit(now_s, "fail", reason, (), device=name)
         return requeued
 
-    def restore_device(self, name: str) -> None:
-        self._device(name).healthy = True
+    def restore_device(self, name: str, now_s: float | None = None) -> None:
+        """The device is healthy again; with `now_s`, idle since then (its books start over)."""
+        device = self._device(name)
+        device.healthy = True
+        if now_s is not None:
+            device.busy_until_s = device.last_busy_s = now_s
+        self._state_version += 1
         self._facts_changed()
+
+    def set_round_trip(self, name: str, round_trip_s: float) -> None:
+        """The driver's estimate of the time a batch to `name` spends outside the device (`DeviceState.round_trip_s`).
+        Drivers change device state only through the core, which counts every change (`StepContext.state_version`)."""
+        device = self._device(name)
+        if device.round_trip_s != round_trip_s:
+            device.round_trip_s = round_trip_s
+            self._state_version += 1
+
+    def start_books(self, now_s: float) -> None:
+        """Devices idle so far count as idle from `now_s` (a live run's first arrival, as in the simulator)."""
+        for device in self.devices.values():
+            if device.in_flight == 0:
+                device.busy_until_s = device.last_busy_s = now_s
+        self._state_version += 1
 
     def set_device_frequencies(self, name: str, freqs_hz: Sequence[float], current_hz: float | None = None) -> None:
         """Take the frequency list a device reported (its DVFS table) as the only clocks it may be given, and its
@@ -384,6 +419,7 @@ class SchedulerCore:
             device.freq_hz = now_hz
         elif device.frequency(device.freq_hz) is None:
             device.freq_hz = listed[-1]
+        self._state_version += 1
         self._facts_changed()
 
     def drop_all(self, now_s: float, reason: DropReason = DropReason.SHUTDOWN) -> list[Outcome]:
@@ -443,6 +479,7 @@ class SchedulerCore:
         if device is None:
             return
         device.in_flight = max(0, device.in_flight - 1)
+        self._state_version += 1
         if device.in_flight == 0:
             if device.name in self._busy:
                 self._busy = self._busy - {device.name}

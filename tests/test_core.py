@@ -193,3 +193,33 @@ def test_a_failed_device_leaves_the_busy_set_and_other_devices_reset_it():
     ctx = core.context(0.03)
     assert ctx.busy == frozenset()
     assert ctx.replace(devices=[]).busy is None and ctx.replace(now_s=1.0).busy is ctx.busy
+
+
+def test_the_state_version_counts_every_device_change_and_nothing_else():
+    core = _core()
+    seen = [core.context(0.0).state_version]
+
+    def changed() -> bool:
+        seen.append(core.context(0.0).state_version)
+        return seen[-1] != seen[-2]
+
+    core.submit(0.0, _req(1))
+    assert not changed()  # an arrival changes no device
+    (batch,) = core.step(0.0).batches
+    assert changed()  # a dispatch
+    result = BatchResult("agx0", (1,), 1, "inceptionv3", AGX_MAX, 0.0, 0.01, 0.01, 0.1)
+    core.complete(0.01, result, batch.batch_id)
+    assert changed()  # a batch done
+    core.set_round_trip("agx0", 0.002)
+    assert changed()
+    core.set_round_trip("agx0", 0.002)
+    assert not changed()  # the same estimate
+    core.start_books(0.5)
+    assert changed()
+    core.fail_device(0.6, "agx0")
+    assert changed()
+    core.restore_device("agx0", 0.7)
+    assert changed()
+    assert core.devices["agx0"].busy_until_s == pytest.approx(0.7)
+    core.set_device_frequencies("agx0", [AGX_MAX])
+    assert changed()

@@ -409,23 +409,30 @@ def test_pruning_plans_that_cannot_win_changes_no_decision(power):
     assert runs[0].outcomes == runs[1].outcomes
 
 
-class _WithoutBusyIndex(JetfleetPolicy):
-    """jetfleet told nothing of which devices are busy (`StepContext.busy` None, as a wrapper's context is)."""
+class _WithoutIndexes(JetfleetPolicy):
+    """jetfleet told nothing of which devices are busy or whether device states changed (`StepContext.busy` and
+    `state_version` None, as a wrapper's context is), or only one of the two."""
+
+    def __init__(self, dropped: tuple[str, ...]) -> None:
+        super().__init__()
+        self.dropped = dropped
 
     def decide(self, ctx):  # type: ignore[no-untyped-def]
-        return super().decide(ctx.replace(busy=None))
+        return super().decide(ctx.replace(**dict.fromkeys(self.dropped)))
 
 
-def test_the_busy_index_changes_no_decision():
-    """The device lists jetfleet keeps per busy set (its idle devices, for grouping, parking and the power rules)
-    decide what reading every device's state decides."""
+@pytest.mark.parametrize("dropped", [("busy",), ("state_version",), ("busy", "state_version")])
+def test_the_context_indexes_change_no_decision(dropped):
+    """What jetfleet keeps per busy set (its idle devices, for grouping, parking and the power rules) and per state
+    version (the busy devices' ready times) decides what reading every device's state at every decision decides."""
     from benchmarks.bench_simulator import mixed_fleet
     from costmodel.device_models import OracleCostModel
     from workloads.arrivals import poisson
 
     fleet = mixed_fleet(20)
     requests = poisson(40.0, 20.0, seed=9, frames=(1, 4), slo_s=(0.5, 5.0), streams=4)
-    runs = [simulate(requests, fleet, cls(), OracleCostModel()) for cls in (JetfleetPolicy, _WithoutBusyIndex)]
+    policies = (JetfleetPolicy(), _WithoutIndexes(dropped))
+    runs = [simulate(requests, fleet, policy, OracleCostModel()) for policy in policies]
     indexed, read = ([(b.device, b.request_ids, b.freq_hz, b.started_s) for b in r.batches] for r in runs)
     assert len(indexed) > 100
     assert indexed == read

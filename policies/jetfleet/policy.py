@@ -90,6 +90,7 @@ class JetfleetPolicy(Policy):
         self._use_seq = 0
         self._last_use: dict[str, int] = {}  # device -> sequence number of its last applied dispatch
         self._settle: dict[str, tuple[float, float]] = {}  # device -> (settled at, clock) of an applied change
+        self._settle_rev = 0  # counts changes to `_settle` (what `_ready_part` keeps is valid while it stands)
         self._tables: dict[GroupKey, tuple[CostView, int, GridTables]] = {}  # a memo of `tables`
         self._members: tuple[Sequence[DeviceState], dict[str, dict[GroupKey, list[DeviceState]]]] | None = None
         self._healthy_view: tuple[Sequence[DeviceState], Sequence[DeviceState]] | None = None
@@ -98,6 +99,7 @@ class JetfleetPolicy(Policy):
         self._reserve_view: tuple | None = None  # a memo of `_split_reserve`
         self._not_busy_view: tuple | None = None  # a memo of `_not_busy`
         self._idle_splits: tuple[Sequence[DeviceState], dict[int, tuple]] | None = None  # a memo of `_idle_split`
+        self._ready_parts: dict[GroupKey, tuple] = {}  # a memo of `_ready_part`, per group
         self._tables_stored = 0  # tables `_tables_of` stored so far: `_with_tables` knows that none changed
 
     # -- the Policy contract ----------------------------------------------------------------------
@@ -111,16 +113,20 @@ class JetfleetPolicy(Policy):
             settling = self._settle.get(d.device)
             if settling is not None and abs(settling[1] - d.freq_hz) >= 1.0:
                 del self._settle[d.device]  # a new clock change: the dispatch's start already pays its delay
+                self._settle_rev += 1
         for change in applied.frequency_changes:
             settled_s = change.settled_s if math.isfinite(change.settled_s) else applied.now_s
             self._settle[change.device] = (settled_s, change.freq_hz)
+            self._settle_rev += 1
         for power in applied.power_changes:
             self.parking.invalidate()
             if power.state.awake and math.isfinite(power.settled_s):
                 self._settle[power.device] = (power.settled_s, math.nan)  # a wake: ready once it completes
+                self._settle_rev += 1
         if self._settle and (applied.dispatches or applied.frequency_changes):
             for name in [n for n, (t, _) in self._settle.items() if t <= applied.now_s]:
                 del self._settle[name]  # settled: keep the dict small, it is read for every device
+                self._settle_rev += 1
         memo = applied.memo
         if isinstance(memo, tuple) and len(memo) == 2:
             memo, power_memo = memo
@@ -657,7 +663,7 @@ class JetfleetPolicy(Policy):
             group = DeviceGroup(key[0], key[1], tables, key[4])
             group.frames_per_s = len(members) * group.fps
             free: list[tuple[float, int, str, DeviceState]] = []
-            append, use_of = free.append, last_use.get
+            use_of = last_use.get
             limit = self.limit(members[0])  # the members share their link, all `limit` reads
             # Earliest ready per clock, first by clock value (few distinct ones), then by clock index.
             by_hz: dict[float, float] = {}
@@ -671,23 +677,12 @@ class JetfleetPolicy(Policy):
                 # (The loop below only lowers an entry: a device is never ready before now.)
                 by_hz = dict.fromkeys({d.freq_hz for d in idle}, now_s)
                 free = [(now_s, use_of(d.name, -1), d.name, d) for d in idle if d.name not in taken]
-                append = free.append
                 members = working
-            by_hz_get = by_hz.get
-            for d in members:
-                in_flight, name = d.in_flight, d.name
-                ready_s = d.busy_until_s if in_flight and d.busy_until_s > now_s else now_s  # as ready_s()
-                if d.awake_at_s > ready_s:  # waking: its first batch starts once it is awake
-                    ready_s = d.awake_at_s
-                if settle:
-                    settling = settle.get(name)
-                    if settling is not None:
-                        ready_s = max(ready_s, settling[0])
-                ready_s += d.round_trip_s
-                if ready_s < by_hz_get(d.freq_hz, inf):
-                    by_hz[d.freq_hz] = ready_s
-                if in_flight < limit and name not in taken:
-                    append((ready_s, use_of(name, -1), name, d))
+            part_hz, part_free = self._ready_part(step, key, members, limit)
+            for hz, ready_s in part_hz.items():  # lowers an idle clock's entry only if ready before now: never
+                if ready_s < by_hz.get(hz, inf):
+                    by_hz[hz] = ready_s
+            free += part_free
             group.n_clocks = len(by_hz)  # every member's clock (ready times are finite), the free ones' among them
             by_clock, clock_index = group.ready_by_clock, tables.clock_index
             for hz, ready_s in by_hz.items():
@@ -700,6 +695,57 @@ class JetfleetPolicy(Policy):
             group.free = [f[3] for f in free]
             out.append(group)
         return out
+
+    def _ready_part(
+        self, step: Step, key: GroupKey, members: list[DeviceState], limit: int
+    ) -> tuple[dict[float, float], list[tuple[float, int, str, DeviceState]]]:
+        """For `members` (of group `key`): (clock -> earliest ready time, the free ones as (ready time, last use, name,
+        device)), by the rule of `ready_s`.
+
+        Kept per group while no device state changed (`StepContext.state_version`), nor the policy's own inputs to
+        the rule (last uses, settling changes), nor any comparison of a member's time with now (until `horizon_s`,
+        the earliest of those times still ahead), and no member's time is now itself: most members it is asked about
+        are busy, whose ready times stand until their batches change. Not kept for a decision that took devices
+        already, nor without a state version (a wrapper's context)."""
+        now_s, taken, settle = step.now_s, step.taken, self._settle
+        version = step.ctx.state_version
+        stamp = (version, self._use_seq, self._settle_rev, limit)
+        hit = self._ready_parts.get(key) if version is not None and not taken else None
+        if hit is not None and hit[0] is members and hit[1] == stamp and hit[2] <= now_s < hit[3]:
+            return hit[4], hit[5]
+        by_hz: dict[float, float] = {}
+        free: list[tuple[float, int, str, DeviceState]] = []
+        append, use_of, by_hz_get, inf = free.append, self._last_use.get, by_hz.get, math.inf
+        horizon_s, at_now = inf, False
+        for d in members:
+            in_flight, name = d.in_flight, d.name
+            busy_s, awake_s = d.busy_until_s, d.awake_at_s
+            ready_s = busy_s if in_flight and busy_s > now_s else now_s  # as ready_s()
+            if awake_s > ready_s:  # waking: its first batch starts once it is awake
+                ready_s = awake_s
+            if settle:
+                settling = settle.get(name)
+                if settling is not None:
+                    ready_s = max(ready_s, settling[0])
+                    if settling[0] > now_s:
+                        horizon_s = min(horizon_s, settling[0])
+            if ready_s == now_s:
+                at_now = True
+            if in_flight and now_s < busy_s < horizon_s:
+                horizon_s = busy_s
+            if now_s < awake_s < horizon_s:
+                horizon_s = awake_s
+            ready_s += d.round_trip_s
+            if ready_s < by_hz_get(d.freq_hz, inf):
+                by_hz[d.freq_hz] = ready_s
+            if in_flight < limit and name not in taken:
+                append((ready_s, use_of(name, -1), name, d))
+        if version is not None and not taken:
+            if at_now:
+                self._ready_parts.pop(key, None)
+            else:
+                self._ready_parts[key] = (members, stamp, now_s, horizon_s, by_hz, free)
+        return by_hz, free
 
     def _idle_split(
         self, devices: Sequence[DeviceState], members: list[DeviceState], busy: frozenset[str] | None
