@@ -19,22 +19,25 @@ engine, not LightGBM inference.
 Last measured on the shared 2-core machine (full run, three side-by-side runs, numba kernel installed, 2026-12-02, late
 evening; the machine ran the transparent engine at 20,600-22,300 requests per wall second, against about 46,000 where
 the goal was set): jetfleet 4,592 against transparent 20,735 at 100 devices, median ratio 0.212 (0.185 earlier that
-evening). The goal, 10,000, is not met: scaled to the reference engine that is about 9,750. Alternated with the code of
-earlier that evening (656141a) in CPU seconds on the same 30 s workload, eight rounds: 1.17x / 1.20x (min / median of
-pair ratios), decisions identical (`benchmarks.fingerprint --quick`). What changed: a group's representative whose best
-possible key (the group's objective floor, its last use) already loses to the best plan so far is not planned, as whole
-groups were not (a quarter of the plans on this workload; `_best_plan`, and a test compares against planning every
-device); the core names the devices with batches in flight (`StepContext.busy`), so the power rules' loop visits idle
-devices only and the grouping and parking keep their idle lists while that set stands; counted, not reduced, candidates;
-and smaller things (the rescue's serve times per request size, flat twin keys in the power rules, one StepContext for an
-arrival and the step after it). Scaling 10 -> 1000 devices: x5.2 per decision in the run, x11.6 per idle-fleet decide
-(348 us -> 4.0 ms), against x100 devices. What is left is Python work per awake device and per plan in every decision,
-spread thin: the batch planner with its call about 15 %, the power rules about 15 %, `_groups`' ready lists about 10 %
-(its busy members: their ready times change only with the device states), no other part above 5 %; a further 2x needs
-per-device ready state kept incrementally by the core (a device-state version in the context), so that a decision
-touches only the devices that changed. The 1,000-device scaling run is 1.5 s of load on a cold fleet: consolidation on
-the first arrivals sends most devices into SC7 just before the load needs them, and 55 % of frames meet their SLO; it
-measures speed, not attainment.
+evening). The goal, 10,000, is not met: scaled to the reference engine that is about 9,750. Two later full runs on the
+final tree (a slotted step, then a device-state version that lets the busy devices' ready times be kept between
+decisions) gave 0.208 and 0.190; in the second the machine was in one of its slow spells (the same code's `decide` took
+twice as long as an hour before), so read 0.19-0.21. Alternated with the code of earlier that evening (656141a) in CPU
+seconds on the same 30 s workload, eight rounds: 1.17x / 1.20x (min / median of pair ratios), decisions identical
+(`benchmarks.fingerprint --quick`). What changed: a group's representative whose best possible key (the group's
+objective floor, its last use) already loses to the best plan so far is not planned, as whole groups were not (a quarter
+of the plans on this workload; `_best_plan`, and a test compares against planning every device); the core names the
+devices with batches in flight (`StepContext.busy`), so the power rules' loop visits idle devices only and the grouping
+and parking keep their idle lists while that set stands; counted, not reduced, candidates; and smaller things (the
+rescue's serve times per request size, flat twin keys in the power rules, one StepContext for an arrival and the step
+after it). Scaling 10 -> 1000 devices: x5.2 per decision in the run, x11.6 per idle-fleet decide (348 us -> 4.0 ms),
+against x100 devices. What is left is Python work per awake device and per plan in every decision, spread thin: the
+batch planner with its call about 15 %, the power rules about 15 %, `_groups`' ready lists about 10 % (its busy members:
+their ready times change only with the device states), no other part above 5 %; a further 2x needs per-device ready
+state kept incrementally by the core (a device-state version in the context), so that a decision touches only the
+devices that changed. The 1,000-device scaling run is 1.5 s of load on a cold fleet: consolidation on the first arrivals
+sends most devices into SC7 just before the load needs them, and 55 % of frames meet their SLO; it measures speed, not
+attainment.
 """
 
 from __future__ import annotations
