@@ -437,3 +437,40 @@ def test_the_context_indexes_change_no_decision(dropped):
     assert len(indexed) > 100
     assert indexed == read
     assert runs[0].outcomes == runs[1].outcomes
+
+
+class _ChecksGroups(JetfleetPolicy):
+    """jetfleet that, at every grouping, works the groups out again without what it keeps between decisions
+    (`StepContext.state_version` None) and checks both agree."""
+
+    checked = 0
+
+    def _groups(self, step, family, devices, min_frames):  # type: ignore[no-untyped-def]
+        from jetfleet.types import Decisions
+        from policies.jetfleet.step import Step
+
+        got = super()._groups(step, family, devices, min_frames)
+        fresh = Step(step.ctx.replace(state_version=None), Decisions(), taken=set(step.taken))
+        want = super()._groups(fresh, family, devices, min_frames)
+
+        def seen(groups):  # type: ignore[no-untyped-def]
+            return [([d.name for d in g.free], g.ready_by_clock, g.n_clocks) for g in groups]
+
+        assert seen(got) == seen(want), step.now_s
+        self.checked += 1
+        return got
+
+
+def test_the_groups_kept_between_decisions_are_the_groups_worked_out_afresh():
+    """At every decision of a loaded mixed fleet, what `_groups` keeps per state version (free order, earliest
+    ready per clock, clock count) equals what reading every device gives: as time passes busy devices' ends, as
+    they finish, wake and change clocks."""
+    from benchmarks.bench_simulator import mixed_fleet
+    from costmodel.device_models import OracleCostModel
+    from workloads.arrivals import poisson
+
+    policy = _ChecksGroups()
+    requests = poisson(40.0, 20.0, seed=11, frames=(1, 4), slo_s=(0.5, 5.0), streams=4)
+    simulate(requests, mixed_fleet(20), policy, OracleCostModel())
+    assert policy.checked > 500
+    assert policy._group_orders  # something was kept

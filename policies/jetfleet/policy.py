@@ -99,7 +99,7 @@ class JetfleetPolicy(Policy):
         self._reserve_view: tuple | None = None  # a memo of `_split_reserve`
         self._not_busy_view: tuple | None = None  # a memo of `_not_busy`
         self._idle_splits: tuple[Sequence[DeviceState], dict[int, tuple]] | None = None  # a memo of `_idle_split`
-        self._ready_parts: dict[GroupKey, tuple] = {}  # a memo of `_ready_part`, per group
+        self._group_orders: dict[GroupKey, _GroupOrder] = {}  # what `_groups` keeps per group between decisions
         self._tables_stored = 0  # tables `_tables_of` stored so far: `_with_tables` knows that none changed
 
     # -- the Policy contract ----------------------------------------------------------------------
@@ -654,6 +654,7 @@ class JetfleetPolicy(Policy):
         now_s, taken, last_use = step.now_s, step.taken, self._last_use
         settle, inf = self._settle, math.inf
         busy_names = step.ctx.busy
+        version = step.ctx.state_version
         out: list[DeviceGroup] = []
         for key, members in self._members_of(family, devices, now_s).items():
             try:
@@ -662,61 +663,78 @@ class JetfleetPolicy(Policy):
                 continue
             group = DeviceGroup(key[0], key[1], tables, key[4])
             group.frames_per_s = len(members) * group.fps
+            limit = self.limit(members[0])  # the members share their link, all `limit` reads
+            stamp = (version, busy_names, self._use_seq, self._settle_rev, limit)
+            kept = self._group_orders.get(key) if version is not None and not taken else None
+            if (
+                kept is not None
+                and kept.members is members
+                and kept.stamp == stamp
+                and kept.since_s <= now_s < kept.until_s
+            ):
+                group.free = list(kept.free)
+                group.ready_by_clock = {fi: now_s if fi in kept.idle_clocks else t for fi, t in kept.by_clock.items()}
+                group.n_clocks = kept.n_clocks
+                out.append(group)
+                continue
             free: list[tuple[float, int, str, DeviceState]] = []
             use_of = last_use.get
-            limit = self.limit(members[0])  # the members share their link, all `limit` reads
             # Earliest ready per clock, first by clock value (few distinct ones), then by clock index.
             by_hz: dict[float, float] = {}
             idle, working = self._idle_split(devices, members, busy_names)
-            # Busy members, and idle ones with a clock change or a wake settling, go through the loop below.
-            if not any(d.round_trip_s or d.awake_at_s > now_s for d in idle):
+            # Busy members, and idle ones with a clock change or a wake settling, go through `_ready_part`.
+            fast = not any(d.round_trip_s or d.awake_at_s > now_s for d in idle)
+            if fast:
                 if settle and any(d.name in settle for d in idle):
                     working = working + [d for d in idle if d.name in settle]
                     idle = [d for d in idle if d.name not in settle]
                 # Idle devices are ready now, the earliest possible: one entry per clock, and no settling to read.
-                # (The loop below only lowers an entry: a device is never ready before now.)
                 by_hz = dict.fromkeys({d.freq_hz for d in idle}, now_s)
                 free = [(now_s, use_of(d.name, -1), d.name, d) for d in idle if d.name not in taken]
-                members = working
-            part_hz, part_free = self._ready_part(step, key, members, limit)
+                members_read = working
+            else:
+                members_read = members
+            part_hz, part_free, until_s, at_now = self._ready_part(step, members_read, limit)
             for hz, ready_s in part_hz.items():  # lowers an idle clock's entry only if ready before now: never
                 if ready_s < by_hz.get(hz, inf):
                     by_hz[hz] = ready_s
             free += part_free
             group.n_clocks = len(by_hz)  # every member's clock (ready times are finite), the free ones' among them
             by_clock, clock_index = group.ready_by_clock, tables.clock_index
+            idle_clocks: set[int] = set()
             for hz, ready_s in by_hz.items():
                 fi = clock_index.get(hz)
                 if fi is None:
                     fi = tables.freq_index(hz)
                 if ready_s < by_clock.get(fi, inf):  # unlisted clocks all map to -1
                     by_clock[fi] = ready_s
+                if ready_s == now_s:
+                    idle_clocks.add(fi)
             free.sort()  # names are unique: the devices themselves are never compared
             group.free = [f[3] for f in free]
+            if version is not None and not taken:
+                if fast and not at_now:
+                    # Every time in it but now stands until `until_s`: the order too (ready now sorts first).
+                    order = _GroupOrder(members, stamp, now_s, until_s, tuple(group.free), dict(by_clock), idle_clocks)
+                    order.n_clocks = group.n_clocks
+                    self._group_orders[key] = order
+                else:
+                    self._group_orders.pop(key, None)
             out.append(group)
         return out
 
     def _ready_part(
-        self, step: Step, key: GroupKey, members: list[DeviceState], limit: int
-    ) -> tuple[dict[float, float], list[tuple[float, int, str, DeviceState]]]:
-        """For `members` (of group `key`): (clock -> earliest ready time, the free ones as (ready time, last use, name,
-        device)), by the rule of `ready_s`.
-
-        Kept per group while no device state changed (`StepContext.state_version`), nor the policy's own inputs to
-        the rule (last uses, settling changes), nor any comparison of a member's time with now (until `horizon_s`,
-        the earliest of those times still ahead), and no member's time is now itself: most members it is asked about
-        are busy, whose ready times stand until their batches change. Not kept for a decision that took devices
-        already, nor without a state version (a wrapper's context)."""
+        self, step: Step, members: list[DeviceState], limit: int
+    ) -> tuple[dict[float, float], list[tuple[float, int, str, DeviceState]], float, bool]:
+        """For `members`: (clock -> earliest ready time, the free ones as (ready time, last use, name, device)), by the
+        rule of `ready_s`; then until when every comparison of a member's time with now comes out the same (the
+        earliest of those times still ahead), and whether any member is ready at now itself (its time moves with
+        now). `_groups` keeps an order while neither changes it."""
         now_s, taken, settle = step.now_s, step.taken, self._settle
-        version = step.ctx.state_version
-        stamp = (version, self._use_seq, self._settle_rev, limit)
-        hit = self._ready_parts.get(key) if version is not None and not taken else None
-        if hit is not None and hit[0] is members and hit[1] == stamp and hit[2] <= now_s < hit[3]:
-            return hit[4], hit[5]
         by_hz: dict[float, float] = {}
         free: list[tuple[float, int, str, DeviceState]] = []
         append, use_of, by_hz_get, inf = free.append, self._last_use.get, by_hz.get, math.inf
-        horizon_s, at_now = inf, False
+        until_s, at_now = inf, False
         for d in members:
             in_flight, name = d.in_flight, d.name
             busy_s, awake_s = d.busy_until_s, d.awake_at_s
@@ -728,24 +746,19 @@ class JetfleetPolicy(Policy):
                 if settling is not None:
                     ready_s = max(ready_s, settling[0])
                     if settling[0] > now_s:
-                        horizon_s = min(horizon_s, settling[0])
+                        until_s = min(until_s, settling[0])
             if ready_s == now_s:
                 at_now = True
-            if in_flight and now_s < busy_s < horizon_s:
-                horizon_s = busy_s
-            if now_s < awake_s < horizon_s:
-                horizon_s = awake_s
+            if in_flight and now_s < busy_s < until_s:
+                until_s = busy_s
+            if now_s < awake_s < until_s:
+                until_s = awake_s
             ready_s += d.round_trip_s
             if ready_s < by_hz_get(d.freq_hz, inf):
                 by_hz[d.freq_hz] = ready_s
             if in_flight < limit and name not in taken:
                 append((ready_s, use_of(name, -1), name, d))
-        if version is not None and not taken:
-            if at_now:
-                self._ready_parts.pop(key, None)
-            else:
-                self._ready_parts[key] = (members, stamp, now_s, horizon_s, by_hz, free)
-        return by_hz, free
+        return by_hz, free, until_s, at_now
 
     def _idle_split(
         self, devices: Sequence[DeviceState], members: list[DeviceState], busy: frozenset[str] | None
@@ -969,6 +982,23 @@ class _PowerView:
     tables: list[GridTables | None]  # each group's tables (None: the cost model does not know the group)
     usable: list[tuple[DeviceState, GridTables]]
     stamp: tuple[CostView, int, int]
+
+
+@dataclass(slots=True)
+class _GroupOrder:
+    """What `_groups` worked out for one group, kept while it stands: the same members, device states (`stamp`: the
+    state version, the busy set, the policy's last uses and settling changes, the batch limit), and no member's time
+    crossing now (`since_s` <= now < `until_s`). The devices ready at now then stay first in the same order, and only
+    their clocks' entries move with now (`idle_clocks`)."""
+
+    members: list[DeviceState]
+    stamp: tuple
+    since_s: float
+    until_s: float
+    free: tuple[DeviceState, ...]
+    by_clock: dict[int, float]
+    idle_clocks: set[int]
+    n_clocks: int = 0
 
 
 def _wake_before(plan: BatchPlan) -> float:
