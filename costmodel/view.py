@@ -34,6 +34,7 @@ import numpy as np
 
 from costmodel.base import CostGrid, CostModel
 from costmodel.frames import frame_bytes
+from jetfleet.freqs import listed_index
 from jetfleet.links import LOCAL, Link
 
 __all__ = ["CostView", "LatencyCorrection", "RawGrid"]
@@ -240,7 +241,7 @@ class CostView:
         """Predicted latency of one batch (raw), its input's transfer over `link` included, from the cached grid
         when `freq_hz` is listed."""
         transfer_s = link.transfer_s(n_frames * frame_bytes(model)) if not link.local else 0.0
-        fi = _index(freqs_hz, freq_hz)
+        fi = listed_index(freqs_hz, freq_hz)
         if fi >= 0:
             return float(self.grid(kind, model, freqs_hz, n_frames).latency_s[fi, n_frames - 1]) + transfer_s
         grid = self.model.predict_grid(kind, model, np.array([freq_hz]), np.array([n_frames]))
@@ -263,7 +264,7 @@ class CostView:
         raw = self._raw.get(key)
         if not self.learn or not latency_s > 0 or raw is None or n_frames > raw.max_frames:
             return
-        fi = _index(freqs_hz, freq_hz)
+        fi = listed_index(freqs_hz, freq_hz)
         predicted = float(raw.latency_s[fi, n_frames - 1]) if fi >= 0 else math.nan
         if not predicted > 0:
             return
@@ -297,13 +298,6 @@ class CostView:
         self._versions += 1
         self.generation += 1
         return RawGrid(kind, model, _frozen(freqs), _frozen(latency), _frozen(energy), (self._versions, -1))
-
-
-def _index(freqs_hz: FreqList, freq_hz: float) -> int:
-    for i, f in enumerate(freqs_hz):
-        if abs(f - freq_hz) < 1.0:
-            return i
-    return -1
 
 
 def _frozen(a: np.ndarray) -> np.ndarray:

@@ -24,7 +24,7 @@ Defaults (`DEFAULT_LINKS`, by device kind; a fleet's inventory may override them
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from jetfleet.errors import ConfigError
 
@@ -59,17 +59,16 @@ class Link:
 
     bandwidth_bps: float = math.inf
     latency_s: float = 0.0
+    # True when nothing crosses a network (the device runs on the controller). Worked out once: the planner and the
+    # core ask it for every device they look at.
+    local: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not (self.bandwidth_bps > 0) or math.isnan(self.bandwidth_bps):
             raise ConfigError(f"link bandwidth must be > 0 bit/s, got {self.bandwidth_bps}")
         if not (0 <= self.latency_s < math.inf):
             raise ConfigError(f"link latency must be >= 0 s and finite, got {self.latency_s}")
-
-    @property
-    def local(self) -> bool:
-        """True when nothing crosses a network (the device runs on the controller)."""
-        return math.isinf(self.bandwidth_bps) and self.latency_s == 0.0
+        object.__setattr__(self, "local", math.isinf(self.bandwidth_bps) and self.latency_s == 0.0)
 
     def transfer_s(self, n_bytes: float) -> float:
         """Seconds to ship `n_bytes` of one batch's input to the device (0 for nothing, or on `LOCAL`)."""

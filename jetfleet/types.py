@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass, field
 
 from jetfleet.errors import InvalidRequestError
+from jetfleet.freqs import listed_index
 from jetfleet.links import LOCAL, Link
 from jetfleet.power_states import PowerState, PowerStateSpec
 
@@ -107,10 +108,8 @@ class DeviceState:
 
     def frequency(self, freq_hz: float) -> float | None:
         """The listed frequency within 1 Hz of `freq_hz`, or None when the device does not offer it."""
-        for f in self.freqs_hz:
-            if abs(f - freq_hz) < 1.0:
-                return f
-        return None
+        i = listed_index(self.freqs_hz, freq_hz)
+        return self.freqs_hz[i] if i >= 0 else None
 
     def idle(self, now_s: float) -> bool:
         """True when nothing is running or queued on the device."""

@@ -181,6 +181,9 @@ class SchedulerCore:
         """Ask the policy what to do now, apply it, and tell the policy what was applied."""
         decisions = self.policy.decide(self.context(now_s))
         out = StepOutput(wake_at_s=decisions.wake_at_s)
+        if not decisions:  # nothing to apply (two steps in three on a busy fleet): the policy hears its memo only
+            self.policy.absorb(Applied(now_s, memo=decisions.memo))
+            return out
         out.outcomes = self._apply_drops(now_s, decisions.drops)
         for power in decisions.power_changes:
             out.power_changes.append(self._apply_power(now_s, power))

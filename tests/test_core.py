@@ -223,3 +223,31 @@ def test_the_state_version_counts_every_device_change_and_nothing_else():
     assert core.devices["agx0"].busy_until_s == pytest.approx(0.7)
     core.set_device_frequencies("agx0", [AGX_MAX])
     assert changed()
+
+
+class _Waits(Policy):
+    """Proposes nothing but a wake and a memo: what a batching policy does at most arrivals."""
+
+    name = "waits"
+
+    def __init__(self) -> None:
+        self.absorbed: list = []
+
+    def decide(self, ctx):
+        return Decisions(wake_at_s=ctx.now_s + 0.5, memo=("note", ctx.now_s))
+
+    def absorb(self, applied) -> None:
+        self.absorbed.append(applied)
+
+
+def test_a_step_with_nothing_to_apply_hands_back_the_memo_and_the_wake():
+    policy = _Waits()
+    core = _core(policy)
+    core.submit(0.0, _req(1))
+    out = core.step(0.25)
+    assert out.wake_at_s == pytest.approx(0.75)
+    assert not (out.batches or out.frequency_changes or out.power_changes or out.outcomes)
+    last = policy.absorbed[-1]
+    assert last.memo == ("note", 0.25) and last.now_s == pytest.approx(0.25)
+    assert not (last.dispatches or last.frequency_changes or last.power_changes or last.drops or last.admitted)
+    assert 1 in core.queue and core.open_requests == 1
