@@ -16,29 +16,37 @@
 Policies consult the oracle cost model (noiseless device models), so the figures measure the scheduler and
 engine, not LightGBM inference.
 
-Last measured on the shared 2-core machine (full run, five side-by-side runs, numba kernel installed, 2026-12-03, after
-midnight; the machine ran the transparent engine at 15,800-27,300 requests per wall second in those five runs, against
-about 46,000 where the goal was set): jetfleet 4,746 against transparent 20,541 at 100 devices (jetfleet 4,428-5,166),
-median ratio 0.231. The goal, 10,000, is not met on this machine; scaled to the reference engine that is about 10,600,
-at the edge of the goal given how much this machine swings (it ran the same code's `decide` 2x slower in some spells
-than in others). Earlier full runs that evening, on the trees on the way (three side-by-side runs each): 0.185 (656141a,
-the start), 0.212, 0.208, 0.190 and 0.237 (pairs 0.149, 0.237, 0.252: the reason this benchmark now interleaves five
-runs). Alternated with 656141a in CPU seconds on the same 30 s workload: 1.17x / 1.20x (min / median of pair ratios,
-eight rounds) after the first of the changes below, and each later change added about 2-5 %, near the noise; decisions
-identical throughout (`benchmarks.fingerprint --quick`). What changed: a group's representative whose best possible key
-(the group's objective floor, its last use) already loses to the best plan so far is not planned, as whole groups were
-not (a quarter of the plans on this workload; `_best_plan`, and a test compares against planning every device); the core
-names the devices with batches in flight (`StepContext.busy`) and counts device-state changes
-(`StepContext.state_version`), so the power rules' loop visits idle devices only, and `_groups` keeps a group's whole
-order between decisions while nothing it read changed (a test checks it against working the groups out afresh at every
-decision); counted, not reduced, candidates; and smaller things (the rescue's serve times per request size, flat twin
-keys in the power rules, one StepContext for an arrival and the step after it, slotted step and group classes). Scaling
-10 -> 1000 devices: x4.5 per decision in the run, x12 per idle-fleet decide (418 us -> 5.1 ms), against x100 devices.
-What is left is Python work per plan and per idle device in every decision, spread thin: the batch planner with its call
-about 15 %, the power rules about 15 %, no other part above 5-10 %. The state version is fleet-wide, so any batch
-anywhere invalidates what `_groups` keeps (about half the decisions reuse it); per-device versions would raise that. The
-1,000-device scaling run is 1.5 s of load on a cold fleet: consolidation on the first arrivals sends most devices into
-SC7 just before the load needs them, and 55 % of frames meet their SLO; it measures speed, not attainment.
+Last measured on the shared 2-core machine (full run, five side-by-side runs, numba kernel installed, 2026-12-03,
+morning): jetfleet 4,856 against transparent 22,753 at 100 devices (jetfleet 4,562-5,274, transparent 18,402-29,196),
+median ratio 0.21. The goal, 10,000, is not met: it needs about 2.1x more.
+
+The issue's reference figures (jetfleet 3,000-4,000, transparent about 46,000) were measured on this kind of machine on
+the tree of 2026-11-23 (6a3a255). Alternated with that tree in CPU seconds on the same 20 s workload (8 and 6 rounds,
+medians): transparent ran 44,745 requests per CPU second then against 29,183 now (median pair ratio 0.65: the engine
+and SchedulerCore do more per step since the scheduling contract: contexts, admission, `absorb`, the cost view's
+learned correction, busy sets and state versions), and jetfleet 2,908 then against 4,686 now (1.59x, while it also
+plans power states: 2.05 against 1.31 frames/J, 97.2 against 100 % of frames within SLO on this workload). So this
+machine runs the reference engine at the reference speed; an earlier version of this note scaled jetfleet by the
+ratio to the *current* engine ("about 10,600") and was wrong.
+
+Where the time goes: `decide` is about 85 % of the run, spread thin (the batch planner with its call about 15 %, the
+power rules about 15 %, late work and the groups about 10 % each, nothing else above 5-10 %). Two decisions in three
+(3,416 of 5,121 on the 20 s run) return nothing and the same wake time as the decision before: arrivals while a batch
+is held back to grow. No part of one can be reused exactly by the next, because planning at a later `now` moves every
+idle device's start time. The goal needs a change of what the policy promises, not faster Python: a policy holding a
+batch commits to it until its wake unless an arrival crosses a line it states (the batch full, a deadline earlier than
+the held one's), and the core skips `decide` for the other arrivals. That changes decisions, so it must be judged on
+the invariants (LoudVA's Experiment 1, this workload's frames/J and SLO), which is why it was not done in passing.
+
+What the earlier evenings changed, decisions identical throughout (`benchmarks.fingerprint --quick`): representatives
+and groups whose best possible key already loses are not planned (`_best_plan`); the core names the devices with
+batches in flight (`StepContext.busy`) and counts device-state changes (`StepContext.state_version`), so the power
+rules visit idle devices only and `_groups` keeps a group's order between decisions while nothing it read changed (a
+test checks it against working the groups out afresh); frequency look-ups from a table per device list
+(`jetfleet.freqs`); counted, not reduced, candidates; and smaller things. Scaling 10 -> 1000 devices: x4.7 per
+decision in the run, x10.5 per idle-fleet decide (345 us -> 3.6 ms), against x100 devices. The 1,000-device scaling
+run is 1.5 s of load on a cold fleet: consolidation on the first arrivals sends most devices into SC7 just before the
+load needs them, and 55 % of frames meet their SLO; it measures speed, not attainment.
 """
 
 from __future__ import annotations
