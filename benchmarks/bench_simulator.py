@@ -31,22 +31,22 @@ ratio to the *current* engine ("about 10,600") and was wrong.
 
 Where the time goes: `decide` is about 85 % of the run, spread thin (the batch planner with its call about 15 %, the
 power rules about 15 %, late work and the groups about 10 % each, nothing else above 5-10 %). Two decisions in three
-(3,416 of 5,121 on the 20 s run) return nothing and the same wake time as the decision before: arrivals while a batch
-is held back to grow. No part of one can be reused exactly by the next, because planning at a later `now` moves every
-idle device's start time. The goal needs a change of what the policy promises, not faster Python: a policy holding a
-batch commits to it until its wake unless an arrival crosses a line it states (the batch full, a deadline earlier than
-the held one's), and the core skips `decide` for the other arrivals. That changes decisions, so it must be judged on
-the invariants (LoudVA's Experiment 1, this workload's frames/J and SLO), which is why it was not done in passing.
-A prototype (not landed; the simulator skipped `decide` for arrivals the last, empty decision's gate let through) gives
-the size of the prize. Of the empty decisions, 2,868 held one batch, 809 had nothing free to plan, 240 had an empty
-queue and 131 late work. A gate passing same-family arrivals due no earlier than the held batch's first request and
-within its cap: 3,868 decisions instead of 5,121, 1.24x (20 s) and 1.28x (60 s) faster, 2.058 against 2.046 frames/J,
-the same SLO. A loose gate (no deadline test, and every arrival while nothing is free): 1,978 decisions, 1.98x and
-2.02x (8,857 and 9,794 requests per wall second), 2.07 and 2.12 frames/J, 97.21 and 99.21 against 97.20 and 99.25 % in
-SLO; but it lets a tight arrival wait for the held batch's wake, which is unbounded in general. Neither grows the held
-batch's wake earlier as frames join it; a real gate must (a frames budget from the plan's slack), and must test a
-tight arrival against what a decision at the wake could still do for it. Even the loose gate lands at the goal, not
-beyond it, so both the gate and a cheaper engine are needed.
+(3,416 of 5,121 on the 20 s run) return nothing and the same wake time as the one before: arrivals while a batch is
+held back to grow. No part of one can be reused exactly by the next (planning at a later `now` moves every idle
+device's start time), so the goal needs fewer decisions, and that changes what is decided. Built and measured on
+2026-12-03, not landed: an `ArrivalGate` in `Decisions` that the core keeps and both drivers honour, naming the
+arrivals that need no new decision: with one batch held back, those its device can still take (frames within the
+batch's slack past the decision's wake and below its cap), each looked at again by its deadline less the time that
+batch would take; with nothing left queued, up to one batch of a free idle device. On this workload 2,778 instead of
+5,121 decisions (20 s) and 8,032 instead of 15,366 (60 s), about 1.4x faster (6,000-6,500 requests per wall second),
+2.072 and 2.063 against 2.046 and 2.033 frames/J, the same SLO. On LoudVA's Experiment 1 (16 runs with LightGBM, 16
+with the oracle) it moved frames/J by -4 to +3 % per run (lower in 21 of 32; mean +0.03 % and +0.1 %) and the % within
+SLO by -0.24 to +0.10 points: fewer re-plans nudge every run both ways, and the issue asks each to stay the same or get
+better; and it still left the goal 1.5x away. Cruder prototypes: a gate passing only same-family arrivals due no
+earlier than the held batch's head, 1.24x; one with no deadline test, about 2x (8,857 and 9,794), but that lets a
+tight arrival wait for a held batch's wake, unbounded in general. Reaching the goal needs both fewer decisions (a
+gate that keeps the planner's choices, e.g. passing an arrival only while `should_wait` would still hold the grown
+batch) and a cheaper engine.
 
 What the earlier evenings changed, decisions identical throughout (`benchmarks.fingerprint --quick`): representatives
 and groups whose best possible key already loses are not planned (`_best_plan`); the core names the devices with
