@@ -15,8 +15,14 @@ it): the `jetfleet` case came out at 0.70-1.04 frames/J live against 1.284 simul
 on this tree and on the one before it alike. In the failing runs the work moves from nx0 (the simulation's only
 worker) to agx0 partway through the run (e.g. 33 then 55 batches, agx0 asleep 53 s of 122 instead of 121), while
 the round trips measured stay near those of passing runs (27-47 ms wall); halving the compression to 2.5x did not
-stop it under the busy loop. Not understood yet: the next step is to record the power planner's active set over a
-failing run.
+stop it under the busy loop. Recording the power planner's active set over loaded runs showed why: in a failing run
+the live queue falls behind for a moment (the drain rate it needs reached 42-44 frames/s, above the Xavier NX's 37),
+the active set grows to {agx0, nx0} for the 30 s `shrink_after_s`, and in some runs the shrink then keeps the AGX:
+the NX's learned latency correction (its batches overran on the loaded host) took its joules per frame from 0.2734
+to 0.2862, past the idle AGX's 0.2833. The simulation never falls behind, so it never grows. Breaking near-ties in
+the shrink by idle power (tried, not landed: it changed 2 of the 108 fingerprint runs, +2.6 % and -0.3 % frames/J)
+removed the second effect, not the first (still 3 failures in 5 loaded runs): the host being too slow for the
+compressed replay is the cause, and no policy change can make the live run match a simulation of a faster host.
 """
 
 from __future__ import annotations
