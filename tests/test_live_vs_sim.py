@@ -10,19 +10,20 @@ energies in the scenario's own seconds on both sides. Compression also multiplie
 alike), so the test compresses less. The workload is the first 120 s of LoudVA's exp1-id0
 when ../shared/data is present, else of the generated scenario shipped in workloads/data/.
 
-Known to fail under host load (2026-12-03, a shared 2-core machine with other tenants, and with a busy loop beside
-it): the `jetfleet` case came out at 0.70-1.04 frames/J live against 1.284 simulated in about a third of the runs,
-on this tree and on the one before it alike. In the failing runs the work moves from nx0 (the simulation's only
-worker) to agx0 partway through the run (e.g. 33 then 55 batches, agx0 asleep 53 s of 122 instead of 121), while
-the round trips measured stay near those of passing runs (27-47 ms wall); halving the compression to 2.5x did not
-stop it under the busy loop. Recording the power planner's active set over loaded runs showed why: in a failing run
-the live queue falls behind for a moment (the drain rate it needs reached 42-44 frames/s, above the Xavier NX's 37),
-the active set grows to {agx0, nx0} for the 30 s `shrink_after_s`, and in some runs the shrink then keeps the AGX:
-the NX's learned latency correction (its batches overran on the loaded host) took its joules per frame from 0.2734
-to 0.2862, past the idle AGX's 0.2833. The simulation never falls behind, so it never grows. Breaking near-ties in
-the shrink by idle power (tried, not landed: it changed 2 of the 108 fingerprint runs, +2.6 % and -0.3 % frames/J)
-removed the second effect, not the first (still 3 failures in 5 loaded runs): the host being too slow for the
-compressed replay is the cause, and no policy change can make the live run match a simulation of a faster host.
+Under host load (2026-12-03, a shared 2-core machine with other tenants, and with a busy loop beside it) the
+`jetfleet` case used to fail in about a third of the runs (4 of 5 with the busy loop): 0.70-1.04 frames/J live
+against 1.284 simulated. The cause was the policy, not only the host: a loaded host delivers the arrivals bunched
+(the client's sends and the ingress's batched submissions), and simulating the arrivals as the scheduler received
+them reproduced the collapse (0.73-0.81) in half the runs. A burst made the active set grow from {nx0} to
+{agx0, nx0}; 30 s later the shrink dropped the device least efficient at full load, chosen with whatever was queued
+at that moment (the NX, once its learned latency correction made it 1 % worse than the AGX, or whichever device
+alone could drain the queue), and a device napping in deep idle when it left the set stayed there (5.3 W for the
+AGX). The power rules now choose who leaves by the watts the smaller set draws at the forecast, idle power
+included, let the device a burst woke leave 5 s after it, and wake a napping device that left the set to suspend
+it (`tests/test_power_consolidation.py`, `docs/power-states.md`). With the busy loop beside it: 8 runs at 1.204-
+1.254 frames/J live against 1.284 (gaps 2.4-6.2 %, 2 of 8 over the 5 %), the AGX running 1-2 batches; the rest of
+the gap is the slower host itself (batches overrun their model, the scheduler decides later), which no policy can
+remove from a 5x compressed replay.
 """
 
 from __future__ import annotations

@@ -7,8 +7,11 @@ Two rules, both read from the step context and the policy's arrival statistics, 
   (queued frames over the time to the first deadline), whichever is larger. It grows at once when the
   forecast rises (wake ahead of load: a device joins the set, and so may be woken, as soon as the rate estimate
   says it is needed) and shrinks only when the set one smaller would still cover the forecast with
-  `hysteresis` to spare, no sooner than `shrink_after_s` after the last change: devices do not flap. A device
-  outside the set that is idle goes to the deepest allowed state whose break-even fits `long_sleep_s`.
+  `hysteresis` to spare, no sooner than `shrink_after_s` after the last change: devices do not flap. The device
+  that leaves is the one whose absence leaves the set drawing least at the forecast rate, idle power included
+  (`_set_watts`). A growth for a queued burst alone may be undone after `burst_hold_s`. A device outside the set
+  that is idle goes to the deepest allowed state whose break-even fits `long_sleep_s`; one napping when it left
+  is woken to go there.
 - **Napping** (per device, active set). An idle device sleeps when the time until it is needed — the latest
   start of a batch of what is queued plus what is forecast to arrive, or, with nothing queued, the next
   expected arrival plus the tightest SLO class seen — exceeds the state's entry + wake latency and its
@@ -50,6 +53,10 @@ class PowerConfig:
     guard_slo_s: float | None = None  # a tight-SLO prior; None: only the SLO classes seen (the batch guard's window)
     hysteresis: float = 0.25  # shrink the active set only when one fewer covers the forecast with this to spare
     shrink_after_s: float = 30.0  # and no sooner than this after its last change
+    # ... or than this after a change that only a queued burst asked for (the forecast alone was covered): the device
+    # woken to drain it leaves once the burst is gone. Above the catalogue's SC7 break-even (3 s), so that a wake and
+    # a suspend for each burst pay for themselves; `shrink_after_s` guards against a forecast that flaps.
+    burst_hold_s: float = 5.0
     long_sleep_s: float = 60.0  # the gap an inactive device's state is chosen for
     consolidate: bool = True  # False: every device is active (naps only)
     # The reserve (`policies.jetfleet.reserve`): this many devices kept awake, idle and at their top clock for tight
@@ -60,7 +67,7 @@ class PowerConfig:
     rescue_slack_s: float = 0.5
 
     def __post_init__(self) -> None:
-        for name in ("wake_margin_s", "hysteresis", "shrink_after_s", "long_sleep_s", "reserve_share"):
+        for name in ("wake_margin_s", "hysteresis", "shrink_after_s", "burst_hold_s", "long_sleep_s", "reserve_share"):
             if not getattr(self, name) >= 0:
                 raise ConfigError(f"jetfleet power config: {name} must be >= 0, got {getattr(self, name)}")
         if any(s.awake for s in self.states):
@@ -76,6 +83,10 @@ class PowerMemo:
     active: frozenset[str]
     changed_s: float  # when the active set last changed
     reserve: frozenset[str] = frozenset()  # devices kept awake for tight work (`policies.jetfleet.reserve`)
+    # The set grew for a queued burst alone (`PowerConfig.burst_hold_s`): the forecast when it began (None: it did not),
+    # and the set before it (the devices that stay while the ones the burst woke may leave sooner).
+    burst_fps: float | None = None
+    before_burst: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -114,9 +125,11 @@ class PowerPlanner:
         self._reserving: tuple | None = None  # a memo of `_reserve_for`
         self._twins: tuple[list, list[tuple[int, TwinGroup]]] | None = None  # a memo of `_twin_groups`
         self._changed_s = -math.inf
+        self._burst_fps: float | None = None  # `PowerMemo.burst_fps` of the last change
+        self._before_burst: frozenset[str] = frozenset()
         self._ranking: tuple[list, list] | None = None  # a memo of `_ranked`
         self._view: tuple[list, frozenset[str], _ActiveView] | None = None  # a memo of `_current`
-        self._fewer: tuple[_ActiveView, list, float] | None = None  # a memo of `_one_fewer`
+        self._fewer: tuple[_ActiveView, list[_SetKind]] | None = None  # a memo of `_set_kinds`
         self._considering: tuple | None = None  # a memo of `_considered`
         self._idle_considered: tuple | None = None  # and of its idle part
         self._shortest: dict[int, tuple[object, float]] = {}  # a memo of `_shortest_sleep_s`
@@ -124,6 +137,7 @@ class PowerPlanner:
     def absorb(self, memo: PowerMemo | None) -> None:
         if memo is not None:
             self._active, self._changed_s, self._reserve = memo.active, memo.changed_s, memo.reserve
+            self._burst_fps, self._before_burst = memo.burst_fps, memo.before_burst
 
     @property
     def reserve(self) -> frozenset[str]:
@@ -157,9 +171,13 @@ class PowerPlanner:
         active, memo = self._active_set(usable, demand)
         reserve = self._reserve_for(usable, active, demand, asleep) if cfg.reserve else frozenset()
         if reserve != self._reserve:
-            memo = PowerMemo(active, memo.changed_s if memo is not None else self._changed_s, reserve)
+            memo = (
+                PowerMemo(active, self._changed_s, reserve, self._burst_fps, self._before_burst)
+                if memo is None
+                else replace(memo, reserve=reserve)
+            )
         elif memo is not None:
-            memo = PowerMemo(memo.active, memo.changed_s, reserve)
+            memo = replace(memo, reserve=reserve)
         changes: list[SetPowerState] = []
         wake_s = math.inf
         joined = active - self._active if memo is not None else frozenset()
@@ -241,6 +259,10 @@ class PowerPlanner:
                 changes.append(SetPowerState(device.name, PowerState.IDLE, f"jetfleet power: {why}"))
                 covered += self._capacity_frames(device, tables, demand, now_s + exit_s)
                 wake_s = now_s  # plan at once for the waking device (its batch starts once it is awake)
+            else:  # napping when it left the active set: a state chosen for a short gap, not for the long sleep
+                change, awake_at = self._wake_to_resleep(device, tables, now_s)
+                changes.append(change)
+                wake_s = min(wake_s, awake_at)  # then the rule for inactive devices puts it to its long sleep
         return changes, wake_s, memo
 
     def _considered(
@@ -261,10 +283,21 @@ class PowerPlanner:
             considered = hit[3]
         else:
             never = self.config.never_sleep
+            deeper: dict[tuple, bool] = {}  # `_deeper_sleep` per group of twins (most of a fleet sleeps outside it)
+
+            def resleeps(d: DeviceState, t: GridTables) -> bool:
+                key = (id(t), d.power_state, d.freq_hz, id(d.power_states))
+                hit = deeper.get(key)
+                if hit is None:
+                    hit = deeper[key] = self._deeper_sleep(d, t) is not None
+                return hit
+
             considered = [
                 (d, t)
                 for d, t in usable
-                if d.power_states and d.name not in never and (d.power_state.awake or d.name in active)
+                if d.power_states
+                and d.name not in never
+                and (d.power_state.awake or d.name in active or resleeps(d, t))
             ]
             self._considering = (usable, asleep, active, considered) if asleep is not None else None
             self._idle_considered = None
@@ -278,6 +311,32 @@ class PowerPlanner:
                 [dt for dt in considered if dt[0].name not in in_flight],
             )
         return idle[2]
+
+    def _deeper_sleep(self, device: DeviceState, tables: GridTables) -> PowerStateSpec | None:
+        """For a device asleep outside the active set: the long-sleep state it should be in instead of its own, when
+        leaving its state for that one pays (the saving over `long_sleep_s` beats a wake and the new state's entry and
+        exit); None otherwise. A device put to sleep outside the set is already in its long-sleep state; one that was
+        napping when the set shrank is not (a napping AGX Xavier left in deep idle drew 5.3 W for the rest of a run,
+        against 1 W suspended). The core changes state only from awake: it is woken first."""
+        now = device.power_spec(device.power_state)
+        if now is None:
+            return None
+        target = self._cheapest(device, _idle_w(device, tables), self.config.long_sleep_s)
+        if target is None or target.state.depth <= now.state.depth:
+            return None
+        saving_j = (now.board_power_w - target.board_power_w) * self.config.long_sleep_s
+        return target if saving_j > now.exit_energy_j + target.entry_energy_j + target.exit_energy_j else None
+
+    def _wake_to_resleep(self, device: DeviceState, tables: GridTables, now_s: float) -> tuple[SetPowerState, float]:
+        """(the wake of a device `_deeper_sleep` names, when it will be awake)."""
+        now = device.power_spec(device.power_state)
+        target = self._deeper_sleep(device, tables)
+        assert now is not None and target is not None  # `_considered` lets in only such devices
+        why = (
+            f"consolidate: left the active set while in {now.state.value} ({now.board_power_w:g} W); woken to enter "
+            f"{target.state.value} ({target.board_power_w:g} W)"
+        )
+        return SetPowerState(device.name, PowerState.IDLE, f"jetfleet power: {why}"), now_s + now.exit_s
 
     def _guard_server(self, demand: Demand) -> Callable[[DeviceState, GridTables], bool]:
         """Whether an awake device could serve a tight-SLO arrival (asked once per group of twins)."""
@@ -351,10 +410,17 @@ class PowerPlanner:
         cfg = self.config
         if not cfg.consolidate or not usable:
             return frozenset(d.name for d, _ in usable), None
-        need_fps = max(demand.rate_fps / demand.max_utilisation, self._backlog_fps(demand))
+        forecast_fps = demand.rate_fps / demand.max_utilisation
+        need_fps = max(forecast_fps, self._backlog_fps(demand))
         view = self._current(usable)
         current, have_fps = view.current, view.have_fps
+        burst_fps, before = self._burst_fps, self._before_burst
         if not current or have_fps < need_fps:  # grow now: wake ahead of the load
+            if current and have_fps >= forecast_fps:  # for what is queued alone: a burst
+                if burst_fps is None:  # the first growth of this burst: the set to come back to
+                    burst_fps, before = demand.rate_fps, view.kept
+            else:
+                burst_fps, before = None, frozenset()
             ranked = self._ranked(usable)
             keep = {d.name for d, _ in current}
             extra = [dt for dt in ranked if dt[0].name not in keep]
@@ -366,13 +432,18 @@ class PowerPlanner:
             active = frozenset(d.name for d, _ in grown)
         else:
             active = view.kept
-            if demand.now_s - self._changed_s >= cfg.shrink_after_s:  # settled: may it shrink?
-                fewer, spare_fps = self._one_fewer(view)
-                if fewer and spare_fps >= need_fps * (1.0 + cfg.hysteresis):
-                    active = frozenset(d.name for d, _ in fewer)
+            # After a burst, devices it woke may leave sooner, unless the forecast rose meanwhile (a ramp, not a burst).
+            burst = burst_fps is not None and demand.rate_fps <= burst_fps * (1.0 + cfg.hysteresis)
+            if demand.now_s - self._changed_s >= (cfg.burst_hold_s if burst else cfg.shrink_after_s):
+                stay = before if burst else frozenset()
+                fewer, fewer_fps = self._one_fewer(view, forecast_fps * (1.0 + cfg.hysteresis), demand.rate_fps, stay)
+                if fewer is not None and fewer_fps >= need_fps * (1.0 + cfg.hysteresis):  # and the queue now
+                    active = fewer
+                    if not burst or active <= before:  # back where the burst began
+                        burst_fps, before = None, frozenset()
         if active == self._active:
             return active, None
-        return active, PowerMemo(active, demand.now_s)
+        return active, PowerMemo(active, demand.now_s, burst_fps=burst_fps, before_burst=before)
 
     def _current(self, usable: list[tuple[DeviceState, GridTables]]) -> _ActiveView:
         """The active set as it stands among `usable`, with its throughput: kept while the caller hands the same list
@@ -390,16 +461,55 @@ class PowerPlanner:
         self._view = (usable, self._active, view)
         return view
 
-    def _one_fewer(self, view: _ActiveView) -> tuple[list[tuple[DeviceState, GridTables]], float]:
-        """(the active set one smaller: its least efficient device left out, that set's best throughput), worked out
-        once per view and only when the set may shrink (the growing and the unsettled decisions never ask)."""
+    def _one_fewer(
+        self, view: _ActiveView, forecast_fps: float, rate_fps: float, stay: frozenset[str] = frozenset()
+    ) -> tuple[frozenset[str] | None, float]:
+        """(the active set one smaller that still covers `forecast_fps` and draws the least power at the forecast
+        `rate_fps` (`_set_watts`), its best throughput), or (None, 0) when no smaller set covers it.
+
+        The choice reads the forecast only; the caller shrinks to it once it also covers the queue's drain rate.
+        (Chosen by the drain rate too, the shrink that came while a burst was queued kept whichever device alone
+        could drain the burst, for good.)
+
+        Which device leaves is chosen by the watts the set would draw, idle baseline included, not by joules per
+        frame at full load: at the loads that let a set shrink its devices idle most of the time, and an idle
+        AGX Xavier draws more than an idle Xavier NX. Ranking by full-load efficiency alone let a learned latency
+        correction (+4.6 % on the NX's batches) tip the shrink of {AGX, NX} to keep the AGX, and the run lost 37 %
+        of its frames per joule (the demo scenario with its arrivals bunched by half a second). Twins (the
+        same tables and idle power) leave alike: the candidates are one per kind of device, the last of each in
+        usable order that is not in `stay`."""
+        kinds = self._set_kinds(view)
+        if sum(k.count for k in kinds) < 2:
+            return None, 0.0
+        total_fps = sum(k.count * k.fps for k in kinds)
+        best: tuple[float, str, float] | None = None
+        for i, leaving in enumerate(kinds):
+            name = next((n for n in reversed(leaving.members) if n not in stay), None)
+            if name is None or total_fps - leaving.fps < forecast_fps:
+                continue
+            watts = _set_watts(kinds, rate_fps, leaving=i)
+            if best is None or watts < best[0] - 1e-9:
+                best = (watts, name, total_fps - leaving.fps)
+        if best is None:
+            return None, 0.0
+        return view.kept - {best[1]}, best[2]
+
+    def _set_kinds(self, view: _ActiveView) -> list[_SetKind]:
+        """The active set's devices grouped by what `_set_watts` reads of them (kept per view); kinds in order of
+        full-load efficiency, least efficient first, so that ties go to the device the rule left out before."""
         hit = self._fewer
         if hit is not None and hit[0] is view:
-            return hit[1], hit[2]
-        fewer = sorted(view.current, key=lambda dt: self._efficiency(dt[1]))[:-1]
-        spare_fps = sum(self._fps(t) for _, t in fewer)
-        self._fewer = (view, fewer, spare_fps)
-        return fewer, spare_fps
+            return hit[1]
+        kinds: dict[tuple, _SetKind] = {}
+        for d, t in view.current:
+            key = (id(t), d.kind)
+            kind = kinds.get(key)
+            if kind is None:
+                kind = kinds[key] = _SetKind(self._efficiency(t), self._fps(t), *_idle_and_dynamic(t))
+            kind.members.append(d.name)
+        ordered = sorted(kinds.values(), key=lambda k: -k.efficiency)
+        self._fewer = (view, ordered)
+        return ordered
 
     def _ranked(self, usable: list[tuple[DeviceState, GridTables]]) -> list[tuple[DeviceState, GridTables]]:
         """`usable` most efficient first (then by name); kept while the caller hands the same list object (the
@@ -640,6 +750,46 @@ def _said(change: SetPowerState | None) -> tuple[PowerState, str] | None:
 def _for(device: DeviceState, said: tuple[PowerState, str] | None) -> SetPowerState | None:
     """The change a twin was given, for `device`."""
     return None if said is None else SetPowerState(device.name, said[0], said[1])
+
+
+@dataclass
+class _SetKind:
+    """Devices of the active set alike for `_set_watts`, in usable order."""
+
+    efficiency: float  # joules per frame at the cheapest (clock, batch), idle baseline included (`_efficiency`)
+    fps: float  # best sustained frames per second
+    idle_w: float  # idle board power at the lowest clock (where an idle device is parked)
+    dynamic_epf_j: float  # joules per frame above that idle power, at the cheapest (clock, batch)
+    members: list[str] = field(default_factory=list)
+
+    @property
+    def count(self) -> int:
+        return len(self.members)
+
+
+def _idle_and_dynamic(tables: GridTables) -> tuple[float, float]:
+    """(idle watts at the lowest clock, the least joules per frame above the idle power of its clock)."""
+    memo = tables.memo.get("power-idle-dynamic")
+    if memo is None:
+        cap = tables.cap
+        batches = np.arange(1, cap + 1)[None, :]
+        above = tables.energy_j[:, :cap] - tables.idle_w[:, None] * tables.latency_s[:, :cap]
+        memo = tables.memo["power-idle-dynamic"] = (float(tables.idle_w.min()), float((above / batches).min()))
+    return memo
+
+
+def _set_watts(kinds: list[_SetKind], rate_fps: float, leaving: int) -> float:
+    """Board watts the active set draws at `rate_fps` with one device of `kinds[leaving]` left out: every device's
+    idle power, plus the frames on the devices of least dynamic energy first, each up to its throughput."""
+    watts, left_fps = 0.0, rate_fps
+    for i in sorted(range(len(kinds)), key=lambda i: kinds[i].dynamic_epf_j):
+        kind = kinds[i]
+        count = kind.count - (i == leaving)
+        watts += count * kind.idle_w
+        taken = min(left_fps, count * kind.fps)
+        watts += taken * kind.dynamic_epf_j
+        left_fps -= taken
+    return watts
 
 
 def _cover(
