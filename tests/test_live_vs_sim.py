@@ -23,7 +23,11 @@ included, let the device a burst woke leave 5 s after it, and wake a napping dev
 it (`tests/test_power_consolidation.py`, `docs/power-states.md`). With the busy loop beside it: 8 runs at 1.204-
 1.254 frames/J live against 1.284 (gaps 2.4-6.2 %, 2 of 8 over the 5 %), the AGX running 1-2 batches; the rest of
 the gap is the slower host itself (batches overrun their model, the scheduler decides later), which no policy can
-remove from a 5x compressed replay.
+remove from a 5x compressed replay. A fresh-clone `.ci/run` on this shared machine then failed it once more: 1.1965
+against 1.2841 (6.8 %), 725 J against 684, the 41 J about what waking the AGX for one burst and holding it 5 s costs.
+Not waking devices that cannot be up before a burst's first deadline (the AGX needs 2 s out of suspend; the burst was
+due in 1.4 s) removed that too in simulation (jittered demo runs 1.269-1.284), but was not landed: it changed which
+device the next forecast growth picked on LoudVA's exp1-id0 4x (see `docs/power-states.md`, "tried").
 """
 
 from __future__ import annotations
