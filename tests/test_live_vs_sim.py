@@ -28,6 +28,11 @@ against 1.2841 (6.8 %), 725 J against 684, the 41 J about what waking the AGX fo
 Not waking devices that cannot be up before a burst's first deadline (the AGX needs 2 s out of suspend; the burst was
 due in 1.4 s) removed that too in simulation (jittered demo runs 1.269-1.284), but was not landed: it changed which
 device the next forecast growth picked on LoudVA's exp1-id0 4x (see `docs/power-states.md`, "tried").
+Then (2026-12-03, afternoon) the drain rate that makes the set grow became the demand bound of the queue's deadlines
+(a bunch due over the next 1-5 s no longer reads as a burst the NX cannot drain), and growth beyond one device ranks
+by the joules per frame at the device's share of the forecast (which fixed the exp1-id0 knock-on). With the busy loop
+beside it, 8 runs: 1.242-1.264 frames/J live against 1.284 (gaps 1.5-3.3 %); the tree before failed 4 of 8 the same
+hour (gaps 5.8-12.3 %).
 """
 
 from __future__ import annotations

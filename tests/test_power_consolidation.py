@@ -105,6 +105,40 @@ def test_a_growth_the_forecast_asks_for_is_no_burst(usable):
     assert active == {AGX, NX} and memo.burst_fps is None
 
 
+def test_a_bunch_the_set_can_drain_by_its_deadlines_does_not_grow_it(usable):
+    """80 frames queued at once, due 1.4-5 s out (a loaded host delivers the arrivals of a few seconds together): the NX
+    drains them in time at 16 frames/s (23 with headroom), well within its 53. Counted as due by the first deadline
+    (57 frames/s) they woke the AGX out of suspend, 2 s away, for nothing it could serve in time. Due at once, they
+    still do."""
+    planner = PowerPlanner(PowerConfig())
+    planner.absorb(PowerMemo(frozenset({NX}), 0.0))
+    spread = dataclasses.replace(
+        _demand(50.0, 5.0, queued=80),
+        deadlines_s=np.array([51.4, 52.0, 53.0, 54.0, 55.0]),
+        frames=np.full(5, 16),
+    )
+    assert planner._active_set(usable, spread) == ({NX}, None)
+    at_once = dataclasses.replace(spread, deadlines_s=np.full(5, 51.4))
+    assert planner._active_set(usable, at_once)[0] == {AGX, NX}
+
+
+def test_growth_adds_the_device_that_spends_least_at_its_share_of_the_load_idle_power_included():
+    """Past one NX's 53 frames/s (40 forecast, with headroom), growth takes a second NX: at about 20 frames/s each its
+    2.4 W idle costs less than the AGX's 5.9 W at about 27, although the AGX spends less per frame at full load
+    (ranked by that, growth took the AGX). With nothing forecast, full-load efficiency still ranks."""
+    fleet = make_fleet("agx-xavier", "xavier-nx", "xavier-nx")
+    policy = make_policy("jetfleet")
+    core = SchedulerCore(policy, OracleCostModel(), [DeviceState(d.name, d.kind, 1e9) for d in fleet.devices])
+    ctx = core.context(100.0)
+    usable = policy._with_tables(ctx, "inceptionv3", ctx.devices)
+    planner = PowerPlanner(PowerConfig())
+    assert planner._efficiency(usable[0][1]) < planner._efficiency(usable[1][1])
+    planner.absorb(PowerMemo(frozenset({NX}), 0.0))
+    assert planner._active_set(usable, _demand(50.0, 40.0))[0] == {NX, "d2"}
+    burst_only = _demand(50.0, 0.0, queued=60, due_in_s=1.0)
+    assert planner._active_set(usable, burst_only)[0] == {AGX, NX}
+
+
 def _asleep(device: DeviceState, state: PowerState) -> DeviceState:
     return dataclasses.replace(device, power_state=state)
 
@@ -136,8 +170,10 @@ def test_a_device_already_in_its_long_sleep_outside_the_set_is_left_alone(usable
 
 def test_the_demo_scenario_keeps_its_frames_per_joule_when_a_loaded_host_bunches_its_arrivals():
     """The first 120 s of the shipped demo scenario on the demo fleet (the live-vs-simulated test's workload), with
-    every arrival delayed to the next half second (four phases): before, one burst kept the AGX Xavier awake for the
-    rest of the run in two of the four (0.75-1.04 frames/J against 1.28); now within 10 % of the arrivals as sent."""
+    every arrival delayed to the next half second (four phases): one burst kept the AGX Xavier awake for the rest of
+    the run in two of the four (0.75-1.04 frames/J against 1.28) until the shrink chose by set watts; three of the
+    four then still woke it for the bunch (1.199-1.216) until the drain rate became the demand bound; now 1.269-1.276,
+    within 3 % of the arrivals as sent."""
     from cluster.inventory import load_fleet
     from workloads.experiment import DEMO_SCENARIO, simulate_policy
     from workloads.scenarios import read_scenario
@@ -151,5 +187,5 @@ def test_the_demo_scenario_keeps_its_frames_per_joule_when_a_loaded_host_bunches
             dataclasses.replace(r, arrival_s=math.ceil((r.arrival_s - phase_s) / 0.5) * 0.5 + phase_s) for r in requests
         ]
         metrics = simulate_policy(bunched, fleet, "jetfleet", "lgbm")
-        assert metrics["frames_per_joule"] >= 0.9 * sent, (phase_s, metrics["frames_per_joule"], sent)
+        assert metrics["frames_per_joule"] >= 0.97 * sent, (phase_s, metrics["frames_per_joule"], sent)
         assert metrics["pct_frames_within_slo"] >= 99.0
