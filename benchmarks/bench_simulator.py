@@ -18,7 +18,10 @@ engine, not LightGBM inference.
 
 Last measured on the shared 2-core machine (full run, five side-by-side runs, numba kernel installed, 2026-12-03,
 morning): jetfleet 4,856 against transparent 22,753 at 100 devices (jetfleet 4,562-5,274, transparent 18,402-29,196),
-median ratio 0.21. The goal, 10,000, is not met: it needs about 2.1x more.
+median ratio 0.21. The goal, 10,000, is not met: it needs about 2.1x more. Afternoon, after the power rules' growth
+changed (the 100-device run's decisions with it: 15,441 against 15,366 decisions, 98.94 against 99.25 % of frames within
+SLO, 1.991 against 2.033 frames/J): jetfleet 3,317 against transparent 19,527 in a slower spell (3,237-4,159 and
+13,887-22,714), median ratio 0.207: the same ratio.
 
 The issue's reference figures (jetfleet 3,000-4,000, transparent about 46,000) were measured on this kind of machine on
 the tree of 2026-11-23 (6a3a255). Alternated with that tree in CPU seconds on the same 20 s workload (8 and 6 rounds,
