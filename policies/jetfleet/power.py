@@ -2,11 +2,12 @@
 
 Two rules, both read from the step context and the policy's arrival statistics, both proposing `SetPowerState`s:
 
-- **Consolidation** (per fleet). The *active set* is the fewest devices, most energy-efficient first, whose best
-  sustained throughput covers the forecast frame rate divided by `max_utilisation`, or the queue's drain rate
-  (queued frames over the time to the first deadline), whichever is larger. It grows at once when the
-  forecast rises (wake ahead of load: a device joins the set, and so may be woken, as soon as the rate estimate
-  says it is needed) and shrinks only when the set one smaller would still cover the forecast with
+- **Consolidation** (per fleet). The *active set* is the fewest devices whose best sustained throughput covers the
+  forecast frame rate divided by `max_utilisation`, or the queue's drain rate (the demand bound of its deadlines,
+  `_need_fps`), whichever is larger: the first device the most energy-efficient at full load, each one after it
+  the kind that spends least per frame at its share of the forecast, idle power included (`_cover_by_share`). It
+  grows at once when the forecast rises (wake ahead of load: a device joins the set, and so may be woken, as soon
+  as the rate estimate says it is needed) and shrinks only when the set one smaller would still cover the forecast with
   `hysteresis` to spare, no sooner than `shrink_after_s` after the last change: devices do not flap. The device
   that leaves is the one whose absence leaves the set drawing least at the forecast rate, idle power included
   (`_set_watts`). A growth for a queued burst alone may be undone after `burst_hold_s`. A device outside the set
