@@ -3,14 +3,13 @@ echo, side by side in one cluster, as `bench_overhead` sets them up (psutil; not
 
     python -m benchmarks.overhead_profile [ROUNDS] [SECONDS] [CONCURRENCY]      (defaults 5 6 64)
 
-Prints the requests/s of each round, the pooled ratio, and per process (Serve proxy, ingress, scheduler and
-device replicas and hosts, echo, Ray's own) milliseconds of CPU per completed request. Run it under the
-shared heavy lock: it starts a Ray cluster.
+Prints the requests/s of each round (ROUNDS pairs, ABBA order), the paired and pooled ratios (as
+`bench_overhead` reports them), and per process (Serve proxy, ingress, scheduler and device replicas and
+hosts, echo, Ray's own) milliseconds of CPU per completed request. It starts a local Ray cluster of its own.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from typing import Any
@@ -63,57 +62,30 @@ def _cpu_s(processes: dict[str, list[Any]]) -> dict[str, float]:
 
 
 def profile(rounds: int, seconds: float, concurrency: int) -> dict[str, Any]:
-    """Alternating rounds of both paths; requests/s per round and CPU ms per request per process."""
-    import ray
-    from ray import serve
+    """`rounds` pairs of rounds of both paths (ABBA order); requests/s per round, the paired ratios, and CPU ms
+    per request per process."""
+    from benchmarks.bench_overhead import abba, paired_ratios, serving_side_by_side
 
-    from benchmarks.bench_overhead import _closed_loop, _echo_app
-    from cluster.inventory import fleet_from_dict
-    from cluster.local import free_port, start_in_process
-    from deployments.app import ServiceConfig, deploy
-
-    fleet = fleet_from_dict({"name": "bench", "devices": [{"name": "agx0", "kind": "agx-xavier"}]})
-    start_in_process(fleet)
-    try:
-        config = ServiceConfig(
-            fleet,
-            policy="transparent",
-            cost="oracle",
-            app_name="bench-jetfleet",
-            route_prefix="/jf",
-            device_speed_factor=1e6,
-        )
-        service = deploy(config, http_port=free_port())
-        serve.run(_echo_app(), name="bench-echo", route_prefix="/echo")
-        base = service.url.removesuffix("/jf")
-        paths = {"jetfleet": ("/jf/v1/infer", service.token), "echo": ("/echo", None)}
-        for path, token in paths.values():  # warm up both
-            asyncio.run(_closed_loop(base, path, token, concurrency, 1.0))
+    with serving_side_by_side(concurrency) as both:
         processes = _processes()
-        cpu: dict[str, dict[str, float]] = {name: {} for name in paths}
-        done = dict.fromkeys(paths, 0)
-        rates: dict[str, list[float]] = {name: [] for name in paths}
-        for _ in range(rounds):
-            for name, (path, token) in paths.items():
-                before = _cpu_s(processes)
-                ok, _ = asyncio.run(_closed_loop(base, path, token, concurrency, seconds))
-                after = _cpu_s(processes)
-                done[name] += ok
-                rates[name].append(round(ok / seconds, 1))
-                for key, value in after.items():
-                    cpu[name][key] = cpu[name].get(key, 0.0) + value - before.get(key, 0.0)
-        service.delete()
-        serve.delete("bench-echo")
-    finally:
-        serve.shutdown()
-        ray.shutdown()
+        cpu: dict[str, dict[str, float]] = {name: {} for name in both.paths}
+        done = dict.fromkeys(both.paths, 0)
+        rates: dict[str, list[float]] = {name: [] for name in both.paths}
+        for name in abba(rounds):
+            before = _cpu_s(processes)
+            ok, _ = both.round(name, seconds)
+            after = _cpu_s(processes)
+            done[name] += ok
+            rates[name].append(round(ok / seconds, 1))
+            for key, value in after.items():
+                cpu[name][key] = cpu[name].get(key, 0.0) + value - before.get(key, 0.0)
     per_request = {
         name: {k: round(v / max(done[name], 1) * 1e3, 2) for k, v in sorted(cpu[name].items(), key=lambda kv: -kv[1])}
-        for name in paths
+        for name in cpu
     }
     return {
         "rounds_rps": rates,
-        "ratio": round(sum(rates["jetfleet"]) / sum(rates["echo"]), 3),
+        **paired_ratios(rates["jetfleet"], rates["echo"]),
         "cpu_ms_per_request": per_request,
         "cpu_ms_per_request_total": {name: round(sum(v.values()), 2) for name, v in per_request.items()},
     }
