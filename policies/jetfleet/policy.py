@@ -472,7 +472,7 @@ class JetfleetPolicy(Policy):
         if grown <= plan.n_frames:
             return False
         score = self.objective.table(tables)
-        return score[plan.freq_index, grown - 1] < plan.score * (1.0 - self.config.wait_gain)
+        return bool(score[plan.freq_index, grown - 1] < plan.score * (1.0 - self.config.wait_gain))  # not a numpy bool
 
     def handle_late(self, step: Step, late: list[Request], devices: Sequence[DeviceState]) -> None:
         """Requests no device can finish in time: drop them, or run them on devices with nothing better to do."""
